@@ -1,0 +1,10 @@
+"""keras-ndsru: ND-Adam, Simple Recurrent Units, regularized softmax and
+robustness verification of ReLU networks, for Keras 3.
+
+The public API lives here. Importing the package loads no compiled op library
+and no tensorflow-datasets: the fused SRU op is loaded lazily on first use.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

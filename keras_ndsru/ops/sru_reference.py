@@ -1,0 +1,202 @@
+"""Pure Keras-ops SRU recurrence: the fallback path AND the test oracle.
+
+This is the elementwise part of the Simple Recurrent Unit (Lei et al., 2017,
+arXiv 1709.02755, eqs. (1)-(4) with the v-terms of Sec. 3.1 and the scaling
+correction of Sec. 3.2). The big matmul `U = x [W W_f W_r]` happens in the
+layer, batched over all time steps; this module only runs the recurrence.
+
+Tensor layout (shared with the fused op in `custom_ops/sru`):
+
+- `u`: `(batch, time, n_dir * 3 * units)`. For direction `k` the three blocks
+  `u[..., (3k + g) * units:(3k + g + 1) * units]` are `g = 0: W x_t`,
+  `g = 1: W_f x_t`, `g = 2: W_r x_t`.
+- `x_highway`: `(batch, time, n_dir * units)`, the highway input of each
+  direction (`x_t` itself, or its projection when `input_dim != units`).
+- `weight_c`, `bias`: `(n_dir * 2 * units,)`, per direction `[v_f | v_r]` and
+  `[b_f | b_r]`.
+- `c0`: `(batch, n_dir * units)` or `None` (zeros).
+- `mask`: `(batch, time)` booleans, True = valid step, or `None`.
+- `direction`: `"forward"`, `"backward"` (time runs from the end), or
+  `"bidirectional"` (`n_dir = 2`: direction 0 forward, direction 1 backward).
+
+Per direction, unit and valid step (eqs. (1)-(4) of the paper):
+
+    f_t = sigmoid(W_f x_t + v_f * c_{t-1} + b_f)
+    r_t = sigmoid(W_r x_t + v_r * c_{t-1} + b_r)
+    c_t = f_t * c_{t-1} + (1 - f_t) * (W x_t)
+    h_t = r_t * c_t + (1 - r_t) * x_highway_t * alpha
+
+A masked (invalid) step leaves `c` unchanged and outputs `h_t = 0`. `h_last` is
+the `h` of the last valid step each direction processed (for the backward
+direction that is the first valid position), or 0 when a row has no valid
+step; `c_last` is the final cell state. The state is carried in float32
+(float64 when `u` is float64) whatever the dtype of `u`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+DIRECTIONS = ("forward", "backward", "bidirectional")
+
+
+class SRUOutputs(NamedTuple):
+    """Outputs of the SRU recurrence.
+
+    Attributes:
+        h: `(batch, time, n_dir * units)` hidden outputs, in the dtype of `u`.
+        h_last: `(batch, n_dir * units)` last valid hidden output per row.
+        c_last: `(batch, n_dir * units)` final cell state (float32/float64).
+    """
+
+    h: object
+    h_last: object
+    c_last: object
+
+
+def num_directions(direction: str) -> int:
+    """Returns 2 for `"bidirectional"`, 1 for `"forward"`/`"backward"`."""
+    if direction not in DIRECTIONS:
+        raise ValueError(
+            f"`direction` must be one of {DIRECTIONS}. Received: direction={direction!r}"
+        )
+    return 2 if direction == "bidirectional" else 1
+
+
+def state_dtype(dtype) -> str:
+    """The dtype the recurrence state is carried in for inputs of `dtype`."""
+    return (
+        "float64" if keras.backend.standardize_dtype(dtype) == "float64" else "float32"
+    )
+
+
+def _reversed_flags(direction: str) -> list[bool]:
+    if direction == "bidirectional":
+        return [False, True]
+    return [direction == "backward"]
+
+
+def _to_step_major(x, flags):
+    """(batch, time, n_dir, ...) -> (time, batch, n_dir, ...), each direction in
+    the order it is processed (reversed directions flipped in time)."""
+    parts = []
+    for k, rev in enumerate(flags):
+        part = x[:, :, k : k + 1]
+        parts.append(ops.flip(part, axis=1) if rev else part)
+    x = parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=2)
+    return ops.moveaxis(x, 1, 0)
+
+
+def _from_step_major(x, flags):
+    """Inverse of `_to_step_major`."""
+    x = ops.moveaxis(x, 0, 1)
+    parts = []
+    for k, rev in enumerate(flags):
+        part = x[:, :, k : k + 1]
+        parts.append(ops.flip(part, axis=1) if rev else part)
+    return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=2)
+
+
+def sru_reference(
+    u,
+    x_highway,
+    weight_c,
+    bias,
+    c0=None,
+    mask=None,
+    alpha: float = 1.0,
+    direction: str = "forward",
+) -> SRUOutputs:
+    """Runs the SRU recurrence with `keras.ops` (see the module docstring).
+
+    Args:
+        u: `(batch, time, n_dir * 3 * units)` precomputed `x [W W_f W_r]`.
+        x_highway: `(batch, time, n_dir * units)` highway input.
+        weight_c: `(n_dir * 2 * units,)` the `[v_f | v_r]` vectors.
+        bias: `(n_dir * 2 * units,)` the `[b_f | b_r]` biases.
+        c0: optional `(batch, n_dir * units)` initial cell state.
+        mask: optional `(batch, time)` boolean mask, True = valid step. Any
+            pattern is supported here (not only right padding).
+        alpha: highway scaling `sqrt(1 + 2 exp(highway_bias))` (Sec. 3.2), or 1.
+        direction: `"forward"`, `"backward"` or `"bidirectional"`.
+
+    Returns:
+        `SRUOutputs(h, h_last, c_last)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> u = np.zeros((2, 5, 3 * 4), "float32")
+    >>> x = np.ones((2, 5, 4), "float32")
+    >>> out = sru_reference(u, x, np.zeros(8, "float32"), np.zeros(8, "float32"))
+    >>> tuple(out.h.shape)
+    (2, 5, 4)
+    """
+    n_dir = num_directions(direction)
+    flags = _reversed_flags(direction)
+    u = tf.convert_to_tensor(u)
+    out_dtype = u.dtype
+    dtype = state_dtype(out_dtype)
+    batch, steps = ops.shape(u)[0], ops.shape(u)[1]
+    units = u.shape[-1] // (3 * n_dir)
+
+    u = ops.reshape(ops.cast(u, dtype), (batch, steps, n_dir, 3, units))
+    xh = ops.reshape(ops.cast(x_highway, dtype), (batch, steps, n_dir, units))
+    weight_c = ops.reshape(ops.cast(weight_c, dtype), (n_dir, 2, units))
+    bias = ops.reshape(ops.cast(bias, dtype), (n_dir, 2, units))
+    if c0 is None:
+        c0 = ops.zeros((batch, n_dir, units), dtype)
+    else:
+        c0 = ops.reshape(ops.cast(c0, dtype), (batch, n_dir, units))
+    if mask is None:
+        mask = ops.ones((batch, steps), "bool")
+    mask = ops.cast(mask, "bool")
+    mask = ops.repeat(ops.expand_dims(mask, 2), n_dir, axis=2)
+
+    if isinstance(steps, int) and steps == 0:
+        empty = ops.zeros((batch, 0, n_dir * units), out_dtype)
+        c_last = ops.reshape(c0, (batch, n_dir * units))
+        return SRUOutputs(empty, ops.zeros_like(c_last, out_dtype), c_last)
+
+    v_f, v_r = weight_c[:, 0], weight_c[:, 1]
+    b_f, b_r = bias[:, 0], bias[:, 1]
+    # A Python float goes straight to the state dtype (no float32 rounding).
+    alpha = tf.cast(alpha, dtype) if tf.is_tensor(alpha) else tf.constant(alpha, dtype)
+
+    def step(carry, inputs):
+        c_prev, h_last = carry
+        u_t, xh_t, m_t = inputs
+        f = ops.sigmoid(u_t[:, :, 1] + v_f * c_prev + b_f)
+        r = ops.sigmoid(u_t[:, :, 2] + v_r * c_prev + b_r)
+        c = f * c_prev + (1.0 - f) * u_t[:, :, 0]
+        h = r * c + (1.0 - r) * xh_t * alpha
+        m_t = ops.expand_dims(m_t, -1)
+        c = ops.where(m_t, c, c_prev)
+        h_last = ops.where(m_t, h, h_last)
+        return c, h_last, ops.where(m_t, h, ops.zeros_like(h))
+
+    xs = (
+        _to_step_major(u, flags),
+        _to_step_major(xh, flags),
+        _to_step_major(mask, flags),
+    )
+    # `tf.scan` rather than `keras.ops.scan`: the latter requires the stacked
+    # outputs to have the structure of the carry. This module is the fallback
+    # of a TensorFlow custom op, so TensorFlow is a given here.
+    zeros = ops.zeros_like(c0)
+    c_seq, h_last_seq, h = tf.scan(
+        lambda acc, inputs: step(acc[:2], inputs),
+        xs,
+        initializer=(c0, zeros, zeros),
+    )
+    c_last, h_last = c_seq[-1], h_last_seq[-1]
+    h = _from_step_major(h, flags)
+    return SRUOutputs(
+        ops.cast(ops.reshape(h, (batch, steps, n_dir * units)), out_dtype),
+        ops.cast(ops.reshape(h_last, (batch, n_dir * units)), out_dtype),
+        ops.reshape(c_last, (batch, n_dir * units)),
+    )
