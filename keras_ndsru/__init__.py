@@ -8,7 +8,8 @@ and no tensorflow-datasets: the fused SRU op is loaded lazily on first use.
 from keras_ndsru import losses
 from keras_ndsru.layers.bn_softmax import BNSoftmax
 from keras_ndsru.layers.logit_l2 import LogitL2
+from keras_ndsru.layers.sru import SRU
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "BNSoftmax", "LogitL2", "losses"]
+__all__ = ["__version__", "BNSoftmax", "LogitL2", "SRU", "losses"]

@@ -1,0 +1,80 @@
+"""Independent NumPy transcription of the SRU (arXiv 1709.02755, eqs. (1)-(4)).
+
+Written step by step with explicit loops, per row and direction, so that it
+shares no code (and no vectorization trick) with `keras_ndsru`. Used as the
+oracle of tests/ops/test_sru_reference.py and tests/layers/test_sru*.py
+(pytest puts `tests/`, the directory of the root conftest, on `sys.path`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def sru_direction(u, xh, v_f, v_r, b_f, b_r, c0, valid, alpha, backward):
+    """One direction for one row.
+
+    Args:
+        u: (time, 3, units): W x_t, W_f x_t, W_r x_t.
+        xh: (time, units) highway input.
+        valid: (time,) booleans.
+
+    Returns:
+        h (time, units) with zeros at invalid steps, h_last, c_last.
+    """
+    steps = u.shape[0]
+    c = np.array(c0, dtype=np.float64)
+    h_seq = np.zeros((steps, c.shape[0]))
+    h_last = np.zeros_like(c)
+    order = range(steps - 1, -1, -1) if backward else range(steps)
+    for t in order:
+        if not valid[t]:
+            continue
+        c_prev = c
+        f = sigmoid(u[t, 1] + v_f * c_prev + b_f)  # eq. (1)
+        c = f * c_prev + (1.0 - f) * u[t, 0]  # eq. (2)
+        r = sigmoid(u[t, 2] + v_r * c_prev + b_r)  # eq. (3)
+        h = r * c + (1.0 - r) * xh[t] * alpha  # eq. (4)
+        h_seq[t] = h
+        h_last = h
+    return h_seq, h_last, c
+
+
+def sru_numpy(
+    u, xh, weight_c, bias, c0=None, mask=None, alpha=1.0, direction="forward"
+):
+    """The recurrence with the layout of `keras_ndsru.ops.sru_reference`."""
+    u = np.asarray(u, np.float64)
+    xh = np.asarray(xh, np.float64)
+    n_dir = 2 if direction == "bidirectional" else 1
+    batch, steps = u.shape[:2]
+    units = u.shape[-1] // (3 * n_dir)
+    weight_c = np.asarray(weight_c, np.float64).reshape(n_dir, 2, units)
+    bias = np.asarray(bias, np.float64).reshape(n_dir, 2, units)
+    c0 = np.zeros((batch, n_dir * units)) if c0 is None else np.asarray(c0, np.float64)
+    mask = np.ones((batch, steps), bool) if mask is None else np.asarray(mask, bool)
+    h = np.zeros((batch, steps, n_dir * units))
+    h_last = np.zeros((batch, n_dir * units))
+    c_last = np.zeros((batch, n_dir * units))
+    for b in range(batch):
+        for k in range(n_dir):
+            backward = direction == "backward" or k == 1
+            cols = slice(k * units, (k + 1) * units)
+            hs, hl, cl = sru_direction(
+                u[b, :, 3 * k * units : 3 * (k + 1) * units].reshape(steps, 3, units),
+                xh[b, :, cols],
+                weight_c[k, 0],
+                weight_c[k, 1],
+                bias[k, 0],
+                bias[k, 1],
+                c0[b, cols],
+                mask[b],
+                alpha,
+                backward,
+            )
+            h[b, :, cols], h_last[b, cols], c_last[b, cols] = hs, hl, cl
+    return h, h_last, c_last
