@@ -6,10 +6,21 @@ and no tensorflow-datasets: the fused SRU op is loaded lazily on first use.
 """
 
 from keras_ndsru import losses
+from keras_ndsru.callbacks.effective_learning_rate import EffectiveLearningRate
 from keras_ndsru.layers.bn_softmax import BNSoftmax
 from keras_ndsru.layers.logit_l2 import LogitL2
 from keras_ndsru.layers.sru import SRU
+from keras_ndsru.optimizers.nd_adam import NDAdam, vector_axes_for_model
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "BNSoftmax", "LogitL2", "SRU", "losses"]
+__all__ = [
+    "__version__",
+    "BNSoftmax",
+    "EffectiveLearningRate",
+    "LogitL2",
+    "NDAdam",
+    "SRU",
+    "losses",
+    "vector_axes_for_model",
+]

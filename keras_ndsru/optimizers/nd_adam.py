@@ -1,0 +1,665 @@
+"""ND-Adam: Normalized Direction-preserving Adam (arXiv 1709.04546, Alg. 1)."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterable, Mapping
+
+import keras
+from keras import ops
+
+# Layer-name components that Keras gives these layers by default; used only to
+# read the layer type from a variable path when no model scan is available.
+_DEFAULT_TRANSPOSE_NAME = re.compile(r"conv[123]d_transpose(_\d+)?")
+_DEFAULT_DEPTHWISE_NAME = re.compile(r"depthwise_conv[12]d(_\d+)?")
+_DEFAULT_CONV_NAME = re.compile(r"conv[123]d(_\d+)?")
+
+_CONV_TRANSPOSE_LAYERS = (
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+)
+_SEPARABLE_LAYERS = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
+_DEPTHWISE_LAYERS = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+_CONV_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+# The SRU layer (keras_ndsru.layers.SRU) is matched by class name so that this
+# module does not import the layer package (and its op loader).
+_SRU_CLASS_NAME = "SRU"
+
+
+def _path(variable) -> str:
+    path = getattr(variable, "path", None) or variable.name
+    return path.split(":")[0]
+
+
+def _all_but(rank: int, *kept: int) -> tuple[int, ...]:
+    kept = {k % rank for k in kept}
+    return tuple(i for i in range(rank) if i not in kept)
+
+
+def _axes_from_variable(variable) -> tuple[tuple[int, ...] | None, bool]:
+    """Reduction axes of a variable from its own name, rank and path alone.
+
+    Returns `(axes, ambiguous)`. `axes` is `None` for theta_s variables.
+    `ambiguous` is True for a rank >= 3 `kernel` of a layer without a default
+    Keras name: ConvND, ConvNDTranspose, DepthwiseConvND and EinsumDense
+    kernels look alike from the variable alone (the layer class decides).
+    """
+    parts = _path(variable).split("/")
+    name, layer_name = parts[-1], parts[-2] if len(parts) > 1 else ""
+    rank = len(variable.shape)
+    if name == "kernel" and rank == 2:
+        return (0,), False  # Dense, SRU, RNN cells: one vector per column
+    if name == "kernel" and 3 <= rank <= 5:
+        if _DEFAULT_TRANSPOSE_NAME.fullmatch(layer_name):
+            return _all_but(rank, -2), False
+        if _DEFAULT_DEPTHWISE_NAME.fullmatch(layer_name):
+            return _all_but(rank, -2, -1), False
+        ambiguous = not _DEFAULT_CONV_NAME.fullmatch(layer_name)
+        return _all_but(rank, -1), ambiguous
+    if name == "depthwise_kernel" and 3 <= rank <= 5:
+        return _all_but(rank, -2, -1), False
+    if name == "pointwise_kernel" and rank >= 2:
+        return _all_but(rank, -1), False
+    return None, False
+
+
+def _einsum_kernel_axes(layer, kernel) -> tuple[int, ...] | None:
+    """Axes of an EinsumDense kernel contracted away (the unit's inputs)."""
+    equation = getattr(layer, "equation", "")
+    if "->" not in equation or "," not in equation or "." in equation:
+        return None
+    left, output = equation.replace(" ", "").split("->")
+    kernel_spec = left.split(",")[1]
+    if len(kernel_spec) != len(kernel.shape):
+        return None
+    axes = tuple(i for i, c in enumerate(kernel_spec) if c not in output)
+    return axes or None
+
+
+def _layer_axes(layer) -> dict[int, tuple[int, ...] | None] | None:
+    """`{id(variable): axes}` for a layer whose class NDAdam knows, else None."""
+    is_sru = any(c.__name__ == _SRU_CLASS_NAME for c in type(layer).__mro__)
+    known = (
+        _CONV_TRANSPOSE_LAYERS
+        + _SEPARABLE_LAYERS
+        + _DEPTHWISE_LAYERS
+        + _CONV_LAYERS
+        + (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Embedding)
+    )
+    if not (is_sru or isinstance(layer, known)):
+        return None
+    result = {}
+    for variable in layer.trainable_weights:
+        name, rank = _path(variable).split("/")[-1], len(variable.shape)
+        axes = None
+        if isinstance(layer, _CONV_TRANSPOSE_LAYERS) and name == "kernel":
+            axes = _all_but(rank, -2)
+        elif isinstance(layer, _SEPARABLE_LAYERS + _DEPTHWISE_LAYERS):
+            if name in ("depthwise_kernel", "kernel"):
+                axes = _all_but(rank, -2, -1)
+            elif name == "pointwise_kernel":
+                axes = _all_but(rank, -1)
+        elif isinstance(layer, _CONV_LAYERS) and name == "kernel":
+            axes = _all_but(rank, -1)
+        elif isinstance(layer, keras.layers.EinsumDense) and name == "kernel":
+            axes = _einsum_kernel_axes(layer, variable)
+        elif (is_sru or isinstance(layer, keras.layers.Dense)) and name == "kernel":
+            axes = (0,) if rank == 2 else None
+        result[id(variable)] = axes
+    return result
+
+
+def _sublayers(layer) -> list:
+    found = list(getattr(layer, "layers", None) or [])
+    for value in vars(layer).values():
+        values = value.values() if isinstance(value, Mapping) else value
+        if isinstance(values, (list, tuple)):
+            found.extend(v for v in values if isinstance(v, keras.layers.Layer))
+        elif isinstance(value, keras.layers.Layer):
+            found.append(value)
+    return found
+
+
+def vector_axes_for_model(model) -> dict[str, tuple[int, ...] | None]:
+    """Partition a model's trainable variables by their layers' classes.
+
+    Walks every layer of `model` (nested models and layers held as
+    attributes included) and returns `{variable.path: axes}` for each
+    trainable variable: `axes` are the axes each weight vector spans (NDAdam
+    reduces over them) or `None` for theta_s. Layers of known classes (Dense,
+    EinsumDense, ConvND, ConvNDTranspose, DepthwiseConvND, SeparableConvND,
+    SRU, Embedding) are resolved from their class, so user-chosen layer names
+    do not matter; the variables of other layers follow NDAdam's automatic
+    rule. Pass the result as `NDAdam(vector_axes=...)`.
+
+    Args:
+        model: A built `keras.Model` or `keras.layers.Layer`.
+
+    Returns:
+        A dict from variable path to a tuple of axes, or `None`.
+    """
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(
+            f"`model` must be a keras.Model or keras.layers.Layer. Received: model={model!r}"
+        )
+    known: dict[int, tuple[int, ...] | None] = {}
+    stack, seen = [model], set()
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        axes = _layer_axes(layer)
+        if axes is not None:
+            known.update(axes)
+        else:
+            stack.extend(_sublayers(layer))
+    partition: dict[str, tuple[int, ...] | None] = {}
+    for variable in model.trainable_variables:
+        axes = known.get(id(variable), _axes_from_variable(variable)[0])
+        path = _path(variable)
+        if path in partition and partition[path] != axes:
+            raise ValueError(
+                f"Two trainable variables share the path '{path}' but need "
+                "different vector axes; give the layers unique names. "
+                f"Received: axes={partition[path]} and {axes}"
+            )
+        partition[path] = axes
+    return partition
+
+
+def _patterns(entries, argument: str) -> list[str] | None:
+    """Regex patterns from a list of patterns and/or variables."""
+    if entries is None:
+        return None
+    if isinstance(entries, str) or not isinstance(entries, Iterable):
+        raise ValueError(
+            f"`{argument}` must be a list of variables or path regex patterns. "
+            f"Received: {argument}={entries!r}"
+        )
+    patterns = []
+    for entry in entries:
+        if isinstance(entry, str):
+            re.compile(entry)
+            patterns.append(entry)
+        elif hasattr(entry, "shape") and (
+            hasattr(entry, "path") or hasattr(entry, "name")
+        ):
+            patterns.append("^" + re.escape(_path(entry)) + "$")
+        else:
+            raise ValueError(
+                f"Each entry of `{argument}` must be a variable or a regex "
+                f"string. Received: {argument}={entries!r}"
+            )
+    return patterns
+
+
+def _vector_axes_map(vector_axes) -> dict[str, tuple[int, ...] | None]:
+    if vector_axes is None:
+        return {}
+    if not isinstance(vector_axes, Mapping):
+        raise ValueError(
+            "`vector_axes` must be a dict from variable path to a list of "
+            f"axes or None. Received: vector_axes={vector_axes!r}"
+        )
+    result = {}
+    for path, axes in vector_axes.items():
+        if not isinstance(path, str):
+            raise ValueError(
+                f"`vector_axes` keys must be variable paths (str). Received: vector_axes={vector_axes!r}"
+            )
+        if axes is not None:
+            if isinstance(axes, int):
+                axes = (axes,)
+            if (
+                not all(isinstance(a, int) and not isinstance(a, bool) for a in axes)
+                or not axes
+            ):
+                raise ValueError(
+                    "`vector_axes` values must be non-empty lists of int axes "
+                    f"or None. Received: vector_axes={vector_axes!r}"
+                )
+            axes = tuple(axes)
+        result[path] = axes
+    return result
+
+
+def _check_rate(value, argument: str):
+    if isinstance(value, keras.optimizers.schedules.LearningRateSchedule) or callable(
+        value
+    ):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(
+            f"`{argument}` must be a positive float, a LearningRateSchedule or a "
+            f"callable. Received: {argument}={value!r}"
+        )
+    return float(value)
+
+
+def _check_fraction(value, argument: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 <= value < 1
+    ):
+        raise ValueError(
+            f"`{argument}` must be a float in [0, 1). Received: {argument}={value!r}"
+        )
+    return float(value)
+
+
+@keras.saving.register_keras_serializable(package="keras_ndsru")
+class NDAdam(keras.optimizers.Optimizer):
+    """Normalized Direction-preserving Adam (ND-Adam).
+
+    Implements Algorithm 1 of Zhang, Ma, Li and Wu, "Normalized
+    Direction-preserving Adam" (arXiv 1709.04546). Trainable variables are
+    split into weight vectors theta_v (the input weight vector of each hidden
+    unit) and the rest, theta_s. Each weight vector `w` is normalized to unit
+    L2 norm when the optimizer is built, and every step does
+
+    ```
+    g_bar = g - (g . w) w                      # tangent-space gradient
+    m = beta_1 m + (1 - beta_1) g_bar          # vector first moment
+    v = beta_2 v + (1 - beta_2) ||g_bar||^2    # ONE scalar per vector
+    w_bar = w - vector_learning_rate * m_hat / (sqrt(v_hat) + epsilon)
+    w = w_bar / ||w_bar||
+    ```
+
+    with bias-corrected `m_hat = m / (1 - beta_1^t)`, `v_hat = v / (1 -
+    beta_2^t)`. Reductions and norms run in float32 whatever the variable
+    dtype. theta_s variables get Adam with `learning_rate`, numerically the
+    same as `keras.optimizers.Adam(epsilon=epsilon)`; weight decay, if set,
+    applies to theta_s only (weight vectors have a fixed norm).
+
+    The partition (`optimizer.vector_variables` lists `(variable, axes)` once
+    built; `axes` are the axes one vector spans) is resolved per variable, in
+    this order:
+
+    1. `exclude_from_vectors` patterns or variables: theta_s.
+    2. `vector_axes[variable.path]`: the given axes (`None`: theta_s).
+    3. `vector_variables`, if given: only matching variables are theta_v,
+       with the automatic axes or, if there are none, all axes but the last.
+    4. Automatic rule from the variable's own name and rank, independent of
+       user-chosen layer names: a rank-2 `kernel` (Dense, SRU, RNN cells) is
+       one vector per column; `pointwise_kernel` one per output channel;
+       `depthwise_kernel` one per (input channel, multiplier); a rank 3-5
+       `kernel` is a ConvND kernel (one vector per output filter) unless its
+       layer has the default name of a ConvNDTranspose (output channels on
+       axis -2) or DepthwiseConvND layer. Everything else (biases,
+       normalization parameters, embeddings, SRU `weight_c`) is theta_s.
+
+    A rank 3-5 `kernel` of a renamed ConvNDTranspose, DepthwiseConvND or
+    EinsumDense layer cannot be told from a ConvND kernel without its layer:
+    NDAdam then warns once. Pass
+    `vector_axes=keras_ndsru.optimizers.vector_axes_for_model(model)`, which
+    resolves every variable from its layer's class, to remove the ambiguity.
+    After `build()`, `get_config()["vector_axes"]` holds the resolved
+    partition, so a saved and reloaded optimizer rebuilds exactly the same.
+
+    Zero or non-finite weight vectors at build time raise a `ValueError`
+    (their direction is undefined). During training a weight vector whose
+    projected gradient is not finite is treated as having a zero gradient
+    for that step, so weights never become NaN; theta_s follows Adam.
+
+    Args:
+        learning_rate: Float, `LearningRateSchedule` or callable: alpha_s,
+            Adam's step size for theta_s. Defaults to `0.001`.
+        vector_learning_rate: Float, `LearningRateSchedule` or callable:
+            alpha_v, the step size for weight vectors. Defaults to `0.05`.
+        beta_1: Float in [0, 1), decay of the first moments. Defaults to
+            `0.9`.
+        beta_2: Float in [0, 1), decay of the second moments. Defaults to
+            `0.999`.
+        epsilon: Positive float added to `sqrt(v_hat)`. Defaults to `1e-8`.
+        weight_decay: Float or `None`; decoupled weight decay of theta_s.
+            Defaults to `None`.
+        vector_variables: `None` (automatic) or a list of variables and/or
+            regex patterns searched in `variable.path`; only those are
+            weight vectors. Defaults to `None`.
+        exclude_from_vectors: List of variables and/or regex patterns
+            searched in `variable.path` that are never weight vectors.
+            Defaults to `None`.
+        vector_axes: Dict from exact `variable.path` to the axes each weight
+            vector spans, or `None` for theta_s; e.g. the output of
+            `vector_axes_for_model(model)`. Defaults to `None`.
+        {{base_optimizer_keyword_args}}
+
+    Example:
+
+    >>> import keras, keras_ndsru, numpy as np
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    >>> model.compile(optimizer=keras_ndsru.NDAdam(), loss="mse")
+    >>> _ = model.fit(np.ones((8, 4)), np.zeros((8, 3)), verbose=0)
+    >>> [(v.path, axes) for v, axes in model.optimizer.vector_variables]
+    [('sequential/dense/kernel', (0,))]
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.001,
+        vector_learning_rate=0.05,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        weight_decay=None,
+        vector_variables=None,
+        exclude_from_vectors=None,
+        vector_axes=None,
+        clipnorm=None,
+        clipvalue=None,
+        global_clipnorm=None,
+        use_ema=False,
+        ema_momentum=0.99,
+        ema_overwrite_frequency=None,
+        loss_scale_factor=None,
+        gradient_accumulation_steps=None,
+        name=None,
+        **kwargs,
+    ):
+        if isinstance(learning_rate, int) and not isinstance(learning_rate, bool):
+            learning_rate = float(learning_rate)
+        _check_rate(learning_rate, "learning_rate")
+        super().__init__(
+            learning_rate=learning_rate,
+            name=name,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
+            loss_scale_factor=loss_scale_factor,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            **kwargs,
+        )
+        self.beta_1 = _check_fraction(beta_1, "beta_1")
+        self.beta_2 = _check_fraction(beta_2, "beta_2")
+        if (
+            isinstance(epsilon, bool)
+            or not isinstance(epsilon, (int, float))
+            or not epsilon > 0
+        ):
+            raise ValueError(
+                f"`epsilon` must be a positive float. Received: epsilon={epsilon!r}"
+            )
+        self.epsilon = float(epsilon)
+        if weight_decay is not None and (
+            isinstance(weight_decay, bool)
+            or not isinstance(weight_decay, (int, float))
+            or weight_decay < 0
+        ):
+            raise ValueError(
+                "`weight_decay` must be None or a non-negative float. "
+                f"Received: weight_decay={weight_decay!r}"
+            )
+        self._vector_patterns = _patterns(vector_variables, "vector_variables")
+        self._exclude_patterns = (
+            _patterns(exclude_from_vectors, "exclude_from_vectors") or []
+        )
+        self._given_vector_axes = _vector_axes_map(vector_axes)
+        self._resolved_vector_axes: dict[str, tuple[int, ...] | None] = {}
+
+        vector_learning_rate = _check_rate(vector_learning_rate, "vector_learning_rate")
+        if isinstance(vector_learning_rate, float):
+            with keras.name_scope(self.name, caller=self):
+                vector_learning_rate = keras.Variable(
+                    vector_learning_rate,
+                    name="vector_learning_rate",
+                    dtype=keras.config.floatx(),
+                    trainable=False,
+                    aggregation="only_first_replica",
+                )
+            self._track_variable(vector_learning_rate)
+        self._vector_learning_rate = vector_learning_rate
+
+    @property
+    def vector_learning_rate(self):
+        """alpha_v at the current iteration."""
+        rate = self._vector_learning_rate
+        if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+            return rate(self._iterations)
+        if isinstance(rate, keras.Variable):
+            return rate
+        return rate()
+
+    @vector_learning_rate.setter
+    def vector_learning_rate(self, value):
+        if not isinstance(self._vector_learning_rate, keras.Variable):
+            raise TypeError(
+                "`vector_learning_rate` was given as a schedule or callable and "
+                f"cannot be set. Received: vector_learning_rate={value!r}"
+            )
+        self._vector_learning_rate.assign(_check_rate(value, "vector_learning_rate"))
+
+    @property
+    def vector_variables(self) -> list:
+        """`[(variable, axes), ...]` for the weight vectors (empty until built)."""
+        if not self.built:
+            return []
+        return [
+            (v, axes)
+            for v, axes in zip(self._trainable_variables, self._axes)
+            if axes is not None
+        ]
+
+    @property
+    def scalar_variables(self) -> list:
+        """Variables updated by Adam (theta_s); empty until built."""
+        if not self.built:
+            return []
+        return [
+            v for v, axes in zip(self._trainable_variables, self._axes) if axes is None
+        ]
+
+    def _resolve_axes(self, variable) -> tuple[tuple[int, ...] | None, bool]:
+        path = _path(variable)
+        if any(re.search(p, path) for p in self._exclude_patterns):
+            return None, False
+        if path in self._given_vector_axes:
+            axes = self._given_vector_axes[path]
+        else:
+            axes, ambiguous = _axes_from_variable(variable)
+            if self._vector_patterns is None:
+                return axes, ambiguous
+            if not any(re.search(p, path) for p in self._vector_patterns):
+                return None, False
+            if axes is None:
+                axes = (
+                    _all_but(len(variable.shape), -1)
+                    if len(variable.shape) > 1
+                    else (0,)
+                )
+            return axes, ambiguous
+        if axes is None:
+            return None, False
+        rank = len(variable.shape)
+        if any(not -rank <= a < rank for a in axes):
+            raise ValueError(
+                f"`vector_axes['{path}']` names an axis outside the variable's "
+                f"rank {rank}. Received: vector_axes['{path}']={axes}"
+            )
+        return tuple(sorted({a % rank for a in axes})), False
+
+    def build(self, var_list):
+        """Partition `var_list`, normalize weight vectors, create the state."""
+        if self.built:
+            return
+        super().build(var_list)
+        self._axes, ambiguous = [], []
+        for variable in var_list:
+            axes, is_ambiguous = self._resolve_axes(variable)
+            if axes is not None and "float" not in str(variable.dtype):
+                axes = None
+            self._axes.append(axes)
+            if axes is not None and is_ambiguous:
+                ambiguous.append(_path(variable))
+            self._resolved_vector_axes[_path(variable)] = axes
+        if ambiguous:
+            warnings.warn(
+                f"NDAdam treats the kernels {ambiguous} as ConvND kernels (one "
+                "weight vector per output filter, the last axis). A renamed "
+                "ConvNDTranspose, DepthwiseConvND or EinsumDense kernel looks "
+                "the same; pass NDAdam(vector_axes=keras_ndsru.optimizers."
+                "vector_axes_for_model(model)) to resolve them from the layer "
+                "classes.",
+                stacklevel=2,
+            )
+        self._vector_keys = set()
+        for variable, axes in zip(var_list, self._axes):
+            if axes is not None:
+                self._vector_keys.add(self._var_key(variable))
+                self._normalize(variable, axes)
+        self._momentums = self.add_optimizer_variables(var_list, "momentum")
+        velocities = []
+        for variable, axes in zip(var_list, self._axes):
+            if self._overwrite_variable_with_gradient(variable):
+                velocities.append(None)
+            elif axes is None:
+                velocities.append(
+                    self.add_variable_from_reference(variable, "velocity")
+                )
+            else:
+                shape = tuple(
+                    1 if i in axes else d for i, d in enumerate(variable.shape)
+                )
+                velocities.append(
+                    self.add_variable(
+                        shape=shape,
+                        dtype="float32",
+                        name=_path(variable).replace("/", "_") + "_vector_velocity",
+                    )
+                )
+        self._velocities = velocities
+
+    def _normalize(self, variable, axes):
+        w = ops.cast(variable, "float32")
+        norm = ops.sqrt(ops.sum(ops.square(w), axis=axes, keepdims=True))
+        valid = ops.logical_and(ops.isfinite(norm), norm > 0)
+        try:
+            invalid = int(ops.sum(ops.cast(ops.logical_not(valid), "int32")))
+        except Exception:  # noqa: BLE001 -- built while tracing: no eager check
+            invalid = 0
+        if invalid:
+            raise ValueError(
+                "NDAdam normalizes every weight vector to unit L2 norm (Algorithm "
+                f"1), but variable '{_path(variable)}' has {invalid} zero or "
+                "non-finite vector(s): use a non-zero initializer or list it in "
+                f"`exclude_from_vectors`. Received: shape={tuple(variable.shape)}, "
+                f"axes={axes}"
+            )
+        safe_norm = ops.where(valid, norm, ops.ones_like(norm))
+        variable.assign(ops.cast(ops.where(valid, w / safe_norm, w), variable.dtype))
+
+    def update_step(self, gradient, variable, learning_rate):
+        """One Algorithm 1 step for a weight vector, an Adam step otherwise."""
+        index = self._get_variable_index(variable)
+        axes = self._axes[index]
+        if axes is None:
+            self._adam_step(gradient, variable, learning_rate, index)
+        else:
+            self._vector_step(gradient, variable, axes, index)
+
+    def _adam_step(self, gradient, variable, learning_rate, index):
+        # Same operations as keras.optimizers.Adam, so theta_s matches it.
+        lr = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        local_step = ops.cast(self.iterations + 1, variable.dtype)
+        beta_1_power = ops.power(ops.cast(self.beta_1, variable.dtype), local_step)
+        beta_2_power = ops.power(ops.cast(self.beta_2, variable.dtype), local_step)
+        m, v = self._momentums[index], self._velocities[index]
+        alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
+        self.assign_add(
+            v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2)
+        )
+        self.assign_sub(
+            variable,
+            ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), self.epsilon)),
+        )
+
+    def _vector_step(self, gradient, variable, axes, index):
+        m, v = self._momentums[index], self._velocities[index]
+        w = ops.cast(variable, "float32")
+        g = ops.cast(gradient, "float32")
+        step = ops.cast(self.iterations + 1, "float32")
+        correction_1 = 1 - ops.power(ops.cast(self.beta_1, "float32"), step)
+        sqrt_correction_2 = ops.sqrt(
+            1 - ops.power(ops.cast(self.beta_2, "float32"), step)
+        )
+        lr = ops.cast(self.vector_learning_rate, "float32")
+
+        g = g - ops.sum(g * w, axis=axes, keepdims=True) * w
+        g_norm_sq = ops.sum(ops.square(g), axis=axes, keepdims=True)
+        # A non-finite projected gradient counts as zero for this step.
+        finite = ops.isfinite(g_norm_sq)
+        g = ops.where(finite, g, 0.0)
+        g_norm_sq = ops.where(finite, g_norm_sq, 0.0)
+
+        m_new = ops.cast(m, "float32") * self.beta_1 + g * (1 - self.beta_1)
+        v_new = v * self.beta_2 + g_norm_sq * (1 - self.beta_2)
+        # m_hat / (sqrt(v_hat) + eps), with the bias corrections folded into
+        # one scalar per vector so that only two full-size ops remain.
+        scale = (lr * sqrt_correction_2 / correction_1) / (
+            ops.sqrt(v_new) + self.epsilon * sqrt_correction_2
+        )
+        w_bar = w - m_new * scale
+        norm = ops.sqrt(ops.sum(ops.square(w_bar), axis=axes, keepdims=True))
+        self.assign(m, m_new)
+        self.assign(v, v_new)
+        self.assign(variable, w_bar / ops.maximum(norm, 1e-30))
+
+    def _use_weight_decay(self, variable):
+        if self._var_key(variable) in getattr(self, "_vector_keys", ()):
+            return False
+        return super()._use_weight_decay(variable)
+
+    def get_config(self):
+        config = super().get_config()
+        rate = self._vector_learning_rate
+        if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+            rate = keras.optimizers.schedules.serialize(rate)
+        elif isinstance(rate, keras.Variable):
+            rate = float(ops.convert_to_numpy(rate))
+        else:
+            rate = keras.saving.serialize_keras_object(rate)
+        vector_axes = {**self._resolved_vector_axes, **self._given_vector_axes}
+        config.update(
+            {
+                "vector_learning_rate": rate,
+                "beta_1": self.beta_1,
+                "beta_2": self.beta_2,
+                "epsilon": self.epsilon,
+                "vector_variables": self._vector_patterns,
+                "exclude_from_vectors": self._exclude_patterns or None,
+                "vector_axes": {
+                    path: None if axes is None else list(axes)
+                    for path, axes in vector_axes.items()
+                }
+                or None,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        rate = config.get("vector_learning_rate")
+        if isinstance(rate, dict):
+            config["vector_learning_rate"] = keras.saving.deserialize_keras_object(
+                rate, custom_objects=custom_objects
+            )
+        return super().from_config(config, custom_objects=custom_objects)
+
+
+NDAdam.__doc__ = NDAdam.__doc__.replace(
+    "{{base_optimizer_keyword_args}}",
+    "clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum,\n"
+    "            ema_overwrite_frequency, loss_scale_factor,\n"
+    "            gradient_accumulation_steps, name: as for every\n"
+    "            `keras.optimizers.Optimizer`.",
+)
