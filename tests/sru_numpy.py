@@ -45,11 +45,11 @@ def sru_direction(u, xh, v_f, v_r, b_f, b_r, c0, valid, alpha, backward):
 
 
 def sru_numpy(
-    u, xh, weight_c, bias, c0=None, mask=None, alpha=1.0, direction="forward"
+    u, x_highway, weight_c, bias, c0=None, mask=None, alpha=1.0, direction="forward"
 ):
     """The recurrence with the layout of `keras_ndsru.ops.sru_reference`."""
     u = np.asarray(u, np.float64)
-    xh = np.asarray(xh, np.float64)
+    xh = np.asarray(x_highway, np.float64)
     n_dir = 2 if direction == "bidirectional" else 1
     batch, steps = u.shape[:2]
     units = u.shape[-1] // (3 * n_dir)
