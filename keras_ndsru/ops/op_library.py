@@ -1,0 +1,270 @@
+"""Lazy, version-checked loader of the fused SRU op library.
+
+The library `keras_ndsru/_ops/_sru_ops.so` is built by `scripts/build_ops.py`
+(nothing compiles at import time) together with `build_info.json`, which
+records the TensorFlow version it was built against and a hash of its
+sources. The loader:
+
+- loads the library at most once per process, on first use (loading two
+  copies of the same ops breaks TensorFlow);
+- refuses a missing library, a library built for another TensorFlow version,
+  or (in a source checkout) one built from other sources than the current
+  ones; the fused path then reports why, and the dispatch in
+  `sru_recurrence.py` warns once and runs the fallback (or raises when
+  `use_fused_kernel=True`);
+- honours `KERAS_NDSRU_DISABLE_FUSED=1`, which forces the fallback.
+
+`fused_kernel_status()` says which path runs and why.
+
+This module imports only the standard library at import time, so the build
+script can read `source_hash` from it without importing TensorFlow twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import NamedTuple
+
+DISABLE_ENV_VAR = "KERAS_NDSRU_DISABLE_FUSED"
+LIBRARY_DIR = Path(__file__).resolve().parent.parent / "_ops"
+LIBRARY_NAME = "_sru_ops.so"
+BUILD_INFO_NAME = "build_info.json"
+# The C++ sources of the library, present in a source checkout only.
+SOURCE_DIR = Path(__file__).resolve().parent.parent.parent / "custom_ops" / "sru"
+_SOURCE_SUBDIRS = ("ops", "kernels")
+_SOURCE_SUFFIXES = (".cc", ".h", ".cu")
+
+FORWARD_OP = "KerasNdsru>SruForward"
+BUILD_HINT = "Build it with `python scripts/build_ops.py` (see the README)."
+
+
+class FusedKernelWarning(UserWarning):
+    """Warns that the fused SRU op cannot run and the fallback is used."""
+
+
+class FusedKernelStatus(NamedTuple):
+    """Which SRU recurrence runs, and why.
+
+    Attributes:
+        path: `"fused"` when the fused op is loaded and enabled, else
+            `"fallback"` (the `keras.ops` recurrence).
+        reason: a human-readable explanation.
+        library: path of the op library file.
+        cuda: whether the loaded library contains the CUDA kernels.
+    """
+
+    path: str
+    reason: str
+    library: str
+    cuda: bool
+
+
+def source_hash(source_dir: Path = SOURCE_DIR) -> str | None:
+    """SHA-256 of the library's C++/CUDA sources, or None without sources."""
+    files = sorted(
+        p
+        for sub in _SOURCE_SUBDIRS
+        if (source_dir / sub).is_dir()
+        for p in (source_dir / sub).iterdir()
+        if p.suffix in _SOURCE_SUFFIXES
+    )
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.parent.name}/{path.name}\0".encode())
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def fused_disabled_by_env() -> bool:
+    return os.environ.get(DISABLE_ENV_VAR, "").strip().lower() not in (
+        "",
+        "0",
+        "false",
+        "no",
+    )
+
+
+class OpLibraryLoader:
+    """Loads the op library from `library_dir` once and remembers the outcome.
+
+    The process uses one instance (`default_loader()`); tests build others
+    pointing at broken directories.
+    """
+
+    def __init__(self, library_dir: Path = LIBRARY_DIR, source_dir: Path = SOURCE_DIR):
+        self.library_dir = Path(library_dir)
+        self.source_dir = Path(source_dir)
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._module = None
+        self._reason = ""
+        self._cuda = False
+        self._warned = False
+
+    @property
+    def library_path(self) -> Path:
+        return self.library_dir / LIBRARY_NAME
+
+    def module(self):
+        """The loaded op module, or None when the library cannot be used."""
+        with self._lock:
+            if not self._loaded:
+                self._module, self._reason, self._cuda = self._load()
+                self._loaded = True
+        return self._module
+
+    def status(self) -> FusedKernelStatus:
+        module = self.module()
+        if fused_disabled_by_env():
+            return FusedKernelStatus(
+                "fallback",
+                f"the fused SRU op is disabled by {DISABLE_ENV_VAR}="
+                f"{os.environ[DISABLE_ENV_VAR]!r}",
+                str(self.library_path),
+                self._cuda,
+            )
+        path = "fused" if module is not None else "fallback"
+        return FusedKernelStatus(path, self._reason, str(self.library_path), self._cuda)
+
+    def warn_fallback_once(self, reason: str) -> None:
+        """Emits one `FusedKernelWarning` per loader (i.e. per process)."""
+        with self._lock:
+            if self._warned:
+                return
+            self._warned = True
+        warnings.warn(
+            f"The fused SRU op cannot run, using the slower keras.ops "
+            f"recurrence instead: {reason}",
+            FusedKernelWarning,
+            stacklevel=3,
+        )
+
+    def _check_build_info(self) -> tuple[str | None, dict]:
+        """An error text when the recorded build does not match, else None."""
+        import tensorflow as tf
+
+        info_path = self.library_dir / BUILD_INFO_NAME
+        if not self.library_path.exists():
+            return (
+                f"the op library {self.library_path} does not exist. {BUILD_HINT}",
+                {},
+            )
+        try:
+            info = json.loads(info_path.read_text())
+        except (OSError, ValueError) as e:
+            return (
+                f"the build record {info_path} is missing or unreadable ({e}); "
+                f"the library's TensorFlow version is unknown. {BUILD_HINT}",
+                {},
+            )
+        built_for = info.get("tf_version")
+        if built_for != tf.__version__:
+            return (
+                f"the op library was built for TensorFlow {built_for}, but "
+                f"TensorFlow {tf.__version__} is running (custom ops are not "
+                f"ABI compatible across versions). Rebuild it: "
+                f"`python scripts/build_ops.py`.",
+                info,
+            )
+        current = source_hash(self.source_dir)
+        if current is not None and info.get("source_hash") != current:
+            return (
+                f"the op library is stale: the sources in {self.source_dir} "
+                f"changed since it was built. Rebuild it: "
+                f"`python scripts/build_ops.py`.",
+                info,
+            )
+        return None, info
+
+    def _load(self):
+        import tensorflow as tf
+
+        error, info = self._check_build_info()
+        if error is not None:
+            return None, error, False
+        try:
+            module = tf.load_op_library(str(self.library_path))
+        except Exception as e:  # noqa: BLE001 - any load failure means fallback
+            return (
+                None,
+                f"loading {self.library_path} failed: {type(e).__name__}: {e}",
+                False,
+            )
+        _register_gradient(module)
+        cuda = bool(info.get("cuda"))
+        where = "CPU and CUDA kernels" if cuda else "CPU kernels"
+        reason = (
+            f"the fused SRU op is loaded from {self.library_path} ({where}, "
+            f"built for TensorFlow {info.get('tf_version')})"
+        )
+        return module, reason, cuda
+
+
+_default_loader = OpLibraryLoader()
+_gradient_lock = threading.Lock()
+_gradient_module = None
+
+
+def default_loader() -> OpLibraryLoader:
+    """The process-wide loader used by `sru_recurrence`."""
+    return _default_loader
+
+
+def fused_kernel_status() -> FusedKernelStatus:
+    """Reports whether the fused SRU op runs, and why (or why not).
+
+    Loads the op library on first call (once per process).
+
+    Returns:
+        A `FusedKernelStatus(path, reason, library, cuda)` where `path` is
+        `"fused"` or `"fallback"`.
+
+    Example:
+
+    >>> import keras_ndsru
+    >>> keras_ndsru.ops.fused_kernel_status().path in ("fused", "fallback")
+    True
+    """
+    return _default_loader.status()
+
+
+def _register_gradient(module) -> None:
+    """Wires KerasNdsru>SruBackward as the gradient of SruForward, once."""
+    global _gradient_module
+    import tensorflow as tf
+
+    with _gradient_lock:
+        if _gradient_module is not None:
+            return
+        _gradient_module = module
+
+    @tf.RegisterGradient(FORWARD_OP)
+    def _sru_forward_grad(op, grad_h, grad_c_seq, grad_h_last, grad_c_last):
+        # c_seq is an internal output kept for this gradient; the public API
+        # never returns it, so its incoming gradient is always zero.
+        del grad_c_seq
+        u, x_highway, weight_c, bias, c0, lengths = op.inputs
+        h, _, h_last, c_last = op.outputs
+        grads = _gradient_module.keras_ndsru_sru_backward(
+            u,
+            x_highway,
+            weight_c,
+            bias,
+            c0,
+            lengths,
+            op.outputs[1],
+            tf.zeros_like(h) if grad_h is None else grad_h,
+            tf.zeros_like(h_last) if grad_h_last is None else grad_h_last,
+            tf.zeros_like(c_last) if grad_c_last is None else grad_c_last,
+            alpha=op.get_attr("alpha"),
+            direction=op.get_attr("direction"),
+        )
+        return [*grads, None]
