@@ -11,6 +11,12 @@ import math
 import keras
 from keras import ops
 
+__all__ = [
+    "LogitL2CategoricalCrossentropy",
+    "LogitL2SparseCategoricalCrossentropy",
+    "logit_l2_penalty",
+]
+
 _HALF_PRECISION = ("float16", "bfloat16")
 
 

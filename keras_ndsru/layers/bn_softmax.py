@@ -54,8 +54,8 @@ class BNSoftmax(keras.layers.Layer):
     Args:
         gamma: Float > 0, the fixed scale `gamma_C`. Defaults to `2.5`
             (paper: 2.5 for CIFAR-10, 1 for CIFAR-100).
-        output: `"logits"` or `"probabilities"`, what the layer returns.
-            Defaults to `"logits"`.
+        output: `"logits"` or `"probabilities"`, what the layer returns
+            (readable as `layer.output_type`). Defaults to `"logits"`.
         center: Boolean, whether to add the trainable per-class shift `beta`.
             Defaults to `True`.
         momentum: Float in `[0, 1)`, momentum of the moving statistics.
