@@ -58,9 +58,10 @@ def in_region(problem, x: np.ndarray) -> bool:
     if np.any(x < problem.lower) or np.any(x > problem.upper):
         return False
     if problem.copies == 1:
-        if problem.norm == "1":
-            return bool(np.abs(x[0] - problem.center).sum() <= problem.delta)
-        return True
+        if problem.center is None:
+            return True
+        diff = np.abs(x[0] - problem.center)
+        return bool((diff.sum() if problem.norm == "1" else diff.max()) <= problem.delta)
     diff = np.abs(x[1] - x[0])
     bound = diff.max() if problem.norm == "inf" else diff.sum()
     return bool(bound <= problem.delta)

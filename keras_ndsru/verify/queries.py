@@ -105,6 +105,15 @@ def _executor(workers, executor):
     return ProcessPoolExecutor(int(workers)), True
 
 
+def _ball_box(x, delta, dom_lo, dom_hi):
+    """The L_inf box of the ball in the domain, rounded inwards so that every
+    point of it is within ``delta`` of ``x`` in floating point too."""
+    lower, upper = x - delta, x + delta
+    lower = np.where(x - lower > delta, np.nextafter(lower, np.inf), lower)
+    upper = np.where(upper - x > delta, np.nextafter(upper, -np.inf), upper)
+    return np.maximum(lower, dom_lo), np.minimum(upper, dom_hi)
+
+
 def _label_disjuncts(network, lower, upper, x0, label, argmin, norm, delta):
     k = network.n_outputs
     out = []
@@ -334,7 +343,7 @@ def local_robustness(
     argmin = label_mode == "argmin"
     queries, labels, y0s = [], [], []
     for x in points:
-        lower, upper = np.maximum(x - delta, dom_lo), np.minimum(x + delta, dom_hi)
+        lower, upper = _ball_box(x, delta, dom_lo, dom_hi)
         y0 = network(x)
         y0s.append(y0)
         if eps is None:

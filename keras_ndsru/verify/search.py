@@ -121,7 +121,7 @@ def _candidate(problem: Disjunct, x, tol) -> dict | None:
 def solve_disjunct(problem: Disjunct, deadline: float, options: Options) -> dict:
     """Decides ``problem``: status "robust", "violated" or "unknown"."""
     start = time.time()
-    info = {"description": problem.description, "method": "bounds"}
+    info = {"description": problem.description, "method": "bounds", "pid": os.getpid()}
 
     def done(status, **extra):
         info.update(extra, status=status, seconds=time.time() - start)
@@ -135,7 +135,7 @@ def solve_disjunct(problem: Disjunct, deadline: float, options: Options) -> dict
         return done("robust", lower=lower)
     found = _candidate(problem, vertex, options.tol)
     if found:
-        return done("violated", **found)
+        return done("violated", method="vertex", **found)
     n = problem.lower.shape[0]
     use_split = options.method == "split" or (
         options.method == "auto" and problem.copies == 1 and n <= options.split_max_dims

@@ -1,0 +1,209 @@
+"""Verdicts of the three definitions against the brute-force oracle."""
+
+import concurrent.futures
+import os
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+# The brute-force oracle sits beside this file (pytest runs in importlib mode).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from verify_brute import (  # noqa: E402
+    def1_min_margin,
+    def3_min_margin,
+    forward,
+    min_global,
+    random_net,
+)
+
+from keras_ndsru.verify import (  # noqa: E402
+    ReluNetwork,
+    global_robustness,
+    local_robustness,
+    max_robust_delta,
+)
+
+AMBIGUOUS = 1e-5  # exact margins this close to 0 are not asserted
+
+
+def _cases(seed, count, sizes):
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        weights, biases = random_net(rng, sizes)
+        x0 = rng.uniform(-1, 1, size=sizes[0])
+        yield weights, biases, x0
+
+
+def _check_verdicts(verdicts):
+    assert {True, False} <= set(verdicts), f"both verdicts expected: {verdicts}"
+
+
+@pytest.mark.parametrize("norm", ["inf", "1"])
+def test_def1_matches_brute_force(norm):
+    verdicts = []
+    for weights, biases, x0 in _cases(1, 3, [3, 5, 4, 3]):
+        net = ReluNetwork(weights, biases)
+        label = int(np.argmax(forward(weights, biases, x0)[0]))
+        for delta in (0.05, 0.3, 0.6):
+            exact = def1_min_margin(weights, biases, x0, delta, norm)
+            for method in ("milp", "split"):
+                res = local_robustness(
+                    net, x0, delta, norm=norm, workers=1, method=method
+                )
+                assert res.label == label
+                if abs(exact) < AMBIGUOUS:
+                    continue
+                assert res.robust == (exact > 0), (method, delta, exact, res.details)
+                verdicts.append(res.robust)
+                if res.robust is False:
+                    x = res.counterexample
+                    diff = np.abs(x - x0)
+                    assert (diff.max() if norm == "inf" else diff.sum()) <= delta
+                    y = forward(weights, biases, x)[0]
+                    assert np.any(np.delete(y, label) >= y[label])
+    _check_verdicts(verdicts)
+
+
+def test_def1_without_falsification_finds_counterexamples_by_search():
+    verdicts = []
+    for weights, biases, x0 in _cases(2, 4, [2, 6, 3]):
+        net = ReluNetwork(weights, biases)
+        for delta in (0.1, 0.6):
+            exact = def1_min_margin(weights, biases, x0, delta, "inf")
+            if abs(exact) < AMBIGUOUS:
+                continue
+            for method in ("milp", "split"):
+                res = local_robustness(
+                    net, x0, delta, workers=1, method=method, falsify_first=False
+                )
+                assert res.robust == (exact > 0)
+            verdicts.append(res.robust)
+    _check_verdicts(verdicts)
+
+
+def test_def1_argmin_and_domain():
+    verdicts = []
+    for weights, biases, x0 in _cases(3, 4, [2, 5, 3]):
+        net = ReluNetwork(weights, biases)
+        domain = (x0 - 0.1, x0 + 1.0)  # cuts the ball on the lower side
+        for delta in (0.2, 0.7):
+            exact = def1_min_margin(
+                weights, biases, x0, delta, "inf", argmin=True, domain=domain
+            )
+            if abs(exact) < AMBIGUOUS:
+                continue
+            res = local_robustness(
+                net, x0, delta, label_mode="argmin", domain=domain, workers=1
+            )
+            assert res.robust == (exact > 0)
+            verdicts.append(res.robust)
+            if res.robust is False:
+                assert np.all(res.counterexample >= domain[0])
+    _check_verdicts(verdicts)
+
+
+@pytest.mark.parametrize("norm", ["inf", "1"])
+def test_def3_matches_brute_force(norm):
+    verdicts = []
+    for weights, biases, x0 in _cases(4, 3, [2, 4, 4, 2]):
+        net = ReluNetwork(weights, biases)
+        y0 = forward(weights, biases, x0)[0]
+        for delta, eps in ((0.05, 0.5), (0.3, 0.02), (0.3, 0.2), (0.3, 2.0)):
+            exact = def3_min_margin(weights, biases, x0, delta, norm, eps)
+            if abs(exact) < AMBIGUOUS:
+                continue
+            res = local_robustness(net, x0, delta, norm=norm, eps=eps, workers=1)
+            assert res.robust == (exact > 0), (delta, eps, exact)
+            assert res.definition == 3
+            verdicts.append(res.robust)
+            if res.robust is False:
+                y = forward(weights, biases, res.counterexample)[0]
+                assert np.abs(y - y0).max() >= eps
+    _check_verdicts(verdicts)
+
+
+@pytest.mark.parametrize("norm", ["inf", "1"])
+def test_def2_global_matches_brute_force(norm):
+    verdicts = []
+    for weights, biases, _ in _cases(5, 3, [2, 4, 2]):
+        net = ReluNetwork(weights, biases)
+        lower, upper = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+        delta = 0.1
+        worst = max(
+            -min_global(weights, biases, lower, upper, delta, norm, j) for j in range(2)
+        )  # the largest output change
+        for eps in (0.5 * worst, 1.5 * worst):
+            res = global_robustness(net, lower, upper, delta, eps, norm=norm, workers=1)
+            assert res.robust == (eps > worst)
+            verdicts.append(res.robust)
+            if res.robust is False:
+                x1, x2 = res.counterexample
+                diff = np.abs(x1 - x2)
+                assert (diff.max() if norm == "inf" else diff.sum()) <= delta
+                y = forward(weights, biases, res.counterexample)
+                assert np.abs(y[0] - y[1]).max() >= eps
+    _check_verdicts(verdicts)
+
+
+def test_max_robust_delta_brackets_the_exact_threshold():
+    weights, biases, x0 = next(_cases(6, 1, [2, 5, 3]))
+    net = ReluNetwork(weights, biases)
+    res = max_robust_delta(net, x0, upper=2.0, precision=1e-3, workers=1)
+    assert res.exact and res.upper - res.delta <= 1e-3
+    assert def1_min_margin(weights, biases, x0, res.delta, "inf") > 0
+    y = forward(weights, biases, res.counterexample)[0]
+    label = int(np.argmax(forward(weights, biases, x0)[0]))
+    assert np.any(np.delete(y, label) >= y[label])
+
+
+def test_tie_counts_as_not_robust():
+    # Two identical output rows: every input is a tie.
+    net = ReluNetwork(
+        [np.eye(2), np.array([[1.0, 1.0], [1.0, 1.0]])], [np.zeros(2)] * 2
+    )
+    res = local_robustness(net, np.array([0.5, 0.5]), 0.1, workers=1)
+    assert res.robust is False
+
+
+def test_batch_of_points_parallel_matches_sequential():
+    weights, biases, _ = next(_cases(7, 1, [3, 6, 4, 3]))
+    net = ReluNetwork(weights, biases)
+    points = np.random.default_rng(0).uniform(-1, 1, size=(4, 3))
+    seq = local_robustness(net, points, 0.3, workers=1, method="milp")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        par = local_robustness(net, points, 0.3, executor=pool, method="milp")
+    exact = [def1_min_margin(weights, biases, x, 0.3, "inf") for x in points]
+    for s, p, e in zip(seq, par, exact):
+        if abs(e) > AMBIGUOUS:
+            assert s.robust == p.robust == (e > 0)
+
+
+def test_process_pool_executor():
+    for seed in (13, 19):  # two disjuncts each left for the solver
+        weights, biases, x0 = next(_cases(seed, 1, [2, 8, 8, 3]))
+        net = ReluNetwork(weights, biases)
+        exact = def1_min_margin(weights, biases, x0, 0.5, "inf")
+        res = local_robustness(
+            net, x0, 0.5, workers=2, method="milp", falsify_first=False
+        )
+        assert res.robust == (exact > 0)
+        solved = [d for d in res.details if d["method"] != "bounds"]
+        assert solved and all(d["pid"] != os.getpid() for d in solved)
+
+
+def test_timeout_gives_unknown():
+    rng = np.random.default_rng(9)
+    weights, biases = random_net(rng, [4, 30, 30, 3])
+    net = ReluNetwork(weights, biases)
+    res = local_robustness(
+        net,
+        np.zeros(4),
+        0.5,
+        workers=1,
+        method="milp",
+        timeout=0.0,
+        falsify_first=False,
+    )
+    assert res.robust is None and res.counterexample is None
