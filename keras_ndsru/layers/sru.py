@@ -8,10 +8,9 @@ import numbers
 import keras
 from keras import ops
 
-from keras_ndsru.ops.sru_recurrence import sru_recurrence
+from keras_ndsru.ops.sru_recurrence import sru_recurrence, will_use_fused_kernel
 from keras_ndsru.ops.sru_reference import state_dtype
 
-_FUSED_CHOICES = ("auto", True, False)
 _LAYER_NORM_EPSILON = 1e-5
 
 
@@ -188,11 +187,9 @@ class SRU(keras.layers.Layer):
             projection_size = _positive_int("projection_size", projection_size)
         self.projection_size = projection_size
         self.bidirectional = bool(bidirectional)
-        if not (use_fused_kernel == "auto" or isinstance(use_fused_kernel, bool)):
-            raise ValueError(
-                f"`use_fused_kernel` must be one of {_FUSED_CHOICES}. "
-                f"Received: use_fused_kernel={use_fused_kernel!r}"
-            )
+        # Validates the choice; raises when True and the op cannot run. The
+        # fused op has no XLA kernel: keep jit_compile="auto" away from it.
+        self.supports_jit = not will_use_fused_kernel(use_fused_kernel)
         self.use_fused_kernel = use_fused_kernel
         if seed is not None and not isinstance(seed, numbers.Integral):
             raise ValueError(

@@ -1,0 +1,525 @@
+"""keras_ndsru.SRU against a NumPy transcription of the layer (eqs. (1)-(4))."""
+
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_ndsru import SRU
+from keras_ndsru.ops import fused_kernel_status
+
+# The NumPy oracle is shared with the ops tests (pytest runs in importlib mode).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from sru_numpy import sru_numpy  # noqa: E402
+
+RIGHT_PADDED = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], bool)
+RAGGED = np.array([[1, 0, 1, 0, 1], [0, 1, 1, 0, 0], [1, 1, 1, 1, 0]], bool)
+
+
+def layer_numpy(layer, x, mask=None, c0=None):
+    """The SRU layer in NumPy float64: returns (output, c_last).
+
+    go_backwards is transcribed literally, as Keras defines it: the layer run
+    on the time-reversed input (and mask).
+    """
+    weights = {w.name: np.asarray(w.numpy(), np.float64) for w in layer.weights}
+    x = np.asarray(x, np.float64)
+    mask = np.ones(x.shape[:2], bool) if mask is None else np.asarray(mask, bool)
+    if layer.go_backwards:
+        x, mask = x[:, ::-1], mask[:, ::-1]
+    n_dir = 2 if layer.bidirectional else 1
+    units = layer.units
+    inputs = x
+    if layer.layer_norm:
+        mean = x.mean(-1, keepdims=True)
+        std = np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+        inputs = (x - mean) / std * weights["gamma"] + weights["beta"]
+    if layer.projection_size:
+        inputs = inputs @ weights["projection_kernel"]
+    z = inputs @ weights["kernel"]
+    u = z[..., : n_dir * 3 * units]
+    x_highway = z[..., n_dir * 3 * units :]
+    if x.shape[-1] == units:
+        x_highway = np.concatenate([x] * n_dir, axis=-1)
+    alpha = np.sqrt(1 + 2 * np.exp(layer.highway_bias)) if layer.rescale else 1.0
+    direction = "bidirectional" if n_dir == 2 else "forward"
+    h, h_last, c_last = sru_numpy(
+        u, x_highway, weights["weight_c"], weights["bias"], c0, mask, alpha, direction
+    )
+    return (h if layer.return_sequences else h_last), c_last
+
+
+def randomize(layer, seed=0):
+    """Random weights, including the v terms (zero at initialization)."""
+    rng = np.random.default_rng(seed)
+    for w in layer.trainable_weights:
+        w.assign(rng.normal(scale=0.5, size=w.shape).astype(w.dtype))
+
+
+def make_layer(input_dim, batch=None, **kwargs):
+    kwargs.setdefault("dtype", "float64")
+    layer = SRU(**kwargs)
+    layer.build((batch, None, input_dim))
+    randomize(layer)
+    return layer
+
+
+CASES = {
+    "forward": dict(units=4),
+    "projected_highway": dict(units=3, input_dim=5),
+    "backward": dict(units=4, go_backwards=True),
+    "bidirectional": dict(units=4, bidirectional=True),
+    "bidirectional_backward_projected": dict(
+        units=3, input_dim=4, bidirectional=True, go_backwards=True
+    ),
+    "layer_norm_projection": dict(
+        units=4, layer_norm=True, projection_size=2, highway_bias=-1.0
+    ),
+    "no_rescale_projected": dict(units=2, input_dim=4, rescale=False),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize(
+    "mask", [None, RIGHT_PADDED, RAGGED], ids=["no", "right", "ragged"]
+)
+@pytest.mark.parametrize("with_state", [False, True], ids=["zeros", "c0"])
+def test_outputs_and_state_match_numpy(case, mask, with_state):
+    config = dict(CASES[case])
+    input_dim = config.pop("input_dim", config["units"])
+    layer = make_layer(input_dim, return_sequences=True, return_state=True, **config)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3, 5, input_dim))
+    c0 = rng.normal(size=(3, layer.output_size)) if with_state else None
+    h, c_last = layer(x, initial_state=c0, mask=mask)
+    want_h, want_c = layer_numpy(layer, x, mask, c0)
+    np.testing.assert_allclose(h, want_h, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(c_last, want_c, rtol=1e-10, atol=1e-12)
+    layer.return_sequences = False
+    h_last, _ = layer(x, initial_state=c0, mask=mask)
+    np.testing.assert_allclose(
+        h_last, layer_numpy(layer, x, mask, c0)[0], rtol=1e-10, atol=1e-12
+    )
+
+
+def test_last_output_is_last_valid_step_and_masked_steps_are_zero():
+    layer = make_layer(4, units=4, return_sequences=True)
+    x = np.random.default_rng(2).normal(size=(3, 5, 4))
+    h = np.asarray(layer(x, mask=RIGHT_PADDED))
+    np.testing.assert_array_equal(h[~RIGHT_PADDED], 0.0)
+    layer.return_sequences = False
+    last = np.asarray(layer(x, mask=RIGHT_PADDED))
+    np.testing.assert_allclose(last[0], h[0, 4])
+    np.testing.assert_allclose(last[1], h[1, 1])
+    np.testing.assert_array_equal(last[2], 0.0)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(units=2, input_dim=3, bidirectional=True, go_backwards=True),
+        dict(units=3, input_dim=3, layer_norm=True, projection_size=2),
+    ],
+    ids=["bidirectional_projected", "layer_norm_projection"],
+)
+def test_gradients_match_numeric_differences_float64(config):
+    config = dict(config)
+    input_dim = config.pop("input_dim")
+    layer = make_layer(input_dim, return_sequences=True, return_state=True, **config)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 4, input_dim))
+    c0 = rng.normal(size=(2, layer.output_size))
+    mask = np.array([[1, 1, 1, 1], [1, 1, 1, 0]], bool)
+    w_h = rng.normal(size=(2, 4, layer.output_size))
+    w_c = rng.normal(size=(2, layer.output_size))
+
+    def numpy_loss():
+        h, c_last = layer_numpy(layer, x_var.numpy(), mask, c0)
+        return np.sum(h * w_h) + np.sum(c_last * w_c)
+
+    x_var = tf.Variable(x)
+    variables = [x_var, *layer.trainable_weights]
+    with tf.GradientTape() as tape:
+        h, c_last = layer(x_var, initial_state=c0, mask=mask)
+        loss = tf.reduce_sum(h * w_h) + tf.reduce_sum(c_last * w_c)
+    np.testing.assert_allclose(loss, numpy_loss(), rtol=1e-10)
+    grads = tape.gradient(loss, variables)
+    eps = 1e-6
+    for variable, grad in zip(variables, grads):
+        value = variable.numpy()
+        numeric = np.zeros_like(value)
+        for index in np.ndindex(value.shape):
+            shifted = value.copy()
+            shifted[index] += eps
+            variable.assign(shifted)
+            plus = numpy_loss()
+            shifted[index] -= 2 * eps
+            variable.assign(shifted)
+            numeric[index] = (plus - numpy_loss()) / (2 * eps)
+        variable.assign(value)
+        np.testing.assert_allclose(
+            grad, numeric, rtol=1e-6, atol=1e-7, err_msg=variable.name
+        )
+
+
+@pytest.mark.parametrize("return_state", [False, True])
+def test_inside_keras_bidirectional_wrapper(return_state):
+    inner = SRU(3, return_sequences=True, return_state=return_state, dtype="float64")
+    wrapper = keras.layers.Bidirectional(inner, dtype="float64")
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(3, 5, 2))
+    wrapper(x)  # builds
+    randomize(wrapper.forward_layer, seed=1)
+    randomize(wrapper.backward_layer, seed=2)
+    out = wrapper(x, mask=RIGHT_PADDED)
+    forward, c_f = layer_numpy(wrapper.forward_layer, x, RIGHT_PADDED)
+    backward, c_b = layer_numpy(wrapper.backward_layer, x, RIGHT_PADDED)
+    want = np.concatenate([forward, backward[:, ::-1]], axis=-1)
+    if return_state:
+        out, state_f, state_b = out
+        np.testing.assert_allclose(state_f, c_f, rtol=1e-10)
+        np.testing.assert_allclose(state_b, c_b, rtol=1e-10)
+    np.testing.assert_allclose(out, want, rtol=1e-10, atol=1e-12)
+    clone = keras.layers.Bidirectional.from_config(wrapper.get_config())
+    assert clone.backward_layer.go_backwards
+    assert clone.forward_layer.get_config()["units"] == 3
+
+
+def test_one_layer_bidirectional_equals_the_wrapper():
+    x = np.random.default_rng(5).normal(size=(3, 5, 4))
+    wrapper = keras.layers.Bidirectional(SRU(4, return_sequences=True))
+    wrapper(x)
+    randomize(wrapper.forward_layer, 1)
+    randomize(wrapper.backward_layer, 2)
+    both = SRU(4, return_sequences=True, bidirectional=True)
+    both(x)
+    fwd, bwd = wrapper.forward_layer, wrapper.backward_layer
+    for name in ("kernel", "weight_c", "bias"):
+        axis = 1 if name == "kernel" else 0
+        value = np.concatenate([getattr(fwd, name), getattr(bwd, name)], axis=axis)
+        getattr(both, name).assign(value)
+    for mask in (None, RIGHT_PADDED):
+        np.testing.assert_allclose(
+            both(x, mask=mask), wrapper(x, mask=mask), rtol=1e-5, atol=1e-6
+        )
+
+
+def test_embedding_masks_propagate_through_stacked_layers():
+    tokens = np.array([[3, 1, 4, 1, 5], [9, 2, 0, 0, 0], [6, 0, 0, 0, 0]])
+    inputs = keras.Input((None,), dtype="int32")
+    embedded = keras.layers.Embedding(10, 4, mask_zero=True, dtype="float64")(inputs)
+    first = SRU(4, return_sequences=True, dtype="float64")
+    second = SRU(3, go_backwards=True, dtype="float64")
+    model = keras.Model(inputs, second(first(embedded)))
+    randomize(first, 1)
+    randomize(second, 2)
+    mask = tokens != 0
+    vectors = model.layers[1].embeddings.numpy()[tokens]
+    hidden, _ = layer_numpy(first, vectors, mask)
+    want, _ = layer_numpy(second, hidden, mask)
+    np.testing.assert_allclose(model(tokens), want, rtol=1e-10, atol=1e-12)
+    mask_out = first.compute_mask(vectors, tf.constant(mask))
+    np.testing.assert_array_equal(mask_out, mask)
+    assert second.compute_mask(vectors, tf.constant(mask)) is None
+
+
+def test_stateful_carries_state_across_batches_and_resets():
+    layer = make_layer(4, batch=2, units=4, stateful=True, return_sequences=True)
+    rng = np.random.default_rng(6)
+    x1, x2 = rng.normal(size=(2, 3, 4)), rng.normal(size=(2, 5, 4))
+    h1 = layer(x1)
+    h2 = layer(x2)
+    whole, _ = layer_numpy(layer, np.concatenate([x1, x2], axis=1))
+    np.testing.assert_allclose(np.concatenate([h1, h2], axis=1), whole, rtol=1e-10)
+    layer.reset_state()
+    np.testing.assert_array_equal(layer.states[0], 0.0)
+    np.testing.assert_allclose(layer(x2), layer_numpy(layer, x2)[0], rtol=1e-10)
+    layer.reset_states()
+    with pytest.raises(ValueError, match="Received: batch_size=3"):
+        layer(rng.normal(size=(3, 5, 4)))
+    with pytest.raises(ValueError, match="fixed batch size"):
+        SRU(4, stateful=True).build((None, 5, 4))
+
+
+def test_stateful_bidirectional_wrapper_resets():
+    inputs = keras.Input(batch_shape=(2, None, 3))
+    wrapper = keras.layers.Bidirectional(SRU(3, stateful=True))
+    model = keras.Model(inputs, wrapper(inputs))
+    x = np.random.default_rng(7).normal(size=(2, 4, 3)).astype("float32")
+    first = model(x)
+    assert not np.allclose(model(x), first)
+    model.layers[1].reset_state()
+    np.testing.assert_allclose(model(x), first, rtol=1e-6)
+
+
+def test_dropout_one_mask_per_sequence_and_reproducible():
+    # W = identity, f ~ 0 and r ~ 1 make h_t = c_t = dropped x_t.
+    units = 6
+    kwargs = dict(units=units, return_sequences=True, dropout=0.5, seed=3)
+    layer = make_layer(units, **kwargs)
+    kernel = np.zeros((units, 3 * units))
+    kernel[:, :units] = np.eye(units)
+    layer.kernel.assign(kernel)
+    layer.weight_c.assign(np.zeros(2 * units))
+    layer.bias.assign(np.concatenate([np.full(units, -40.0), np.full(units, 40.0)]))
+    x = np.ones((8, 5, units))
+    h = np.asarray(layer(x, training=True))
+    np.testing.assert_allclose(h, np.broadcast_to(h[:, :1], h.shape), atol=1e-12)
+    values = np.round(h, 8)
+    assert set(np.unique(values)) == {0.0, 2.0}
+    assert len({tuple(row) for row in values[:, 0]}) > 1  # a mask per sequence
+    np.testing.assert_allclose(layer(x, training=False), x, atol=1e-12)
+    twin = make_layer(units, **kwargs)
+    twin.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(twin(x, training=True), h)
+    other = make_layer(units, **{**kwargs, "seed": 4})
+    other.set_weights(layer.get_weights())
+    assert not np.array_equal(other(x, training=True), h)
+
+
+def _full_config_layer():
+    return SRU(
+        5,
+        return_sequences=True,
+        return_state=False,
+        go_backwards=True,
+        stateful=False,
+        highway_bias=-2.0,
+        rescale=False,
+        dropout=0.25,
+        layer_norm=True,
+        projection_size=3,
+        bidirectional=True,
+        use_fused_kernel=False,
+        seed=11,
+        kernel_initializer="orthogonal",
+        weight_c_initializer=keras.initializers.RandomUniform(-0.5, 0.5),
+        bias_initializer="ones",
+        kernel_regularizer="l2",
+        weight_c_regularizer=keras.regularizers.L1(0.1),
+        bias_regularizer="l1",
+        kernel_constraint="max_norm",
+        weight_c_constraint="non_neg",
+        bias_constraint=keras.constraints.MaxNorm(2.0),
+        name="full",
+    )
+
+
+def test_get_config_round_trips_every_argument():
+    layer = _full_config_layer()
+    config = layer.get_config()
+    clone = SRU.from_config(config)
+    assert clone.get_config() == config
+    for key, value in dict(units=5, highway_bias=-2.0, projection_size=3).items():
+        assert config[key] == value
+    assert config["use_fused_kernel"] is False and config["seed"] == 11
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(layer)
+    )
+    assert isinstance(restored, SRU) and restored.get_config() == config
+    assert SRU.from_config(SRU(4).get_config()).use_fused_kernel == "auto"
+
+
+def test_bias_starts_at_highway_bias():
+    layer = SRU(3, highway_bias=-1.5, bidirectional=True)
+    layer.build((None, None, 3))
+    want = np.tile(np.concatenate([np.zeros(3), np.full(3, -1.5)]), 2)
+    np.testing.assert_allclose(layer.bias, want)
+    np.testing.assert_allclose(layer.weight_c, 0.0)
+    assert abs(layer.alpha - np.sqrt(1 + 2 * np.exp(-1.5))) < 1e-12
+
+
+def _model(use_fused_kernel="auto"):
+    inputs = keras.Input((None, 4))
+    x = keras.layers.Masking()(inputs)
+    x = SRU(
+        6,
+        return_sequences=True,
+        bidirectional=True,
+        layer_norm=True,
+        use_fused_kernel=use_fused_kernel,
+    )(x)
+    x = SRU(5, projection_size=3, highway_bias=-1.0, use_fused_kernel=use_fused_kernel)(
+        x
+    )
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    for layer in model.layers[2:4]:
+        randomize(layer)
+    return model
+
+
+def test_keras_file_save_and_load(tmp_path):
+    model = _model()
+    x = np.random.default_rng(8).normal(size=(3, 5, 4)).astype("float32")
+    x[1, 3:] = 0.0  # padded, masked by Masking
+    path = tmp_path / "sru.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model(x), rtol=1e-5)
+
+
+def test_saved_model_export_runs_in_a_fresh_process(tmp_path):
+    # A SavedModel holding the fused op needs the op library in the serving
+    # process (keras_ndsru.ops.fused_kernel_status() loads it); one built
+    # with use_fused_kernel=False is plain TensorFlow.
+    x = np.random.default_rng(9).normal(size=(3, 7, 4)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    for name, use_fused_kernel in (("plain", False), ("auto", "auto")):
+        model = _model(use_fused_kernel)
+        np.save(tmp_path / f"{name}.npy", np.asarray(model(x)))
+        model.export(str(tmp_path / name), verbose=False)
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        import tensorflow as tf
+
+        def check(name):
+            reloaded = tf.saved_model.load(f"{root}/{name}")
+            x = np.load(f"{root}/x.npy")
+            got = reloaded.serve(tf.constant(x)).numpy()
+            want = np.load(f"{root}/{name}.npy")
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+            assert reloaded.serve(tf.constant(x[:2, :3])).shape == (2, 2)
+
+        root = sys.argv[1]
+        check("plain")
+        assert "keras_ndsru" not in sys.modules
+        import keras_ndsru
+        keras_ndsru.ops.fused_kernel_status()
+        check("auto")
+        print("ok")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]
+
+
+def test_mixed_precision_matmul_in_float16_state_in_float32():
+    layer = SRU(4, return_sequences=True, return_state=True, dtype="mixed_float16")
+    layer.build((None, None, 4))
+    randomize(layer)
+    x = np.random.default_rng(10).normal(size=(3, 5, 4)).astype("float32")
+    h, c_last = layer(x, mask=RIGHT_PADDED)
+    assert h.dtype == "float16" and c_last.dtype == "float32"
+    assert all(w.dtype == "float32" for w in layer.weights)
+    want_h, want_c = layer_numpy(layer, x, RIGHT_PADDED)
+    np.testing.assert_allclose(np.asarray(h, np.float64), want_h, rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(c_last, want_c, rtol=2e-2, atol=2e-2)
+    inputs = keras.Input((None, 4))
+    outputs = SRU(4, return_state=True, dtype="mixed_float16")(inputs)
+    assert outputs[0].dtype == "float16" and outputs[1].dtype == "float32"
+
+
+def test_tf_function_and_xla_match_eager():
+    layer = make_layer(
+        3, units=4, bidirectional=True, dtype="float32", use_fused_kernel=False
+    )
+    assert layer.supports_jit
+    x = np.random.default_rng(11).normal(size=(3, 5, 3)).astype("float32")
+    eager = layer(x, mask=RIGHT_PADDED)
+    for jit in (False, True):
+        compiled = tf.function(lambda x: layer(x, mask=RIGHT_PADDED), jit_compile=jit)
+        np.testing.assert_allclose(compiled(x), eager, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_path_flags_jit_and_strict_mode():
+    fused = fused_kernel_status().path == "fused"
+    assert SRU(4).supports_jit is not fused
+    if fused:
+        assert SRU(4, use_fused_kernel=True).supports_jit is False
+    else:
+        with pytest.raises(RuntimeError, match="use_fused_kernel=True"):
+            SRU(4, use_fused_kernel=True)
+
+
+@pytest.mark.parametrize("case", ["forward", "bidirectional_backward_projected"])
+def test_fused_op_matches_reference_outputs_and_gradients(case):
+    if fused_kernel_status().path != "fused":
+        pytest.skip(f"fused op unavailable: {fused_kernel_status().reason}")
+    config = dict(CASES[case])
+    input_dim = config.pop("input_dim", config["units"])
+    kwargs = dict(return_sequences=True, return_state=True, dtype="float32", **config)
+    fused = make_layer(input_dim, use_fused_kernel=True, **kwargs)
+    reference = make_layer(input_dim, use_fused_kernel=False, **kwargs)
+    rng = np.random.default_rng(13)
+    x = tf.constant(rng.normal(size=(3, 5, input_dim)).astype("float32"))
+    c0 = rng.normal(size=(3, fused.output_size)).astype("float32")
+    results = []
+    for layer in (fused, reference):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            h, c_last = layer(x, initial_state=c0, mask=RIGHT_PADDED)
+            loss = tf.reduce_sum(h * h) + tf.reduce_sum(c_last)
+        results.append([h, c_last, *tape.gradient(loss, [x, *layer.trainable_weights])])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(units=0), "Received: units=0"),
+        (dict(units=-3), "Received: units=-3"),
+        (dict(units=2.5), "Received: units=2.5"),
+        (dict(units=4, dropout=1.0), "Received: dropout=1.0"),
+        (dict(units=4, projection_size=0), "Received: projection_size=0"),
+        (dict(units=4, use_fused_kernel="yes"), "Received: use_fused_kernel='yes'"),
+        (dict(units=4, highway_bias=float("nan")), "Received: highway_bias=nan"),
+        (dict(units=4, seed=1.5), "Received: seed=1.5"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SRU(**kwargs)
+
+
+def test_bad_inputs_are_clear_errors():
+    layer = SRU(4)
+    with pytest.raises(ValueError, match="expected ndim=3, found ndim=2"):
+        layer(np.zeros((2, 4), "float32"))
+    layer = SRU(4, bidirectional=True)
+    x = np.zeros((2, 5, 4), "float32")
+    with pytest.raises(ValueError, match=r"initial_state.shape=\(2, 4\)"):
+        layer(x, initial_state=np.zeros((2, 4), "float32"))
+    with pytest.raises(ValueError, match=r"initial_state.shape=\(3, 8\)"):
+        layer(x, initial_state=np.zeros((3, 8), "float32"))
+    with pytest.raises(ValueError, match="list of one tensor"):
+        layer(x, initial_state=[np.zeros((2, 4), "float32")] * 2)
+    with pytest.raises(ValueError, match=r"mask.shape=\(2, 4\)"):
+        layer(x, mask=np.ones((2, 4), bool))
+    with pytest.raises(
+        ValueError, match="expected axis -1 of input shape to have value 4"
+    ):
+        layer(np.zeros((2, 5, 3), "float32"))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_empty_sequences_and_empty_batches(bidirectional):
+    layer = make_layer(
+        3,
+        units=4,
+        bidirectional=bidirectional,
+        return_sequences=True,
+        return_state=True,
+    )
+    size = layer.output_size
+    c0 = np.random.default_rng(12).normal(size=(2, size))
+    h, c_last = layer(np.zeros((2, 0, 3)), initial_state=c0)
+    assert tuple(h.shape) == (2, 0, size)
+    np.testing.assert_allclose(c_last, c0)
+    layer.return_sequences = False
+    h_last, _ = layer(np.zeros((2, 0, 3)))
+    np.testing.assert_array_equal(h_last, np.zeros((2, size)))
+    h_last, c_last = layer(np.zeros((0, 5, 3)))
+    assert tuple(h_last.shape) == (0, size) and tuple(c_last.shape) == (0, size)
