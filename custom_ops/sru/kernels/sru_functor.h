@@ -196,25 +196,52 @@ SRU_HD void backward_column(const Dims& n, const BackwardArgs<T, S>& a,
   }
   S gc = a.grad_c_last ? a.grad_c_last[so] : S(0);
   S g_vf = 0, g_vr = 0, g_bf = 0, g_br = 0;
-  for (int64_t s = len - 1; s >= 0; --s) {
-    const int64_t t = reverse ? len - 1 - s : s;
-    const int64_t tp = reverse ? t + 1 : t - 1;  // step processed before t
+  // As in forward_column, the inputs of the next step (s - 1) are loaded
+  // before step s is computed; c_{t-1} of one step is c_t of the next, so
+  // each c is read once.
+  S u0 = 0, u1 = 0, u2 = 0, x = 0, g = 0, c_next = 0, c_prev_next = c_init;
+  if (len > 0) {
+    const int64_t t = reverse ? 0 : len - 1;
     const int64_t uo = u_offset(n, b, t, dir, j);
     const int64_t ho = h_offset(n, b, t, dir, j);
-    const S u0 = static_cast<S>(a.u[uo]);
-    const S u1 = static_cast<S>(a.u[uo + d]);
-    const S u2 = static_cast<S>(a.u[uo + 2 * d]);
-    const S x = static_cast<S>(a.x_highway[ho]);
-    const S c = a.c_seq[ho];
-    const S c_prev = s > 0 ? a.c_seq[h_offset(n, b, tp, dir, j)] : c_init;
-    const S f = sigmoid(u1 + v_f * c_prev + b_f);
-    const S r = sigmoid(u2 + v_r * c_prev + b_r);
+    u0 = static_cast<S>(a.u[uo]);
+    u1 = static_cast<S>(a.u[uo + d]);
+    u2 = static_cast<S>(a.u[uo + 2 * d]);
+    x = static_cast<S>(a.x_highway[ho]);
+    g = static_cast<S>(a.grad_h[ho]);
+    c_next = a.c_seq[ho];
+    if (len > 1) {
+      c_prev_next = a.c_seq[h_offset(n, b, reverse ? 1 : len - 2, dir, j)];
+    }
+  }
+  for (int64_t s = len - 1; s >= 0; --s) {
+    const int64_t t = reverse ? len - 1 - s : s;
+    const int64_t uo = u_offset(n, b, t, dir, j);
+    const int64_t ho = h_offset(n, b, t, dir, j);
+    const S cu0 = u0, cu1 = u1, cu2 = u2, cx = x;
+    const S c = c_next, c_prev = c_prev_next;
+    S gh = g;
+    if (s > 0) {
+      const int64_t tn = reverse ? t + 1 : t - 1;  // the next step processed
+      const int64_t un = u_offset(n, b, tn, dir, j);
+      const int64_t hn = h_offset(n, b, tn, dir, j);
+      u0 = static_cast<S>(a.u[un]);
+      u1 = static_cast<S>(a.u[un + d]);
+      u2 = static_cast<S>(a.u[un + 2 * d]);
+      x = static_cast<S>(a.x_highway[hn]);
+      g = static_cast<S>(a.grad_h[hn]);
+      c_next = c_prev;
+      c_prev_next = s > 1 ? a.c_seq[h_offset(n, b, reverse ? tn + 1 : tn - 1,
+                                             dir, j)]
+                          : c_init;
+    }
+    const S f = sigmoid(cu1 + v_f * c_prev + b_f);
+    const S r = sigmoid(cu2 + v_r * c_prev + b_r);
 
-    S gh = static_cast<S>(a.grad_h[ho]);
     if (s == len - 1 && a.grad_h_last) gh += static_cast<S>(a.grad_h_last[so]);
     const S gc_total = gc + gh * r;
-    const S ga_r = gh * (c - x * a.alpha) * r * (S(1) - r);
-    const S ga_f = gc_total * (c_prev - u0) * f * (S(1) - f);
+    const S ga_r = gh * (c - cx * a.alpha) * r * (S(1) - r);
+    const S ga_f = gc_total * (c_prev - cu0) * f * (S(1) - f);
     a.grad_u[uo] = static_cast<T>(gc_total * (S(1) - f));
     a.grad_u[uo + d] = static_cast<T>(ga_f);
     a.grad_u[uo + 2 * d] = static_cast<T>(ga_r);
