@@ -5,7 +5,7 @@ The public API lives here. Importing the package loads no compiled op library
 and no tensorflow-datasets: the fused SRU op is loaded lazily on first use.
 """
 
-from keras_ndsru import losses
+from keras_ndsru import losses, verify
 from keras_ndsru.callbacks.effective_learning_rate import EffectiveLearningRate
 from keras_ndsru.layers.bn_softmax import BNSoftmax
 from keras_ndsru.layers.logit_l2 import LogitL2
@@ -23,4 +23,5 @@ __all__ = [
     "SRU",
     "losses",
     "vector_axes_for_model",
+    "verify",
 ]
