@@ -188,13 +188,24 @@ def sru_reference(
     # outputs to have the structure of the carry. This module is the fallback
     # of a TensorFlow custom op, so TensorFlow is a given here.
     zeros = ops.zeros_like(c0)
-    c_seq, h_last_seq, h = tf.scan(
-        lambda acc, inputs: step(acc[:2], inputs),
-        xs,
-        initializer=(c0, zeros, zeros),
-    )
-    c_last, h_last = c_seq[-1], h_last_seq[-1]
-    h = _from_step_major(h, flags)
+
+    def run_scan():
+        c_seq, h_last_seq, h = tf.scan(
+            lambda acc, inputs: step(acc[:2], inputs),
+            xs,
+            initializer=(c0, zeros, zeros),
+        )
+        return _from_step_major(h, flags), h_last_seq[-1], c_seq[-1]
+
+    def no_steps():
+        return ops.zeros((batch, 0, n_dir, units), dtype), zeros, c0
+
+    if isinstance(steps, int):
+        h, h_last, c_last = run_scan()
+    else:
+        # A time axis known only at run time may be empty, and `tf.scan`
+        # cannot stack zero steps of a partly unknown shape.
+        h, h_last, c_last = tf.cond(steps > 0, run_scan, no_steps)
     return SRUOutputs(
         ops.cast(ops.reshape(h, (batch, steps, n_dir * units)), out_dtype),
         ops.cast(ops.reshape(h_last, (batch, n_dir * units)), out_dtype),

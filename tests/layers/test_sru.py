@@ -523,3 +523,14 @@ def test_empty_sequences_and_empty_batches(bidirectional):
     np.testing.assert_array_equal(h_last, np.zeros((2, size)))
     h_last, c_last = layer(np.zeros((0, 5, 3)))
     assert tuple(h_last.shape) == (0, size) and tuple(c_last.shape) == (0, size)
+    # Length 0 known only at run time (a graph with an unknown time axis).
+    graph = tf.function(
+        lambda x, c: layer(x, initial_state=c),
+        input_signature=[
+            tf.TensorSpec((None, None, 3), "float64"),
+            tf.TensorSpec((None, size), "float64"),
+        ],
+    )
+    h_last, c_last = graph(np.zeros((2, 0, 3)), c0)
+    np.testing.assert_array_equal(h_last, np.zeros((2, size)))
+    np.testing.assert_allclose(c_last, c0)

@@ -144,6 +144,12 @@ def test_dynamic_shapes_under_tf_function():
     fn = tf.function(lambda *a: sru_reference(*a), input_signature=spec)
     got = fn(*args.values())
     _assert_matches(got, sru_numpy(**args), rtol=1e-5)
+    # A time axis that is empty only at run time.
+    empty = {**args, "u": args["u"][:, :0], "x_highway": args["x_highway"][:, :0]}
+    h, h_last, c_last = fn(*empty.values())
+    assert tuple(h.shape) == (3, 0, 4)
+    np.testing.assert_array_equal(h_last, 0.0)
+    np.testing.assert_array_equal(c_last, args["c0"])
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
