@@ -128,6 +128,7 @@ class SRU(keras.layers.Layer):
 
     Example:
 
+    >>> import numpy as np
     >>> model = keras.Sequential([
     ...     keras.Input((None, 8)),
     ...     SRU(16, return_sequences=True),
@@ -314,6 +315,12 @@ class SRU(keras.layers.Layer):
             * self.num_directions
         )
         return bias + ops.cast(offset, bias.dtype)
+
+    def get_initial_state(self, batch_size):
+        """Zero states `[c]` of shape `(batch_size, num_directions * units)`."""
+        return [
+            ops.zeros((batch_size, self.output_size), state_dtype(self.compute_dtype))
+        ]
 
     def reset_state(self):
         """Sets the state of a stateful layer to zeros."""
