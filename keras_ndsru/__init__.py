@@ -5,7 +5,7 @@ The public API lives here. Importing the package loads no compiled op library
 and no tensorflow-datasets: the fused SRU op is loaded lazily on first use.
 """
 
-from keras_ndsru import losses, verify
+from keras_ndsru import losses, ops, verify
 from keras_ndsru.callbacks.effective_learning_rate import EffectiveLearningRate
 from keras_ndsru.layers.bn_softmax import BNSoftmax
 from keras_ndsru.layers.logit_l2 import LogitL2
@@ -22,6 +22,7 @@ __all__ = [
     "NDAdam",
     "SRU",
     "losses",
+    "ops",
     "vector_axes_for_model",
     "verify",
 ]

@@ -121,6 +121,17 @@ class OpLibraryLoader:
                 self._loaded = True
         return self._module
 
+    def forget_failure(self) -> None:
+        """Lets the next use retry after a failed load (e.g. once the library
+        has been built). A loaded library is kept: it is never loaded twice."""
+        with self._lock:
+            if self._module is None:
+                self._loaded = False
+
+    def check(self) -> str | None:
+        """Why the library cannot be used (without loading it), or None."""
+        return self._check_build_info()[0]
+
     def status(self) -> FusedKernelStatus:
         module = self.module()
         if fused_disabled_by_env():

@@ -1,13 +1,98 @@
 """Dispatch of the SRU recurrence: the fused op when it can run, else the
-`tf.function`-compatible reference in `sru_reference.py`.
+`keras.ops` reference in `sru_reference.py` (arguments, layout and outputs are
+documented there).
 
-PROVISIONAL: the fused path is being wired in (issue 5); today every call
-runs the reference recurrence.
+`use_fused_kernel` selects the path:
+
+- `"auto"` (default): the fused op `KerasNdsru>SruForward` when its library is
+  built, loads and matches the running TensorFlow (see `op_library.py`), else
+  the reference with one `FusedKernelWarning` per process. Masks that are not
+  right-padded also run the reference (decided at run time inside a graph).
+- `True`: the fused op, or a `RuntimeError` saying why it cannot run; a mask
+  that is not right-padded is an error.
+- `False`: always the reference.
+
+The environment variable `KERAS_NDSRU_DISABLE_FUSED=1` forces the reference.
+
+The fused op has no XLA kernel. A layer calling `sru_recurrence` should set
+`supports_jit = False` when `will_use_fused_kernel(use_fused_kernel)` is True,
+so that `jit_compile="auto"` does not try to compile it.
+
+dtypes: `u` and `x_highway` may be float16, bfloat16, float32 or float64
+(`x_highway` is cast to the dtype of `u`); `weight_c`, `bias` and `c0` are cast
+to the state dtype (float64 for float64 `u`, else float32). The fused op
+computes in the state dtype and stores `h` in the dtype of `u`, like the
+reference.
 """
 
 from __future__ import annotations
 
-from keras_ndsru.ops.sru_reference import SRUOutputs, sru_reference
+import numpy as np
+import tensorflow as tf
+
+from keras_ndsru.ops import op_library
+from keras_ndsru.ops.sru_reference import (
+    SRUOutputs,
+    num_directions,
+    sru_reference,
+    state_dtype,
+)
+
+_CHOICES = ("auto", True, False)
+_FUSED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+
+
+def _check_choice(use_fused_kernel) -> None:
+    if not (use_fused_kernel == "auto" or isinstance(use_fused_kernel, bool)):
+        raise ValueError(
+            f"`use_fused_kernel` must be one of {_CHOICES}. "
+            f"Received: use_fused_kernel={use_fused_kernel!r}"
+        )
+
+
+def will_use_fused_kernel(use_fused_kernel="auto") -> bool:
+    """Whether `sru_recurrence` runs the fused op for this setting.
+
+    Loads the op library on first call. Under `"auto"` a mask that is not
+    right-padded still runs the reference at run time, but the fused op is
+    part of the graph, so a caller must not XLA-compile it either way.
+
+    Args:
+        use_fused_kernel: `"auto"`, `True` or `False`.
+
+    Returns:
+        True when the fused op will be used.
+
+    Raises:
+        RuntimeError: `use_fused_kernel=True` and the fused op cannot run.
+    """
+    _check_choice(use_fused_kernel)
+    if use_fused_kernel is False:
+        return False
+    status = op_library.default_loader().status()
+    if status.path == "fused":
+        return True
+    if use_fused_kernel is True:
+        raise RuntimeError(
+            f"use_fused_kernel=True, but the fused SRU op cannot run: "
+            f"{status.reason} Pass use_fused_kernel='auto' to fall back to "
+            f"the keras.ops recurrence."
+        )
+    return False
+
+
+def _static_alpha(alpha):
+    """alpha as a Python float, or None when it is only known at run time."""
+    if isinstance(alpha, (int, float, np.floating, np.integer)):
+        return float(alpha)
+    value = tf.get_static_value(alpha)
+    return None if value is None else float(value)
+
+
+def _right_padded(mask, lengths):
+    """Whether every row of the boolean mask is valid steps then padding."""
+    steps = tf.shape(mask)[1]
+    return tf.reduce_all(tf.equal(mask, tf.sequence_mask(lengths, steps)))
 
 
 def sru_recurrence(
@@ -21,6 +106,116 @@ def sru_recurrence(
     direction: str = "forward",
     use_fused_kernel="auto",
 ) -> SRUOutputs:
-    """Runs the SRU recurrence; arguments and outputs as `sru_reference`."""
-    del use_fused_kernel
-    return sru_reference(u, x_highway, weight_c, bias, c0, mask, alpha, direction)
+    """Runs the SRU recurrence, fused when possible (see the module docstring).
+
+    Args:
+        u: `(batch, time, n_dir * 3 * units)` precomputed `x [W W_f W_r]`.
+        x_highway: `(batch, time, n_dir * units)` highway input.
+        weight_c: `(n_dir * 2 * units,)` the `[v_f | v_r]` vectors.
+        bias: `(n_dir * 2 * units,)` the `[b_f | b_r]` biases.
+        c0: optional `(batch, n_dir * units)` initial cell state (zeros).
+        mask: optional `(batch, time)` boolean mask, True = valid step. The
+            fused op needs right padding (valid steps first).
+        alpha: highway scaling (Sec. 3.2), a float or a scalar tensor.
+        direction: `"forward"`, `"backward"` or `"bidirectional"`.
+        use_fused_kernel: `"auto"`, `True` or `False`. Defaults to `"auto"`.
+
+    Returns:
+        `SRUOutputs(h, h_last, c_last)`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> u = np.zeros((2, 5, 3 * 4), "float32")
+    >>> x = np.ones((2, 5, 4), "float32")
+    >>> w = np.zeros(8, "float32")
+    >>> tuple(sru_recurrence(u, x, w, w).h.shape)
+    (2, 5, 4)
+    """
+    n_dir = num_directions(direction)
+    loader = op_library.default_loader()
+    if not will_use_fused_kernel(use_fused_kernel):
+        if use_fused_kernel == "auto":
+            loader.warn_fallback_once(loader.status().reason)
+        return sru_reference(u, x_highway, weight_c, bias, c0, mask, alpha, direction)
+    strict = use_fused_kernel is True
+    module = loader.module()
+
+    u = tf.convert_to_tensor(u)
+    if u.dtype not in _FUSED_DTYPES:
+        raise ValueError(
+            f"`u` must be float16, bfloat16, float32 or float64. "
+            f"Received: u.dtype={u.dtype.name}"
+        )
+    if u.shape.rank != 3 or u.shape[-1] is None or u.shape[-1] % (3 * n_dir):
+        raise ValueError(
+            f"`u` must have shape (batch, time, n_dir * 3 * units) with a known "
+            f"last dimension divisible by {3 * n_dir} for direction="
+            f"{direction!r}. Received: u.shape={u.shape}"
+        )
+    s_dtype = state_dtype(u.dtype)
+    x_highway = tf.cast(x_highway, u.dtype)
+    weight_c = tf.cast(weight_c, s_dtype)
+    bias = tf.cast(bias, s_dtype)
+    batch, steps = tf.shape(u)[0], tf.shape(u)[1]
+    width = n_dir * (u.shape[-1] // (3 * n_dir))
+    c0 = tf.zeros((batch, width), s_dtype) if c0 is None else tf.cast(c0, s_dtype)
+
+    # The op takes alpha as a float32 attribute. When that would round it
+    # (float64 state) or it is only known at run time, fold it into
+    # x_highway instead: exact, and differentiable with respect to alpha.
+    static_alpha = _static_alpha(alpha)
+    if static_alpha is None or (
+        s_dtype == "float64" and float(np.float32(static_alpha)) != static_alpha
+    ):
+        # tf.cast would first round a Python float to a float32 tensor.
+        if isinstance(alpha, (int, float, np.number)):
+            alpha = tf.constant(alpha, u.dtype)
+        x_highway = x_highway * tf.cast(alpha, u.dtype)
+        static_alpha = 1.0
+
+    def fused(lengths):
+        h, _, h_last, c_last = module.keras_ndsru_sru_forward(
+            u,
+            x_highway,
+            weight_c,
+            bias,
+            c0,
+            lengths,
+            alpha=static_alpha,
+            direction=direction,
+        )
+        return SRUOutputs(h, h_last, c_last)
+
+    if mask is None:
+        return fused(tf.fill(tf.reshape(batch, [1]), steps))
+
+    mask = tf.cast(mask, tf.bool)
+    if mask.shape.rank != 2:
+        raise ValueError(
+            f"`mask` must have shape (batch, time). Received: mask.shape={mask.shape}"
+        )
+    lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+    right_padded = _right_padded(mask, lengths)
+    message = (
+        "The fused SRU op needs a right-padded mask (valid steps first, then "
+        "padding), and this mask is not. Pass use_fused_kernel='auto' to run "
+        "the keras.ops recurrence for such masks."
+    )
+
+    def reference():
+        return sru_reference(
+            u, x_highway, weight_c, bias, c0, mask, static_alpha, direction
+        )
+
+    if tf.executing_eagerly():
+        if bool(right_padded):
+            return fused(lengths)
+        if strict:
+            raise ValueError(message)
+        return reference()
+    if strict:
+        with tf.control_dependencies([tf.debugging.Assert(right_padded, [message])]):
+            lengths = tf.identity(lengths)
+        return fused(lengths)
+    return SRUOutputs(*tf.cond(right_padded, lambda: fused(lengths), reference))
