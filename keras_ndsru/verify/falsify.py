@@ -61,7 +61,9 @@ def in_region(problem, x: np.ndarray) -> bool:
         if problem.center is None:
             return True
         diff = np.abs(x[0] - problem.center)
-        return bool((diff.sum() if problem.norm == "1" else diff.max()) <= problem.delta)
+        return bool(
+            (diff.sum() if problem.norm == "1" else diff.max()) <= problem.delta
+        )
     diff = np.abs(x[1] - x[0])
     bound = diff.max() if problem.norm == "inf" else diff.sum()
     return bool(bound <= problem.delta)

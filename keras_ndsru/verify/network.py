@@ -207,6 +207,12 @@ def from_keras(model, strip_softmax: bool = False) -> ReluNetwork:
                 if layer.bias is not None
                 else np.zeros(kernel.shape[1])
             )
+            if kernel.shape[0] != size:
+                raise ValueError(
+                    f"Layer {layer.name!r} (Dense) expects {kernel.shape[0]} inputs "
+                    f"but the chain before it has {size}: the verifier needs the "
+                    "model's layers to form a single chain."
+                )
             a, c = kernel.T @ a, kernel.T @ c + bias
             size = kernel.shape[1]
             activation = _activation_name(layer)

@@ -88,21 +88,28 @@ def _domain(network, domain, n):
     return lower, upper
 
 
+def _check_parallel(workers, executor):
+    if executor is not None and not isinstance(executor, Executor):
+        raise TypeError(
+            f"executor must be a concurrent.futures.Executor. Received: {executor!r}"
+        )
+    if workers is not None and (
+        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+    ):
+        raise ValueError(
+            f"workers must be None or an int >= 1. Received: workers={workers!r}"
+        )
+
+
 def _executor(workers, executor):
-    """(executor or None, whether we own it)."""
+    """(executor or None for in-process, whether we own it)."""
     if executor is not None:
-        if not isinstance(executor, Executor):
-            raise TypeError(
-                f"executor must be a concurrent.futures.Executor. Received: {executor!r}"
-            )
         return executor, False
     if workers is None:
         return search.default_executor(), False
-    if int(workers) < 1:
-        raise ValueError(f"workers must be >= 1. Received: workers={workers}")
-    if int(workers) == 1:
+    if workers == 1:
         return None, False
-    return ProcessPoolExecutor(int(workers)), True
+    return ProcessPoolExecutor(workers), True
 
 
 def _ball_box(x, delta, dom_lo, dom_hi):
@@ -321,6 +328,7 @@ def local_robustness(
     >>> res = local_robustness(model, x0, delta=0.01)  # doctest: +SKIP
     >>> res.robust, res.counterexample, res.seconds  # doctest: +SKIP
     """
+    _check_parallel(workers, executor)
     network, keras_model = _as_network(model, strip_softmax=eps is None)
     points, batched = _points(network, x0)
     delta = _positive("delta", delta)
@@ -442,6 +450,7 @@ def global_robustness(
     Returns:
         A `VerificationResult` whose counterexample stacks ``x1, x2``.
     """
+    _check_parallel(workers, executor)
     network, keras_model = _as_network(model, strip_softmax=False)
     delta = _positive("delta", delta)
     eps = _positive("eps", eps)
