@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Builds and runs the SRU CUDA check + benchmark on a GPU machine, with nvcc
+# alone (no TensorFlow), in well under 5 minutes. Prints one summary at the
+# end; full logs go to $OUT (if set) or build/sru_harness/.
+#
+#   bash custom_ops/sru/harness/run_gpu_check.sh
+#
+# Steps: (1) the TF-free builds: sru_kernels.cu for sm_75..sm_90 + PTX (what
+# scripts/build_ops.py compiles), and the harness's host-emulation build run
+# with --quick; (2) the harness for this GPU's architecture, --check then
+# --bench; (3) bench_vs_cudnn.py: cuDNN LSTM at the same shapes (skipped
+# cleanly without PyTorch / CUDA).
+set -u -o pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+KERNELS="$HERE/../kernels"
+LOGS="${OUT:-$HERE/../../../build/sru_harness}"
+BUILD="$(mktemp -d)"
+mkdir -p "$LOGS"
+STATUS=()
+note() { echo "[run_gpu_check] $*"; }
+record() { STATUS+=("$1"); note "$1"; }
+
+NVCC="$(command -v nvcc || true)"
+[ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
+if [ -z "$NVCC" ]; then
+  note "nvcc not found: nothing to build"; exit 2
+fi
+note "nvcc: $NVCC ($("$NVCC" --version | tail -1))"
+CAP="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')"
+if [ -n "$CAP" ]; then ARCH="-arch=sm_$CAP"; else ARCH="-arch=native"; fi
+ARCH="${SRU_ARCH:-$ARCH}"  # e.g. SRU_ARCH=-arch=sm_90 to build without a GPU
+note "GPU: $(nvidia-smi --query-gpu=name,memory.total,clocks.max.memory --format=csv,noheader 2>/dev/null | head -1) -> $ARCH"
+
+# (1a) The kernels as scripts/build_ops.py compiles them: every arch + PTX.
+GENCODE=""
+for a in 75 80 86 89 90; do GENCODE="$GENCODE -gencode arch=compute_$a,code=sm_$a"; done
+GENCODE="$GENCODE -gencode arch=compute_90,code=compute_90"
+if timeout 300 "$NVCC" --threads 0 -std=c++17 -O3 -DNDEBUG -Xcompiler -fPIC $GENCODE -Xptxas -v \
+     -c "$KERNELS/sru_kernels.cu" -o "$BUILD/sru_kernels_all.o" > "$LOGS/nvcc_all_archs.log" 2>&1; then
+  SPILLS="$(grep -c 'bytes spill stores' "$LOGS/nvcc_all_archs.log")"
+  NONZERO="$(grep 'spill stores' "$LOGS/nvcc_all_archs.log" | grep -vc '0 bytes spill stores, 0 bytes spill loads')"
+  record "PASS nvcc sm_75..sm_90 + PTX ($SPILLS kernel builds, $NONZERO with spills)"
+else
+  record "FAIL nvcc sm_75..sm_90 + PTX (see $LOGS/nvcc_all_archs.log)"
+fi
+
+# (1b) Host-emulation build of the harness (g++ only) and its quick run.
+CXX="$(command -v g++ || command -v c++ || true)"
+if [ -n "$CXX" ]; then
+  if "$CXX" -std=c++17 -O2 -DSRU_HOST_EMULATION_BUILD -x c++ "$HERE/harness.cu" \
+       -o "$BUILD/harness_host" > "$LOGS/host_build.log" 2>&1 \
+     && timeout 120 "$BUILD/harness_host" --quick > "$LOGS/host_quick.log" 2>&1; then
+    record "PASS host-emulation harness --quick ($(grep -c '^PASS' "$LOGS/host_quick.log") checks)"
+  else
+    record "FAIL host-emulation harness (see $LOGS/host_build.log, host_quick.log)"
+  fi
+else
+  record "SKIP host-emulation harness: no host C++ compiler"
+fi
+
+# (2) The harness for this GPU.
+if ! "$NVCC" -std=c++17 -O3 $ARCH -Xptxas -v -o "$BUILD/sru_harness" \
+     "$HERE/harness.cu" "$KERNELS/sru_kernels.cu" -ldl > "$LOGS/nvcc_harness.log" 2>&1; then
+  record "FAIL building the harness (see $LOGS/nvcc_harness.log)"
+  tail -20 "$LOGS/nvcc_harness.log"
+  printf '%s\n' "${STATUS[@]}"; exit 1
+fi
+# cuBLAS for the layer timings: the toolkit's, or the one PyTorch ships.
+if [ -z "${SRU_CUBLAS_LIB:-}" ]; then
+  for d in "$(dirname "$(dirname "$(readlink -f "$NVCC")")")/lib64" /usr/local/cuda/lib64 \
+           $(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null); do
+    lib="$(ls "$d"/libcublas.so* 2>/dev/null | grep -v Lt | head -1)"
+    if [ -n "$lib" ]; then
+      export SRU_CUBLAS_LIB="$lib"; export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"; break
+    fi
+  done
+fi
+note "cuBLAS: ${SRU_CUBLAS_LIB:-not found (the default dlopen search still runs)}"
+
+timeout 150 "$BUILD/sru_harness" --check > "$LOGS/harness_check.log" 2>&1
+RC=$?
+cat "$LOGS/harness_check.log"
+if [ $RC -eq 0 ]; then
+  record "PASS harness --check ($(grep -c '^PASS' "$LOGS/harness_check.log") checks)"
+else
+  record "FAIL harness --check (rc=$RC)"
+fi
+timeout 150 "$BUILD/sru_harness" --bench > "$LOGS/harness_bench.log" 2>&1
+RC=$?
+if [ $RC -eq 0 ]; then record "PASS harness --bench"; else record "FAIL harness --bench (rc=$RC)"; fi
+
+# (3) cuDNN LSTM and the combined table.
+PY="$(command -v python3 || command -v python || true)"
+if [ -n "$PY" ] && [ $RC -eq 0 ]; then
+  timeout 150 "$PY" "$HERE/bench_vs_cudnn.py" --harness-log "$LOGS/harness_bench.log" \
+    > "$LOGS/bench_vs_cudnn.log" 2>&1 || record "FAIL bench_vs_cudnn.py (see its log)"
+fi
+
+echo
+echo "================ SRU CUDA harness summary ================"
+grep -v '^JSON ' "$LOGS/harness_bench.log" | sed -n '/^SRU recurrence/,$p'
+[ -f "$LOGS/bench_vs_cudnn.log" ] && grep -v '^RESULT ' "$LOGS/bench_vs_cudnn.log"
+echo
+printf '%s\n' "${STATUS[@]}"
+echo "logs: $LOGS"
+rm -rf "$BUILD"
+case "${STATUS[*]}" in *FAIL*) exit 1 ;; esac
+exit 0
