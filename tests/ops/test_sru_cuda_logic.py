@@ -14,6 +14,7 @@ so unwritten outputs and out-of-bounds writes fail.
 from __future__ import annotations
 
 import ctypes
+import json
 import pathlib
 import shutil
 import subprocess
@@ -408,3 +409,28 @@ def test_nvcc_compiles_the_kernels(tmp_path):
     for line in result.stderr.splitlines():
         if "spill stores" in line:
             assert line.strip().startswith("0 bytes stack frame, 0 bytes spill"), line
+
+
+def test_harness_host_build_passes_its_checks(tmp_path):
+    """The GPU harness, built for host emulation, passes its own checks
+    (independent double reference, finite differences, guards, determinism)
+    and prints the JSON rows bench_vs_cudnn.py reads."""
+    if CXX is None:
+        pytest.skip("no C++ compiler")
+    exe = tmp_path / "harness_host"
+    cmd = [CXX, "-std=c++17", "-O1", "-DSRU_HOST_EMULATION_BUILD", "-x", "c++"]
+    cmd += [str(HARNESS / "harness.cu"), "-o", str(exe)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    run = subprocess.run(
+        [str(exe), "--check", "--bench", "--quick"], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "ALL CHECKS PASSED" in run.stdout
+    assert "FAIL" not in run.stdout
+    rows = [
+        json.loads(line[5:])
+        for line in run.stdout.splitlines()
+        if line.startswith("JSON ")
+    ]
+    assert {r["dtype"] for r in rows} == {"float32", "bfloat16"}
+    assert all(r["rec_fwd_ms"] > 0 and r["rec_fwdbwd_ms"] > 0 for r in rows)
