@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
 from collections.abc import Iterable, Mapping
@@ -28,9 +29,35 @@ _CONV_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 _SRU_CLASS_NAME = "SRU"
 
 
+def _outside_traced_function():
+    """Run the initial normalization once, eagerly, even when `build()` is
+    called while a train function is traced (Keras' TF trainer builds the
+    optimizer inside `apply` on the first trace): under TensorFlow the
+    normalization is lifted out of the graph so it neither reruns every step
+    nor follows the first gradient."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.init_scope()
+    return contextlib.nullcontext()
+
+
 def _path(variable) -> str:
     path = getattr(variable, "path", None) or variable.name
     return path.split(":")[0]
+
+
+def _lookup(table: Mapping, path: str):
+    """`(found, value)` for `path` in `table`: the exact path, else the longest
+    key that is a suffix of `path` or has `path` as a suffix at a `/` boundary
+    (the outer model's prefix of a path changes when a saved model is
+    loaded)."""
+    if path in table:
+        return True, table[path]
+    matches = [k for k in table if path.endswith("/" + k) or k.endswith("/" + path)]
+    if not matches:
+        return False, None
+    return True, table[max(matches, key=len)]
 
 
 def _all_but(rank: int, *kept: int) -> tuple[int, ...]:
@@ -184,10 +211,11 @@ def _patterns(entries, argument: str) -> list[str] | None:
         if isinstance(entry, str):
             re.compile(entry)
             patterns.append(entry)
-        elif hasattr(entry, "shape") and (
-            hasattr(entry, "path") or hasattr(entry, "name")
-        ):
-            patterns.append("^" + re.escape(_path(entry)) + "$")
+        elif hasattr(entry, "shape") and hasattr(entry, "name"):
+            # Layer and variable name only: the outer model's prefix of a
+            # path changes when a saved model is loaded.
+            short = "/".join(_path(entry).split("/")[-2:])
+            patterns.append("(^|/)" + re.escape(short) + "$")
         else:
             raise ValueError(
                 f"Each entry of `{argument}` must be a variable or a regex "
@@ -460,9 +488,8 @@ class NDAdam(keras.optimizers.Optimizer):
         path = _path(variable)
         if any(re.search(p, path) for p in self._exclude_patterns):
             return None, False
-        if path in self._given_vector_axes:
-            axes = self._given_vector_axes[path]
-        else:
+        given, axes = _lookup(self._given_vector_axes, path)
+        if not given:
             axes, ambiguous = _axes_from_variable(variable)
             if self._vector_patterns is None:
                 return axes, ambiguous
@@ -510,10 +537,11 @@ class NDAdam(keras.optimizers.Optimizer):
                 stacklevel=2,
             )
         self._vector_keys = set()
-        for variable, axes in zip(var_list, self._axes):
-            if axes is not None:
-                self._vector_keys.add(self._var_key(variable))
-                self._normalize(variable, axes)
+        with _outside_traced_function():
+            for variable, axes in zip(var_list, self._axes):
+                if axes is not None:
+                    self._vector_keys.add(self._var_key(variable))
+                    self._normalize(variable, axes)
         self._momentums = self.add_optimizer_variables(var_list, "momentum")
         velocities = []
         for variable, axes in zip(var_list, self._axes):

@@ -1,0 +1,591 @@
+"""NDAdam against an independent NumPy transcription of Algorithm 1."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_ndsru
+from keras_ndsru.optimizers import NDAdam, vector_axes_for_model
+
+HERE = Path(__file__).resolve().parent
+# The NumPy oracle lives in tests/ (pytest runs in importlib mode).
+sys.path.insert(0, str(HERE.parent))
+from ndadam_numpy import NumpyNDAdam  # noqa: E402
+
+LAYERS = keras.layers
+
+
+def small_model(seed=0, transpose_name="conv2d_transpose"):
+    """Dense, Conv2D, Conv2DTranspose and BatchNormalization."""
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input((6, 6, 2)),
+            LAYERS.Conv2D(3, 3, padding="same", use_bias=False),
+            LAYERS.BatchNormalization(),
+            LAYERS.ReLU(),
+            LAYERS.Conv2DTranspose(2, 3, name=transpose_name),
+            LAYERS.Flatten(),
+            LAYERS.Dense(4, activation="tanh"),
+            LAYERS.Dense(2),
+        ]
+    )
+
+
+def data(n=8, seed=1):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6, 6, 2)).astype("float32")
+    y = rng.normal(size=(n, 2)).astype("float32")
+    return x, y
+
+
+def grads_of(model, x, y):
+    with tf.GradientTape() as tape:
+        loss = keras.ops.mean(keras.ops.square(model(x, training=True) - y))
+    return tape.gradient(loss, model.trainable_variables)
+
+
+def unit_norm_error(optimizer):
+    errors = [
+        np.max(np.abs(np.sqrt(np.sum(np.asarray(v) ** 2, axis=a)) - 1.0))
+        for v, a in optimizer.vector_variables
+    ]
+    return max(errors)
+
+
+def expected_axes(model):
+    """Axes each weight vector of `small_model` spans, written out by hand from
+    the Keras kernel layouts (independent of nd_adam's rules)."""
+    conv, _, _, up, _, dense, dense_1 = model.layers
+    return {
+        conv.kernel.path: (0, 1, 2),  # (kh, kw, in, out): one vector per filter
+        up.kernel.path: (0, 1, 3),  # (kh, kw, out, in): one per output channel
+        dense.kernel.path: (0,),  # (in, out): one per column
+        dense_1.kernel.path: (0,),
+    }
+
+
+def test_matches_numpy_algorithm_1_every_variable_every_step():
+    model, (x, y) = small_model(), data()
+    paths = [v.path for v in model.trainable_variables]
+    expected = expected_axes(model)
+    axes = {p: expected.get(p) for p in paths}
+    initial = {p: np.asarray(v) for p, v in zip(paths, model.trainable_variables)}
+    optimizer = NDAdam(learning_rate=0.01, vector_learning_rate=0.05)
+    optimizer.build(model.trainable_variables)
+    reference = NumpyNDAdam(initial, axes, lr_s=0.01, lr_v=0.05)
+
+    assert {v.path: a for v, a in optimizer.vector_variables} == expected
+    for _ in range(5):
+        grads = grads_of(model, x, y)
+        reference.step({p: np.asarray(g) for p, g in zip(paths, grads)})
+        optimizer.apply(grads, model.trainable_variables)
+        for p, variable in zip(paths, model.trainable_variables):
+            np.testing.assert_allclose(
+                np.asarray(variable), reference.w[p], atol=2e-6, err_msg=p
+            )
+            i = optimizer._get_variable_index(variable)
+            np.testing.assert_allclose(
+                np.asarray(optimizer._momentums[i]),
+                reference.m[p],
+                atol=1e-6,
+                err_msg=p,
+            )
+            np.testing.assert_allclose(
+                np.asarray(optimizer._velocities[i]),
+                reference.v[p],
+                rtol=1e-4,
+                atol=1e-9,
+            )
+        assert unit_norm_error(optimizer) < 1e-6
+
+
+def test_state_shapes_one_scalar_per_vector():
+    model = small_model()
+    optimizer = NDAdam()
+    optimizer.build(model.trainable_variables)
+    for variable, axes in optimizer.vector_variables:
+        i = optimizer._get_variable_index(variable)
+        velocity = optimizer._velocities[i]
+        assert optimizer._momentums[i].shape == variable.shape
+        expected = tuple(1 if k in axes else d for k, d in enumerate(variable.shape))
+        assert velocity.shape == expected and velocity.dtype == "float32"
+    for variable in optimizer.scalar_variables:
+        assert (
+            optimizer._velocities[optimizer._get_variable_index(variable)].shape
+            == variable.shape
+        )
+    # conv2d: 3 filters, conv2d_transpose: 2 output channels, dense: 4 + 2 units
+    n_vectors = sum(
+        math.prod(optimizer._velocities[optimizer._get_variable_index(v)].shape)
+        for v, _ in optimizer.vector_variables
+    )
+    assert n_vectors == 3 + 2 + 4 + 2
+
+
+def test_theta_s_is_keras_adam():
+    keras.utils.set_random_seed(3)
+    layers = [
+        keras.Input((5,)),
+        LAYERS.Dense(4),
+        LAYERS.BatchNormalization(),
+        LAYERS.Dense(1),
+    ]
+    model_a = keras.Sequential(layers)
+    model_b = keras.models.clone_model(model_a)
+    model_b.set_weights(model_a.get_weights())
+    nd = NDAdam(learning_rate=0.01, vector_variables=[])  # nothing is a vector
+    adam = keras.optimizers.Adam(learning_rate=0.01, epsilon=1e-8)
+    x, y = np.random.default_rng(0).normal(size=(2, 16, 5)).astype("float32")
+    y = y[:, :1]
+    for _ in range(4):
+        nd.apply(grads_of_dense(model_a, x, y), model_a.trainable_variables)
+        adam.apply(grads_of_dense(model_b, x, y), model_b.trainable_variables)
+    assert nd.vector_variables == []
+    for a, b in zip(model_a.trainable_variables, model_b.trainable_variables):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)
+
+
+def grads_of_dense(model, x, y):
+    with tf.GradientTape() as tape:
+        loss = keras.ops.mean(keras.ops.square(model(x, training=True) - y))
+    return tape.gradient(loss, model.trainable_variables)
+
+
+def test_fit_with_jit_compile_matches_eager_steps():
+    x, y = data(n=8)
+    model_fit, model_loop = small_model(seed=5), small_model(seed=5)
+    opt_fit, opt_loop = NDAdam(learning_rate=0.01), NDAdam(learning_rate=0.01)
+    model_fit.compile(optimizer=opt_fit, loss="mse", jit_compile=True)
+    model_fit.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    opt_loop.build(model_loop.trainable_variables)
+    for _ in range(3):
+        opt_loop.apply(grads_of(model_loop, x, y), model_loop.trainable_variables)
+    for a, b in zip(model_fit.trainable_variables, model_loop.trainable_variables):
+        np.testing.assert_allclose(
+            np.asarray(a), np.asarray(b), atol=2e-5, err_msg=a.path
+        )
+    assert unit_norm_error(opt_fit) < 1e-6
+
+
+# -- partition ---------------------------------------------------------------
+
+
+def _sru():
+    return keras_ndsru.SRU(3, use_fused_kernel=False)
+
+
+# (layer factory, input shape, {variable name: expected axes}, number of units)
+PARTITION_CASES = [
+    ("dense", lambda: LAYERS.Dense(3), (4,), {"kernel": (0,)}, 3),
+    ("conv1d", lambda: LAYERS.Conv1D(3, 2), (5, 2), {"kernel": (0, 1)}, 3),
+    ("conv2d", lambda: LAYERS.Conv2D(3, 2), (5, 5, 2), {"kernel": (0, 1, 2)}, 3),
+    ("conv3d", lambda: LAYERS.Conv3D(3, 2), (4, 4, 4, 2), {"kernel": (0, 1, 2, 3)}, 3),
+    (
+        "conv1d_transpose",
+        lambda: LAYERS.Conv1DTranspose(3, 2),
+        (5, 2),
+        {"kernel": (0, 2)},
+        3,
+    ),
+    (
+        "conv2d_transpose",
+        lambda: LAYERS.Conv2DTranspose(3, 2),
+        (5, 5, 2),
+        {"kernel": (0, 1, 3)},
+        3,
+    ),
+    (
+        "conv3d_transpose",
+        lambda: LAYERS.Conv3DTranspose(3, 2),
+        (4, 4, 4, 2),
+        {"kernel": (0, 1, 2, 4)},
+        3,
+    ),
+    (
+        "depthwise_conv1d",
+        lambda: LAYERS.DepthwiseConv1D(2, depth_multiplier=2),
+        (5, 3),
+        {"kernel": (0,)},
+        6,
+    ),
+    (
+        "depthwise_conv2d",
+        lambda: LAYERS.DepthwiseConv2D(2, depth_multiplier=2),
+        (5, 5, 3),
+        {"kernel": (0, 1)},
+        6,
+    ),
+    (
+        "separable_conv2d",
+        lambda: LAYERS.SeparableConv2D(4, 2, depth_multiplier=2),
+        (5, 5, 3),
+        {"depthwise_kernel": (0, 1), "pointwise_kernel": (0, 1, 2)},
+        6 + 4,
+    ),
+    (
+        "separable_conv1d",
+        lambda: LAYERS.SeparableConv1D(4, 2),
+        (5, 3),
+        {"depthwise_kernel": (0,), "pointwise_kernel": (0, 1)},
+        3 + 4,
+    ),
+    ("sru", _sru, (5, 4), {"kernel": (0,)}, None),
+    ("embedding", lambda: LAYERS.Embedding(10, 3), (5,), {}, 0),
+    ("batch_normalization", LAYERS.BatchNormalization, (4,), {}, 0),
+]
+
+
+def _partition_model(factory, shape, name):
+    layer = factory()
+    if name is not None:
+        layer.name = name
+    dtype = "int32" if isinstance(layer, LAYERS.Embedding) else "float32"
+    inputs = keras.Input(shape, dtype=dtype)
+    return keras.Model(inputs, layer(inputs)), layer
+
+
+@pytest.mark.parametrize("renamed", [False, True])
+@pytest.mark.parametrize("case", PARTITION_CASES, ids=[c[0] for c in PARTITION_CASES])
+def test_partition_every_layer_type(case, renamed):
+    _, factory, shape, expected, units = case
+    model, layer = _partition_model(factory, shape, "my_layer" if renamed else None)
+    by_name = {v.path.split("/")[-1]: v for v in layer.trainable_weights}
+    expected_paths = {by_name[n].path: axes for n, axes in expected.items()}
+
+    scanned = vector_axes_for_model(model)
+    assert {p: a for p, a in scanned.items() if a is not None} == expected_paths
+    assert set(scanned) == {v.path for v in model.trainable_variables}
+
+    # The automatic partition (no model) is right for default names and for
+    # renamed layers whose kernels are unambiguous; the scan fixes the rest.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        auto = NDAdam()
+        auto.build(model.trainable_variables)
+    auto_axes = {v.path: a for v, a in auto.vector_variables}
+    ambiguous = [w for w in caught if "vector_axes_for_model" in str(w.message)]
+    if auto_axes != expected_paths:
+        assert renamed and ambiguous, (auto_axes, expected_paths)
+    scanned_opt = NDAdam(vector_axes=scanned)
+    scanned_opt.build(model.trainable_variables)
+    assert {v.path: a for v, a in scanned_opt.vector_variables} == expected_paths
+
+    # One vector per output unit of the layer.
+    n_vectors = sum(
+        math.prod(scanned_opt._velocities[scanned_opt._get_variable_index(v)].shape)
+        for v, _ in scanned_opt.vector_variables
+    )
+    if units is None:  # SRU: kernel columns (k * units)
+        units = int(by_name["kernel"].shape[-1])
+    assert n_vectors == units
+
+
+def test_partition_einsum_dense_and_nested_layers():
+    inner = keras.Sequential([LAYERS.Dense(3, name="fc")], name="inner")
+    inputs = keras.Input((5, 4))
+    h = LAYERS.EinsumDense("abc,cde->abde", output_shape=(None, 2, 3), name="proj")(
+        inputs
+    )
+    h = LAYERS.Reshape((5, 6))(h)
+    h = LAYERS.Bidirectional(_sru())(h)
+    model = keras.Model(inputs, inner(h))
+    scanned = vector_axes_for_model(model)
+    vectors = {
+        p.split("/")[-2] + "/" + p.split("/")[-1]: a for p, a in scanned.items() if a
+    }
+    assert vectors["proj/kernel"] == (0,)  # contracted index c
+    assert vectors["fc/kernel"] == (0,)
+    sru_kernels = [p for p in vectors if p.endswith("/kernel") and "sru" in p]
+    assert len(sru_kernels) == 2  # forward and backward SRU kernels
+    assert all(a is None for p, a in scanned.items() if p.endswith("weight_c"))
+
+
+def test_user_overrides_patterns_and_variables():
+    model = small_model()
+    conv, _, _, up, _, dense, dense_1 = model.layers
+    opt = NDAdam(exclude_from_vectors=[f"{conv.name}/", dense_1.kernel])
+    opt.build(model.trainable_variables)
+    assert {v.path for v, _ in opt.vector_variables} == {
+        up.kernel.path,
+        dense.kernel.path,
+    }
+
+    dense.bias.assign(np.ones(dense.bias.shape))  # a zero vector cannot be normalized
+    only = NDAdam(vector_variables=[f"{dense_1.name}/kernel", dense.bias])
+    only.build(model.trainable_variables)
+    assert {v.path: a for v, a in only.vector_variables} == {
+        dense_1.kernel.path: (0,),
+        dense.bias.path: (0,),
+    }
+    explicit = NDAdam(vector_axes={dense.kernel.path: [1], conv.kernel.path: None})
+    explicit.build(model.trainable_variables)
+    got = {v.path: a for v, a in explicit.vector_variables}
+    assert got[dense.kernel.path] == (1,)
+    assert conv.kernel.path not in got
+
+
+def test_weight_decay_only_on_theta_s():
+    model = keras.Sequential(
+        [keras.Input((3,)), LAYERS.Dense(2, bias_initializer="ones")]
+    )
+    opt = NDAdam(learning_rate=0.1, weight_decay=0.5)
+    opt.build(model.trainable_variables)
+    kernel_before = np.asarray(model.layers[0].kernel)
+    zeros = [keras.ops.zeros_like(v) for v in model.trainable_variables]
+    opt.apply(zeros, model.trainable_variables)
+    np.testing.assert_allclose(
+        np.asarray(model.layers[0].kernel), kernel_before, atol=1e-7
+    )
+    np.testing.assert_allclose(
+        np.asarray(model.layers[0].bias), 1 - 0.5 * 0.1, rtol=1e-6
+    )
+
+
+def test_non_finite_gradient_never_gives_nan_weights():
+    model = keras.Sequential([keras.Input((3,)), LAYERS.Dense(2)])
+    opt = NDAdam()
+    opt.build(model.trainable_variables)
+    kernel = model.layers[0].kernel
+    before = np.asarray(kernel)
+    grad = np.ones((3, 2), "float32")
+    grad[1, 0] = np.nan
+    opt.apply([grad, np.zeros(2, "float32")], model.trainable_variables)
+    after = np.asarray(kernel)
+    assert np.all(np.isfinite(after))
+    np.testing.assert_allclose(after[:, 0], before[:, 0], atol=1e-7)  # skipped vector
+    assert np.max(np.abs(after[:, 1] - before[:, 1])) > 1e-3  # healthy vector moved
+    assert np.all(np.isfinite(np.asarray(opt._momentums[0])))
+
+
+def test_zero_vector_at_build_is_a_clear_error():
+    model = keras.Sequential(
+        [keras.Input((3,)), LAYERS.Dense(2, kernel_initializer="zeros")]
+    )
+    with pytest.raises(ValueError, match="zero or non-finite vector"):
+        NDAdam().build(model.trainable_variables)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"beta_1": 1.0}, "beta_1"),
+        ({"beta_2": -0.1}, "beta_2"),
+        ({"epsilon": 0}, "epsilon"),
+        ({"vector_learning_rate": -1.0}, "vector_learning_rate"),
+        ({"vector_learning_rate": "fast"}, "vector_learning_rate"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"weight_decay": -1.0}, "weight_decay"),
+        ({"vector_variables": "kernel"}, "vector_variables"),
+        ({"exclude_from_vectors": [3]}, "exclude_from_vectors"),
+        ({"vector_axes": ["kernel"]}, "vector_axes"),
+        ({"vector_axes": {"dense/kernel": []}}, "vector_axes"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match) as info:
+        NDAdam(**kwargs)
+    assert "Received" in str(info.value)
+
+
+def test_axis_out_of_range():
+    model = keras.Sequential([keras.Input((3,)), LAYERS.Dense(2)])
+    with pytest.raises(ValueError, match="outside the variable's rank"):
+        NDAdam(vector_axes={model.layers[0].kernel.path: [2]}).build(
+            model.trainable_variables
+        )
+
+
+# -- schedules, serialization, resume ------------------------------------------
+
+
+def test_schedules_for_both_learning_rates():
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential([keras.Input((3,)), LAYERS.Dense(2)])
+    cosine = keras.optimizers.schedules.CosineDecay(0.1, decay_steps=4)
+    decay = keras.optimizers.schedules.ExponentialDecay(
+        0.01, decay_steps=1, decay_rate=0.5
+    )
+    opt = NDAdam(learning_rate=decay, vector_learning_rate=cosine)
+    paths = ["kernel", "bias"]
+    reference = NumpyNDAdam(
+        {p: np.asarray(v) for p, v in zip(paths, model.trainable_variables)},
+        {"kernel": (0,), "bias": None},
+        lr_s=lambda t: 0.01 * 0.5**t,
+        lr_v=lambda t: 0.1 * 0.5 * (1 + math.cos(math.pi * min(t, 4) / 4)),
+    )
+    opt.build(model.trainable_variables)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        grads = [
+            rng.normal(size=v.shape).astype("float32")
+            for v in model.trainable_variables
+        ]
+        reference.step(dict(zip(paths, grads)))
+        opt.apply(grads, model.trainable_variables)
+    for p, v in zip(paths, model.trainable_variables):
+        np.testing.assert_allclose(np.asarray(v), reference.w[p], atol=2e-6)
+
+
+def test_config_round_trip():
+    cosine = keras.optimizers.schedules.CosineDecay(0.05, decay_steps=100)
+    opt = NDAdam(
+        learning_rate=0.002,
+        vector_learning_rate=cosine,
+        beta_1=0.8,
+        beta_2=0.99,
+        epsilon=1e-6,
+        weight_decay=0.01,
+        exclude_from_vectors=["bias"],
+        vector_axes={"a/kernel": [0, 1]},
+        clipnorm=1.0,
+        use_ema=True,
+        gradient_accumulation_steps=2,
+    )
+    config = opt.get_config()
+    again = NDAdam.from_config(json.loads(json.dumps(config)))
+    assert again.get_config() == config
+    assert isinstance(
+        again._vector_learning_rate, keras.optimizers.schedules.CosineDecay
+    )
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
+    assert isinstance(restored, NDAdam) and restored.get_config() == config
+    float_rate = NDAdam(vector_learning_rate=0.07).get_config()["vector_learning_rate"]
+    assert float_rate == pytest.approx(0.07)
+
+
+def test_save_load_resumes_with_the_same_next_step(tmp_path):
+    x, y = data(n=16)
+    model = small_model(seed=2, transpose_name="up")
+    model.compile(
+        optimizer=NDAdam(learning_rate=0.01, vector_axes=vector_axes_for_model(model)),
+        loss="mse",
+    )
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded.optimizer, NDAdam)
+
+    def short(optimizer):  # the outer model's path prefix changes on load
+        return [
+            ("/".join(v.path.split("/")[-2:]), a) for v, a in optimizer.vector_variables
+        ]
+
+    assert short(loaded.optimizer) == short(model.optimizer)
+    loaded_axes = {v.path: a for v, a in loaded.optimizer.vector_variables}
+    assert loaded_axes[loaded.get_layer("up").kernel.path] == (0, 1, 3)
+    model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    loaded.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    for a, b in zip(model.trainable_variables, loaded.trainable_variables):
+        np.testing.assert_allclose(
+            np.asarray(a), np.asarray(b), atol=1e-6, err_msg=a.path
+        )
+
+
+# -- precision, keyword arguments -----------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_fit(policy):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        model, (x, y) = small_model(seed=4), data(n=16)
+        model.compile(optimizer=NDAdam(learning_rate=0.01), loss="mse")
+        if policy == "mixed_float16":
+            assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        history = model.fit(x, y, batch_size=8, epochs=3, verbose=0)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    inner = getattr(model.optimizer, "inner_optimizer", model.optimizer)
+    assert len(inner.vector_variables) == 4
+    assert unit_norm_error(inner) < 1e-5
+    assert all(np.all(np.isfinite(np.asarray(v))) for v in model.trainable_variables)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_variables_reduce_in_float32(dtype):
+    # ||g||^2 = 6 * 300^2 overflows float16 (max 65504); float32 handles it.
+    layer = LAYERS.Dense(2, dtype=dtype, use_bias=False)
+    model = keras.Sequential([keras.Input((6,)), layer])
+    opt = NDAdam(vector_learning_rate=0.1)
+    opt.build(model.trainable_variables)
+    initial = np.asarray(keras.ops.cast(layer.kernel, "float32")).astype("float64")
+    grad = np.full((6, 2), 300.0)
+    grad[:, 1] = np.linspace(-300, 300, 6)
+    opt.apply([keras.ops.cast(grad, dtype)], model.trainable_variables)
+    reference = NumpyNDAdam({"k": initial}, {"k": (0,)}, 0.0, 0.1)
+    reference.step(
+        {"k": np.asarray(keras.ops.cast(keras.ops.cast(grad, dtype), "float32"))}
+    )
+    got = np.asarray(keras.ops.cast(layer.kernel, "float32"))
+    assert np.all(np.isfinite(got)) and not np.allclose(got, initial)
+    np.testing.assert_allclose(
+        got, reference.w["k"], atol=2e-2 if dtype == "bfloat16" else 2e-3
+    )
+    assert np.all(np.isfinite(np.asarray(opt._velocities[0])))
+
+
+def test_base_keyword_arguments_in_fit():
+    x, y = data(n=16)
+    for kwargs in (
+        {"clipnorm": 0.1},
+        {"global_clipnorm": 0.1},
+        {"use_ema": True, "ema_overwrite_frequency": 2},
+        {"gradient_accumulation_steps": 2},
+    ):
+        model = small_model(seed=6)
+        opt = NDAdam(learning_rate=0.01, **kwargs)
+        model.compile(optimizer=opt, loss="mse")
+        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+        assert int(opt.iterations) == (
+            2 if "gradient_accumulation_steps" in kwargs else 4
+        )
+        assert all(
+            np.all(np.isfinite(np.asarray(v))) for v in model.trainable_variables
+        )
+        if not kwargs.get("use_ema"):
+            assert unit_norm_error(opt) < 1e-6, kwargs
+
+
+# -- distribution and other backends (subprocesses) ------------------------------
+
+
+def _run_check(script, backend="tensorflow"):
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, str(HERE / script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_mirrored_strategy_two_cpu_replicas():
+    result = _run_check("_distribute_check.py")
+    assert result["replicas"] == 2
+    assert result["max_diff_vs_single_device"] < 1e-5
+    assert result["unit_norm_error"] < 1e-6
+
+
+@pytest.mark.torch
+def test_torch_backend():
+    pytest.importorskip("torch")
+    result = _run_check("_torch_backend_check.py", backend="torch")
+    assert result["backend"] == "torch"
+    assert result["max_diff_vs_numpy"] < 2e-6
+    assert result["fit_unit_norm_error"] < 1e-6
