@@ -17,6 +17,7 @@
 // mapping and the launch configuration on a machine without a GPU.
 #include "sru_kernels_gpu.h"
 
+#include <atomic>
 #include <cstdint>
 #include <utility>
 
@@ -166,14 +167,16 @@ int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 #if !defined(SRU_HOST_EMULATION)
 int MultiprocessorCount() {
   constexpr int kMaxDevices = 64;
-  static int cache[kMaxDevices] = {};  // 0: not read yet (benign race)
+  static std::atomic<int> cache[kMaxDevices];  // 0: not read yet
   int device = 0;
   if (cudaGetDevice(&device) != cudaSuccess) {
     cudaGetLastError();  // clear it; the launch reports real errors
     return 1;
   }
-  if (device >= 0 && device < kMaxDevices && cache[device] > 0) {
-    return cache[device];
+  const bool cacheable = device >= 0 && device < kMaxDevices;
+  if (cacheable) {
+    const int cached = cache[device].load(std::memory_order_relaxed);
+    if (cached > 0) return cached;
   }
   int count = 0;
   if (cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount,
@@ -182,7 +185,7 @@ int MultiprocessorCount() {
     cudaGetLastError();
     return 1;
   }
-  if (device >= 0 && device < kMaxDevices) cache[device] = count;
+  if (cacheable) cache[device].store(count, std::memory_order_relaxed);
   return count;
 }
 
