@@ -11,7 +11,35 @@ property and stops as soon as its sign is decided: a solution with margin
 
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
+
+_QUIET = False
+
+
+def _new_highs():
+    """A silent `highspy.Highs` (HiGHS prints a banner on its first creation)."""
+    global _QUIET
+    import highspy
+
+    if _QUIET:
+        highs = highspy.Highs()
+    else:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 1)
+                highs = highspy.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+        _QUIET = True
+    highs.setOptionValue("output_flag", False)
+    highs.setOptionValue("threads", 1)
+    return highs
 
 
 class _Builder:
@@ -72,7 +100,7 @@ def _encode_copy(builder, weights, biases, bounds, x_vars):
     return prev
 
 
-def solve_milp(problem, bounds_per_copy, time_limit=None, tol=1e-6, threads=1):
+def solve_milp(problem, bounds_per_copy, time_limit=None, tol=1e-6):
     """Minimises the margin of ``problem`` (a `search.Disjunct`) with HiGHS.
 
     Returns a dict with ``status`` ("robust", "candidate", "unknown"),
@@ -105,9 +133,7 @@ def solve_milp(problem, bounds_per_copy, time_limit=None, tol=1e-6, threads=1):
 
     lp, binaries = _assemble(builder, cost, offset)
 
-    highs = highspy.Highs()
-    highs.setOptionValue("output_flag", False)
-    highs.setOptionValue("threads", int(threads))
+    highs = _new_highs()
     highs.setOptionValue("random_seed", 0)
     highs.setOptionValue("mip_feasibility_tolerance", 1e-8)
     highs.setOptionValue("primal_feasibility_tolerance", 1e-9)
@@ -229,9 +255,7 @@ def neuron_bounds_lp(problem, tightened, current, k):
         builder, problem.weights[: k + 1], problem.biases[: k + 1], tightened, x_vars
     )
     lp, _ = _assemble(builder, {}, 0.0, relax=True)
-    highs = highspy.Highs()
-    highs.setOptionValue("output_flag", False)
-    highs.setOptionValue("threads", 1)
+    highs = _new_highs()
     highs.passModel(lp)
     live = last >= 0
     cols = last[live].astype(np.int32)

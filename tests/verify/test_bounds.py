@@ -1,0 +1,97 @@
+"""Bound propagation and LP tightening contain every reachable pre-activation."""
+
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from verify_brute import def1_min_margin, random_net  # noqa: E402
+
+from keras_ndsru.verify import ReluNetwork, local_robustness  # noqa: E402
+from keras_ndsru.verify.bounds import InputRegion, layer_bounds  # noqa: E402
+from keras_ndsru.verify.milp import neuron_bounds_lp  # noqa: E402
+from keras_ndsru.verify.search import Disjunct  # noqa: E402
+
+
+def _pre_activations(weights, biases, x):
+    out, h = [], x
+    for w, b in zip(weights[:-1], biases[:-1]):
+        z = h @ w.T + b
+        out.append(z)
+        h = np.maximum(z, 0)
+    return out
+
+
+def _samples(rng, region, count):
+    x = rng.uniform(region.lower, region.upper, size=(count, len(region.lower)))
+    if region.l1_center is not None:
+        diff = x - region.l1_center
+        norms = np.abs(diff).sum(1, keepdims=True)
+        x = region.l1_center + diff * np.minimum(1, region.l1_delta / norms)
+    corners = np.where(rng.integers(0, 2, size=x.shape), region.lower, region.upper)
+    if region.l1_center is None:
+        x = np.concatenate([x, corners])
+    return x
+
+
+@pytest.mark.parametrize("norm", ["inf", "1"])
+def test_bounds_contain_sampled_pre_activations(norm):
+    rng = np.random.default_rng(0)
+    improved = False
+    for _ in range(5):
+        weights, biases = random_net(rng, [3, 8, 8, 6, 2])
+        x0, delta = rng.uniform(-1, 1, 3), 0.4
+        region = InputRegion(x0 - delta, x0 + delta)
+        if norm == "1":
+            region = InputRegion(x0 - delta, x0 + delta, x0, delta)
+        bounds = layer_bounds(weights, biases, region)
+        problem = Disjunct(
+            weights,
+            biases,
+            region.lower,
+            region.upper,
+            np.zeros((1, 2)),
+            0.0,
+            norm=norm,
+            delta=delta,
+            center=x0,
+        )
+        tightened = []
+        for k in range(len(bounds)):
+            tightened.append(neuron_bounds_lp(problem, tightened, bounds[k], k))
+        zs = _pre_activations(weights, biases, _samples(rng, region, 4000))
+        for (lo, hi), (tlo, thi), z in zip(bounds, tightened, zs):
+            assert np.all(z >= lo - 1e-9) and np.all(z <= hi + 1e-9)
+            assert np.all(z >= tlo - 1e-6) and np.all(z <= thi + 1e-6)
+            assert np.all(tlo >= lo - 1e-12) and np.all(thi <= hi + 1e-12)
+        improved |= any(
+            np.any(t[0] > b[0] + 1e-6) or np.any(t[1] < b[1] - 1e-6)
+            for t, b in zip(tightened, bounds)
+        )
+    assert improved, "LP tightening never improved a bound"
+
+
+def test_lp_tightening_keeps_verdicts():
+    verdicts = []
+    rng = np.random.default_rng(11)
+    for _ in range(3):
+        weights, biases = random_net(rng, [2, 6, 6, 3])
+        x0 = rng.uniform(-1, 1, 2)
+        for delta in (0.1, 0.5):
+            exact = def1_min_margin(weights, biases, x0, delta, "inf")
+            if abs(exact) < 1e-5:
+                continue
+            res = local_robustness(
+                ReluNetwork(weights, biases),
+                x0,
+                delta,
+                workers=1,
+                method="milp",
+                lp_tighten=True,
+                falsify_first=False,
+            )
+            assert res.robust == (exact > 0)
+            verdicts.append(res.robust)
+    assert {True, False} <= set(verdicts)
