@@ -110,3 +110,7 @@ class EffectiveLearningRate(keras.callbacks.Callback):
 
     def get_config(self) -> dict:
         return {"every_n_batches": self.every_n_batches, "name": self.name}
+
+    @classmethod
+    def from_config(cls, config: dict) -> EffectiveLearningRate:
+        return cls(**config)

@@ -43,11 +43,11 @@ with strategy.scope():
     mirrored.compile(
         optimizer=NDAdam(learning_rate=0.01, weight_decay=0.01), loss="mse"
     )
-mirrored.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+mirrored.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
 
 single = make_model()
 single.compile(optimizer=NDAdam(learning_rate=0.01, weight_decay=0.01), loss="mse")
-single.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+single.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
 
 optimizer = mirrored.optimizer
 norm_error = max(

@@ -536,26 +536,58 @@ def test_half_precision_variables_reduce_in_float32(dtype):
     assert np.all(np.isfinite(np.asarray(opt._velocities[0])))
 
 
-def test_base_keyword_arguments_in_fit():
-    x, y = data(n=16)
-    for kwargs in (
-        {"clipnorm": 0.1},
-        {"global_clipnorm": 0.1},
-        {"use_ema": True, "ema_overwrite_frequency": 2},
-        {"gradient_accumulation_steps": 2},
-    ):
-        model = small_model(seed=6)
-        opt = NDAdam(learning_rate=0.01, **kwargs)
-        model.compile(optimizer=opt, loss="mse")
-        model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
-        assert int(opt.iterations) == (
-            2 if "gradient_accumulation_steps" in kwargs else 4
-        )
-        assert all(
-            np.all(np.isfinite(np.asarray(v))) for v in model.trainable_variables
-        )
-        if not kwargs.get("use_ema"):
-            assert unit_norm_error(opt) < 1e-6, kwargs
+def _dense_pair(seed=6):
+    models = []
+    for _ in range(2):
+        keras.utils.set_random_seed(seed)
+        models.append(keras.Sequential([keras.Input((4,)), LAYERS.Dense(3)]))
+    return models
+
+
+def _assert_same_weights(a, b):
+    for u, v in zip(a.trainable_variables, b.trainable_variables):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), atol=1e-6)
+
+
+def test_gradient_accumulation_and_clipping_match_plain_steps():
+    rng = np.random.default_rng(0)
+    shapes = [(4, 3), (3,)]
+    g1, g2 = ([rng.normal(size=s).astype("float32") for s in shapes] for _ in range(2))
+
+    a, b = _dense_pair()
+    acc, plain = NDAdam(gradient_accumulation_steps=2), NDAdam()
+    acc.build(a.trainable_variables)
+    plain.build(b.trainable_variables)
+    before = np.asarray(a.layers[0].kernel)
+    acc.apply(g1, a.trainable_variables)
+    np.testing.assert_array_equal(np.asarray(a.layers[0].kernel), before)
+    acc.apply(g2, a.trainable_variables)
+    plain.apply([(u + v) / 2 for u, v in zip(g1, g2)], b.trainable_variables)
+    _assert_same_weights(a, b)
+
+    a, b = _dense_pair()
+    clipped = NDAdam(clipnorm=0.1)
+    clipped.apply(g1, a.trainable_variables)
+    NDAdam().apply(
+        [g * min(1.0, 0.1 / np.linalg.norm(g)) for g in g1], b.trainable_variables
+    )
+    _assert_same_weights(a, b)
+
+    a, b = _dense_pair()
+    total = np.sqrt(sum(np.sum(g**2) for g in g1))
+    NDAdam(global_clipnorm=0.1).apply(g1, a.trainable_variables)
+    NDAdam().apply([g * 0.1 / total for g in g1], b.trainable_variables)
+    _assert_same_weights(a, b)
+
+
+def test_use_ema_in_fit():
+    model, _ = _dense_pair()
+    opt = NDAdam(use_ema=True, ema_overwrite_frequency=3)
+    model.compile(optimizer=opt, loss="mse")
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    model.fit(x, x[:, :3], batch_size=4, epochs=1, verbose=0)
+    assert int(opt.iterations) == 4
+    assert all(np.all(np.isfinite(np.asarray(v))) for v in model.trainable_variables)
 
 
 # -- distribution and other backends (subprocesses) ------------------------------

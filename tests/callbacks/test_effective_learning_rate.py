@@ -1,0 +1,73 @@
+"""EffectiveLearningRate against ||dw|| / ||w|| computed from weight snapshots."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_ndsru import EffectiveLearningRate, NDAdam
+
+LAYERS = keras.layers
+
+
+def _model():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential(
+        [
+            keras.Input((5, 5, 2)),
+            LAYERS.Conv2D(3, 3, use_bias=False),
+            LAYERS.BatchNormalization(),
+            LAYERS.Flatten(),
+            LAYERS.Dense(2),
+        ]
+    )
+
+
+def _expected(before, after, axes):
+    """Mean over every weight vector of ||w_after - w_before|| / ||w_before||."""
+    ratios = []
+    for b, a, ax in zip(before, after, axes):
+        step = np.sqrt(np.sum((a - b) ** 2, axis=ax))
+        ratios.append((step / np.sqrt(np.sum(b**2, axis=ax))).ravel())
+    return float(np.mean(np.concatenate(ratios)))
+
+
+@pytest.mark.parametrize("optimizer", ["ndadam", "sgd"])
+def test_matches_weight_snapshots(optimizer):
+    model = _model()
+    conv, dense = model.layers[0], model.layers[-1]
+    opt = NDAdam() if optimizer == "ndadam" else keras.optimizers.SGD(0.1)
+    model.compile(optimizer=opt, loss="mse")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 5, 5, 2)).astype("float32")
+    y = rng.normal(size=(8, 2)).astype("float32")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # builds and normalizes
+    before = [np.asarray(conv.kernel, "float64"), np.asarray(dense.kernel, "float64")]
+    callback = EffectiveLearningRate()
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[callback])
+    after = [np.asarray(conv.kernel, "float64"), np.asarray(dense.kernel, "float64")]
+    got = history.history["effective_learning_rate"]
+    assert len(got) == 1
+    want = _expected(before, after, [(0, 1, 2), (0,)])
+    assert want > 1e-4
+    assert got[0] == pytest.approx(want, rel=1e-5)
+
+
+def test_every_n_batches_and_name():
+    model = _model()
+    model.compile(optimizer=NDAdam(), loss="mse")
+    x = np.random.default_rng(1).normal(size=(16, 5, 5, 2)).astype("float32")
+    callback = EffectiveLearningRate(every_n_batches=3, name="eff_lr")
+    history = model.fit(
+        x, x[:, 0, 0, :], batch_size=4, epochs=2, verbose=0, callbacks=[callback]
+    )
+    values = history.history["eff_lr"]
+    assert len(values) == 2 and all(0 < v < 1 for v in values)
+    assert EffectiveLearningRate.from_config(callback.get_config()).every_n_batches == 3
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"every_n_batches": 0}, {"every_n_batches": 1.5}, {"name": ""}]
+)
+def test_bad_arguments(kwargs):
+    with pytest.raises(ValueError, match="Received"):
+        EffectiveLearningRate(**kwargs)
