@@ -150,13 +150,20 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class LearningRateLogger(keras.callbacks.Callback):
-    """Adds `learning_rate`, the optimizer's current (scheduled) rate, to the logs."""
+    """Adds the optimizer's current (scheduled) rates to the logs.
+
+    `learning_rate`, and for NDAdam also `vector_learning_rate` (its
+    `learning_rate` is then the rate of the biases and BN shifts).
+    """
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["learning_rate"] = float(
-                keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
-            )
+        if logs is None:
+            return
+        optimizer = self.model.optimizer
+        for name in ("learning_rate", "vector_learning_rate"):
+            if hasattr(optimizer, name):
+                value = getattr(optimizer, name)
+                logs[name] = float(keras.ops.convert_to_numpy(value))
 
 
 class LogitMagnitude(keras.callbacks.Callback):
@@ -247,5 +254,5 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 def _cell(value) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+        return f"{value:.4f}" if abs(value) <= 1 else f"{value:.1f}"
     return str(value)

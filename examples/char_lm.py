@@ -105,7 +105,7 @@ def load_texts(args) -> tuple[str, str, str]:
     keys = [
         key
         for key, feature in info.features.items()
-        if getattr(feature, "dtype", None) == tf.string
+        if getattr(feature, "tf_dtype", None) == tf.string
     ]
     if len(keys) != 1:
         raise ValueError(

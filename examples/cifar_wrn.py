@@ -35,6 +35,7 @@ import tensorflow as tf  # noqa: E402
 # Paper defaults per optimizer: initial learning rate and L2 weight decay.
 DEFAULT_WEIGHT_DECAY = {"ndadam": 0.0, "adam": 5e-4, "sgd": 5e-4}
 STATS_SAMPLE = 10_000
+BN_MOMENTUM = 0.9  # The authors' (Keras' default is 0.99).
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,7 +151,7 @@ def wide_resnet(
         )
 
     def bn_relu(x):
-        x = keras.layers.BatchNormalization(scale=False)(x)
+        x = keras.layers.BatchNormalization(scale=False, momentum=BN_MOMENTUM)(x)
         return keras.layers.ReLU()(x)
 
     inputs = keras.Input(input_shape)
@@ -173,7 +174,9 @@ def wide_resnet(
     x = conv(num_classes, 1)(x)
     logits = keras.layers.GlobalAveragePooling2D(name="logits")(x)
     if bn_softmax is not None:
-        logits = keras_ndsru.BNSoftmax(gamma=bn_softmax, name="bn_softmax")(logits)
+        logits = keras_ndsru.BNSoftmax(
+            gamma=bn_softmax, momentum=BN_MOMENTUM, name="bn_softmax"
+        )(logits)
     return keras.Model(inputs, logits, name=f"wrn_{depth}_{width:g}")
 
 

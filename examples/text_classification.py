@@ -159,7 +159,7 @@ def load_tfds(args):
     text_keys = [
         key
         for key, feature in info.features.items()
-        if getattr(feature, "dtype", None) == tf.string and key != "label"
+        if getattr(feature, "tf_dtype", None) == tf.string and key != "label"
     ]
     if "label" not in info.features or len(text_keys) != 1:
         raise ValueError(

@@ -5,6 +5,7 @@ import math
 import char_lm
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 
 
 def test_windows_pair_each_character_with_the_next():
@@ -30,3 +31,15 @@ def test_one_epoch_reports_bits_per_character(assert_png, tmp_path):
     history = results["history"]
     assert history["bpc"][0] == pytest.approx(history["loss"][0] / math.log(2))
     assert_png(results["plots"][0])
+
+
+def test_mocked_tfds_text_uses_its_three_splits(online, tmp_path):
+    with tfds.testing.mock_data(num_examples=4):
+        results = char_lm.main(
+            ["--dataset", "tiny_shakespeare", "--data-dir", str(tmp_path / "tfds")]
+            + ["--epochs", "1", "--layers", "1", "--units", "4", "--embed-dim", "4"]
+            + ["--seq-len", "4", "--verbose", "0", "--out", str(tmp_path)]
+        )
+    assert set(results["characters"]) == {"train", "validation", "test"}
+    assert all(count > 4 for count in results["characters"].values())
+    assert results["source"] == "tiny_shakespeare"

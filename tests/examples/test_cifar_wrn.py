@@ -56,6 +56,7 @@ def test_one_epoch_on_mocked_cifar10_per_optimizer(assert_png, online, tmp_path)
         assert history["logit_norm"][0] > 0
         # Cosine decay to 0 over the run: after its only epoch the rate is 0.
         assert history["learning_rate"][0] == pytest.approx(0.0, abs=1e-7)
+        assert ("vector_learning_rate" in history) == (name == "ndadam")
         assert run["learning_rate"] == {"ndadam": 0.05, "sgd": 0.1}[name]
     with open(results["json"]) as file:
         assert set(json.load(file)["runs"]) == {"ndadam", "sgd"}
