@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 
@@ -23,6 +24,16 @@ OPTIMIZERS = ("ndadam", "adam", "sgd")
 # Initial learning rates of the ND-Adam paper's CIFAR recipe (for ndadam: of
 # the weight vectors, alpha_v; the other variables get Adam's 1e-3).
 DEFAULT_LR = {"ndadam": 0.05, "adam": 1e-3, "sgd": 0.1}
+
+
+def run_script(main) -> None:
+    """Runs `main()`; a dataset that cannot be had is one line, not a traceback."""
+    try:
+        main()
+    except Exception as error:
+        if type(error).__name__ != "DatasetUnavailableError":
+            raise
+        sys.exit(f"error: {error}")
 
 
 def add_training_args(

@@ -230,4 +230,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    _common.run_script(main)
