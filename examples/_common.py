@@ -1,6 +1,6 @@
 """Shared pieces of the examples: arguments, optimizers, timing, results, plots.
 
-Imported by the example scripts (`from _common import ...`): run them from
+Imported by the example scripts (`import _common`, next to them): run them from
 anywhere with `python examples/NAME.py`, or put `examples/` on `sys.path` to
 call their `main(argv)`.
 """
