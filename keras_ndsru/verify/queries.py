@@ -280,7 +280,7 @@ def local_robustness(
     executor: Executor | None = None,
     method: str = "auto",
     tol: float = 1e-6,
-    lp_tighten: bool = False,
+    lp_tighten: bool = True,
     falsify_first: bool = True,
 ):
     """Proves or refutes local robustness at ``x0`` (Def. 1 or Def. 3).
@@ -315,8 +315,8 @@ def local_robustness(
         method: "auto" (input splitting for <= 16 inputs, else MILP), "milp"
             or "split". Defaults to "auto".
         tol: margin a proof must exceed. Defaults to 1e-6.
-        lp_tighten: tighten unstable neurons' bounds with LPs before the
-            MILP. Defaults to False.
+        lp_tighten: tighten the unstable neurons' bounds with LPs before
+            a MILP (once per region). Defaults to True.
         falsify_first: try sampling/gradient counterexamples first.
             Defaults to True.
 
@@ -429,7 +429,7 @@ def global_robustness(
     workers: int | None = None,
     executor: Executor | None = None,
     tol: float = 1e-6,
-    lp_tighten: bool = False,
+    lp_tighten: bool = True,
     falsify_first: bool = True,
 ) -> VerificationResult:
     """Proves or refutes (delta, eps)-global robustness on a box (Def. 2).

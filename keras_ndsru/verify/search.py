@@ -64,7 +64,7 @@ class Options:
     split_max_dims: int = 16
     split_milp_unstable: int = 24
     split_max_depth: int = 24
-    lp_tighten: bool = False
+    lp_tighten: bool = True
     seed: int = 0
 
 
@@ -85,13 +85,30 @@ def _milp(problem: Disjunct, layer_bounds, deadline, options: Options):
     from keras_ndsru.verify.milp import solve_milp
 
     if options.lp_tighten:
-        layer_bounds = _tighten(problem, layer_bounds, deadline)
+        # The disjuncts of a query share their region: tighten once per process.
+        key = _region_key(problem)
+        if key not in _TIGHTENED:
+            if len(_TIGHTENED) >= 16:
+                _TIGHTENED.pop(next(iter(_TIGHTENED)))
+            _TIGHTENED[key] = _tighten(problem, layer_bounds, deadline)
+        layer_bounds = _TIGHTENED[key]
     return solve_milp(
         problem,
         [layer_bounds] * problem.copies,
         time_limit=max(deadline - time.time(), 0.01),
         tol=options.tol,
     )
+
+
+_TIGHTENED: dict = {}
+
+
+def _region_key(problem: Disjunct):
+    parts = [problem.lower, problem.upper, *problem.weights, *problem.biases]
+    if problem.center is not None:
+        parts.append(problem.center)
+    digest = hash(tuple(np.ascontiguousarray(p).tobytes() for p in parts))
+    return digest, problem.copies, problem.norm, problem.delta
 
 
 def _tighten(problem: Disjunct, layer_bounds, deadline):

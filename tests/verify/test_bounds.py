@@ -73,7 +73,7 @@ def test_bounds_contain_sampled_pre_activations(norm):
     assert improved, "LP tightening never improved a bound"
 
 
-def test_lp_tightening_keeps_verdicts():
+def test_verdicts_with_and_without_lp_tightening():
     verdicts = []
     rng = np.random.default_rng(11)
     for _ in range(3):
@@ -83,15 +83,16 @@ def test_lp_tightening_keeps_verdicts():
             exact = def1_min_margin(weights, biases, x0, delta, "inf")
             if abs(exact) < 1e-5:
                 continue
-            res = local_robustness(
-                ReluNetwork(weights, biases),
-                x0,
-                delta,
-                workers=1,
-                method="milp",
-                lp_tighten=True,
-                falsify_first=False,
-            )
-            assert res.robust == (exact > 0)
+            for tighten in (True, False):
+                res = local_robustness(
+                    ReluNetwork(weights, biases),
+                    x0,
+                    delta,
+                    workers=1,
+                    method="milp",
+                    lp_tighten=tighten,
+                    falsify_first=False,
+                )
+                assert res.robust == (exact > 0)
             verdicts.append(res.robust)
     assert {True, False} <= set(verdicts)
