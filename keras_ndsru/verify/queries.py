@@ -109,7 +109,7 @@ def _executor(workers, executor):
         return search.default_executor(), False
     if workers == 1:
         return None, False
-    return ProcessPoolExecutor(workers), True
+    return ProcessPoolExecutor(workers, mp_context=search.process_context()), True
 
 
 def _ball_box(x, delta, dom_lo, dom_hi):

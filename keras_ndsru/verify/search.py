@@ -231,17 +231,18 @@ def _solve_task(problem: Disjunct, deadline: float, options: Options) -> dict:
 _POOL = None
 
 
+def process_context():
+    """``fork`` where available (workers start at once and need no ``__main__``
+    guard; they only run NumPy and single-threaded HiGHS), else ``spawn``."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+
+
 def default_executor() -> Executor:
     """A process pool shared by all calls (one worker per CPU), made on demand."""
     global _POOL
     if _POOL is None:
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context(
-            "forkserver" if "forkserver" in methods else "spawn"
-        )
-        if "forkserver" in methods:
-            context.set_forkserver_preload(["keras_ndsru.verify.search"])
-        _POOL = ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context)
+        _POOL = ProcessPoolExecutor(os.cpu_count() or 1, mp_context=process_context())
         atexit.register(_POOL.shutdown, wait=False, cancel_futures=True)
     return _POOL
 

@@ -185,12 +185,13 @@ def test_process_pool_executor():
         weights, biases, x0 = next(_cases(seed, 1, [2, 8, 8, 3]))
         net = ReluNetwork(weights, biases)
         seq = local_robustness(net, x0, 0.5, workers=1, method="milp")
-        res = local_robustness(
-            net, x0, 0.5, workers=2, method="milp", falsify_first=False
-        )
-        assert res.robust == seq.robust is not None
-        solved = [d for d in res.details if d["method"] != "bounds"]
-        assert solved and all(d["pid"] != os.getpid() for d in solved)
+        for workers in (2, None):  # a fresh pool of 2, the shared default pool
+            res = local_robustness(
+                net, x0, 0.5, workers=workers, method="milp", falsify_first=False
+            )
+            assert res.robust == seq.robust is not None
+            solved = [d for d in res.details if d["method"] != "bounds"]
+            assert solved and all(d["pid"] != os.getpid() for d in solved)
 
 
 def test_timeout_gives_unknown():
