@@ -174,8 +174,6 @@ def _output_disjuncts(network, lower, upper, x0, y0, eps, norm, delta):
 
 
 def _run(
-    network,
-    keras_model,
     queries,
     checks,
     timeout,
@@ -186,6 +184,10 @@ def _run(
 ):
     """Falsify, screen with bounds, then solve what remains; returns outcomes."""
     start = time.time()
+    if timeout is not None and not float(timeout) >= 0:
+        raise ValueError(
+            f"timeout must be >= 0 seconds or None. Received: timeout={timeout}"
+        )
     deadline = start + (float(timeout) if timeout is not None else 1e9)
     outcomes = [[] for _ in queries]
     todo, todo_index = [], []
@@ -212,7 +214,7 @@ def _run(
                 continue
         remaining = []
         for i, problem in enumerate(disjuncts):
-            lower = search._bound_margin(problem, problem.region())[0]
+            lower = search.bound_margin(problem, problem.region())[0]
             if lower > options.tol:
                 outcomes[q].append(
                     {
@@ -386,8 +388,6 @@ def local_robustness(
         return bool(np.any(np.abs(y[1] - y[0]) >= eps))
 
     outcomes, seconds = _run(
-        network,
-        keras_model,
         queries,
         checks,
         timeout,
@@ -493,8 +493,6 @@ def global_robustness(
         return bool(np.any(np.abs(y[0] - y[1]) >= eps))
 
     outcomes, seconds = _run(
-        network,
-        keras_model,
         [disjuncts],
         checks,
         timeout,

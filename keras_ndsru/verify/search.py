@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import hashlib
 import heapq
 import multiprocessing
 import os
@@ -68,7 +69,7 @@ class Options:
     seed: int = 0
 
 
-def _bound_margin(problem: Disjunct, region: bnd.InputRegion):
+def bound_margin(problem: Disjunct, region: bnd.InputRegion):
     """Lower bound of the margin over ``region`` and a candidate minimiser."""
     layer_bounds = bnd.layer_bounds(problem.weights, problem.biases, region)
     total, xs = problem.const, []
@@ -107,8 +108,10 @@ def _region_key(problem: Disjunct):
     parts = [problem.lower, problem.upper, *problem.weights, *problem.biases]
     if problem.center is not None:
         parts.append(problem.center)
-    digest = hash(tuple(np.ascontiguousarray(p).tobytes() for p in parts))
-    return digest, problem.copies, problem.norm, problem.delta
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(np.ascontiguousarray(part, dtype=np.float64).tobytes())
+    return digest.hexdigest(), problem.copies, problem.norm, problem.delta
 
 
 def _tighten(problem: Disjunct, layer_bounds, deadline):
@@ -147,7 +150,7 @@ def solve_disjunct(problem: Disjunct, deadline: float, options: Options) -> dict
     if time.time() >= deadline:
         return done("unknown", reason="timeout")
     region = problem.region()
-    lower, vertex, layer_bounds, _ = _bound_margin(problem, region)
+    lower, vertex, layer_bounds, _ = bound_margin(problem, region)
     if lower > options.tol:
         return done("robust", lower=lower)
     found = _candidate(problem, vertex, options.tol)
@@ -190,7 +193,7 @@ def _branch_and_bound(problem: Disjunct, deadline, options: Options, info) -> di
             info.update(leaves=leaves, milps=milps)
             return {"status": "unknown", "reason": "timeout", "lower": heap[0][0]}
         _, _, region, depth = heapq.heappop(heap)
-        lower, vertex, layer_bounds, coef = _bound_margin(problem, region)
+        lower, vertex, layer_bounds, coef = bound_margin(problem, region)
         leaves += 1
         if lower > options.tol:
             worst = min(worst, lower)

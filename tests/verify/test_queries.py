@@ -224,6 +224,7 @@ def test_timeout_gives_unknown():
         ({"domain": (np.ones(2), np.full(2, 2.0))}, "domain"),
         ({"domain": (np.ones(2), np.zeros(2))}, "lower <= upper"),
         ({"workers": 0}, "workers"),
+        ({"timeout": -1.0}, "timeout"),
     ],
 )
 def test_bad_arguments_are_reported(kwargs, match):
