@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "sru_functor.h"
 #include "sru_op_common.h"
@@ -95,8 +96,11 @@ SRU_ALWAYS_INLINE S fast_sigmoid(S a) {
   return S(1) / (S(1) + fast_exp(-a));
 }
 
-// Largest unit block of one work item; sizes the per-item state arrays.
-constexpr int64_t kMaxBlock = 256;
+// Largest unit block of one work item.
+constexpr int64_t kMaxBlock = 2048;
+// Per-item scratch arrays of the forward and backward block functions.
+constexpr int kForwardScratch = 1;
+constexpr int kBackwardScratch = 6;
 
 // One forward step of a row block: the elementwise eqs. (1)-(4) over n
 // contiguous units. `c` holds the carried state and is updated in place.
@@ -160,7 +164,7 @@ struct Block {
 
 template <typename T, typename S>
 SRU_ALWAYS_INLINE void forward_block(const Dims& n, const ForwardArgs<T, S>& a,
-                                     const Block& k) {
+                                     const Block& k, S* scratch) {
   const bool reverse = (n.reverse_mask >> k.dir) & 1;
   const int64_t len = valid_steps(n, a.lengths, k.b);
   const int64_t d = n.units;
@@ -169,7 +173,7 @@ SRU_ALWAYS_INLINE void forward_block(const Dims& n, const ForwardArgs<T, S>& a,
   const S* b_f = a.bias + param_offset(n, k.dir, 0, k.j0);
   const S* b_r = a.bias + param_offset(n, k.dir, 1, k.j0);
   const int64_t so = state_offset(n, k.b, k.dir, k.j0);
-  S c[kMaxBlock];
+  S* c = scratch;
   for (int64_t j = 0; j < k.nb; ++j) c[j] = a.c0 ? a.c0[so + j] : S(0);
   for (int64_t s = 0; s < len; ++s) {
     const int64_t t = reverse ? len - 1 - s : s;
@@ -197,7 +201,7 @@ SRU_ALWAYS_INLINE void forward_block(const Dims& n, const ForwardArgs<T, S>& a,
 template <typename T, typename S>
 SRU_ALWAYS_INLINE void backward_block(const Dims& n,
                                       const BackwardArgs<T, S>& a,
-                                      const Block& k) {
+                                      const Block& k, S* scratch) {
   const bool reverse = (n.reverse_mask >> k.dir) & 1;
   const int64_t len = valid_steps(n, a.lengths, k.b);
   const int64_t d = n.units;
@@ -206,8 +210,12 @@ SRU_ALWAYS_INLINE void backward_block(const Dims& n,
   const S* b_f = a.bias + param_offset(n, k.dir, 0, k.j0);
   const S* b_r = a.bias + param_offset(n, k.dir, 1, k.j0);
   const int64_t so = state_offset(n, k.b, k.dir, k.j0);
-  S zeros[kMaxBlock], gc[kMaxBlock];
-  S g_vf[kMaxBlock], g_vr[kMaxBlock], g_bf[kMaxBlock], g_br[kMaxBlock];
+  S* zeros = scratch;
+  S* gc = zeros + k.nb;
+  S* g_vf = gc + k.nb;
+  S* g_vr = g_vf + k.nb;
+  S* g_bf = g_vr + k.nb;
+  S* g_br = g_bf + k.nb;
   for (int64_t j = 0; j < k.nb; ++j) {
     zeros[j] = S(0);
     gc[j] = a.grad_c_last ? a.grad_c_last[so + j] : S(0);
@@ -259,54 +267,58 @@ SRU_ALWAYS_INLINE void backward_block(const Dims& n,
 // CPU to pay the extra compile time.
 template <typename T, typename S>
 void run_forward_block(const Dims& n, const ForwardArgs<T, S>& a,
-                       const Block& k) {
-  forward_block(n, a, k);
+                       const Block& k, S* scratch) {
+  forward_block(n, a, k, scratch);
 }
 template <typename T, typename S>
 void run_backward_block(const Dims& n, const BackwardArgs<T, S>& a,
-                        const Block& k) {
-  backward_block(n, a, k);
+                        const Block& k, S* scratch) {
+  backward_block(n, a, k, scratch);
 }
 template <>
 SRU_CPU_CLONES void run_forward_block(const Dims& n,
                                       const ForwardArgs<float, float>& a,
-                                      const Block& k) {
-  forward_block(n, a, k);
+                                      const Block& k, float* scratch) {
+  forward_block(n, a, k, scratch);
 }
 template <>
 SRU_CPU_CLONES void run_forward_block(const Dims& n,
                                       const ForwardArgs<double, double>& a,
-                                      const Block& k) {
-  forward_block(n, a, k);
+                                      const Block& k, double* scratch) {
+  forward_block(n, a, k, scratch);
 }
 template <>
 SRU_CPU_CLONES void run_backward_block(const Dims& n,
                                        const BackwardArgs<float, float>& a,
-                                       const Block& k) {
-  backward_block(n, a, k);
+                                       const Block& k, float* scratch) {
+  backward_block(n, a, k, scratch);
 }
 template <>
 SRU_CPU_CLONES void run_backward_block(const Dims& n,
                                        const BackwardArgs<double, double>& a,
-                                       const Block& k) {
-  backward_block(n, a, k);
+                                       const Block& k, double* scratch) {
+  backward_block(n, a, k, scratch);
 }
 
-// Splits the units into blocks: as large as possible (long vector loops)
-// while leaving a few work items per thread.
+// Whole (batch, direction) rows when there are enough of them for the
+// threads: a row's time loop then reads and writes sequential streams, which
+// the hardware prefetchers follow (a block of a row jumps by a whole row per
+// step). With few rows, the units are split into blocks (multiples of 16).
 int64_t choose_block(const Dims& n, int num_threads) {
   const int64_t rows = n.batch * n.dirs;
-  int64_t block = kMaxBlock;
-  while (block > 16 &&
+  int64_t block = std::min(n.units, kMaxBlock);
+  while (block > 64 &&
          rows * ((n.units + block - 1) / block) < 4 * num_threads) {
-    block /= 2;
+    block = (block / 2 + 15) / 16 * 16;
   }
-  return std::max<int64_t>(1, std::min(block, n.units));
+  return std::max<int64_t>(1, block);
 }
 
-template <typename Fn>
+// Runs fn(block, scratch) over all work items on the CPU thread pool;
+// scratch has scratch_per_unit * block elements, reused within a shard.
+template <typename S, typename Fn>
 void for_each_block(OpKernelContext* ctx, const Dims& n, int64_t cost_per_unit,
-                    Fn fn) {
+                    int scratch_per_unit, Fn fn) {
   if (n.batch == 0 || n.units == 0) return;
   auto* workers = ctx->device()->tensorflow_cpu_worker_threads()->workers;
   const int64_t block = choose_block(n, workers->NumThreads());
@@ -315,11 +327,13 @@ void for_each_block(OpKernelContext* ctx, const Dims& n, int64_t cost_per_unit,
   workers->ParallelFor(
       total, std::max<int64_t>(1, cost_per_unit * n.steps * block),
       [&](int64_t begin, int64_t end) {
+        std::vector<S> scratch(scratch_per_unit * block);
         for (int64_t i = begin; i < end; ++i) {
           const int64_t row = i / blocks_per_row;
           const int64_t j0 = (i % blocks_per_row) * block;
           fn(Block{row / n.dirs, row % n.dirs, j0,
-                   std::min(block, n.units - j0)});
+                   std::min(block, n.units - j0)},
+             scratch.data());
         }
       });
 }
@@ -353,8 +367,10 @@ class SruForwardOp : public OpKernel {
                         c_seq->flat<S>().data(),
                         h_last->flat<T>().data(),
                         c_last->flat<S>().data()};
-    for_each_block(ctx, n, /*cost_per_unit=*/20,
-                   [&](const Block& k) { run_forward_block(n, a, k); });
+    for_each_block<S>(ctx, n, /*cost_per_unit=*/20, kForwardScratch,
+                      [&](const Block& k, S* scratch) {
+                        run_forward_block(n, a, k, scratch);
+                      });
   }
 
  private:
@@ -400,8 +416,10 @@ class SruBackwardOp : public OpKernel {
                          grads[4]->flat<S>().data(),
                          weight_c_partial.flat<S>().data(),
                          bias_partial.flat<S>().data()};
-    for_each_block(ctx, n, /*cost_per_unit=*/40,
-                   [&](const Block& k) { run_backward_block(n, a, k); });
+    for_each_block<S>(ctx, n, /*cost_per_unit=*/40, kBackwardScratch,
+                      [&](const Block& k, S* scratch) {
+                        run_backward_block(n, a, k, scratch);
+                      });
     // Fixed-order batch sums of the partials: deterministic results.
     sum_over_batch(a.grad_weight_c_partial, n.batch, width,
                    grads[2]->flat<S>().data());

@@ -1,0 +1,221 @@
+"""Speed of the SRU layer with the fused op against its peers, on CPU.
+
+One run, batch 32, for (time, units) = (32, 256) and (128, 512) (input size =
+units), all timed side by side in this process:
+
+- `keras_ndsru.SRU` with the fused op and with the keras.ops fallback,
+- `keras.layers.LSTM` and `keras.layers.GRU` with the same units,
+- the official PyTorch `sru` package (`sru.SRU`, PyPI `sru` 2.6.0) on CPU:
+  its forward through TorchScript (which runs its C++ CPU kernel; the eager
+  module runs a Python loop), its forward + backward through the eager
+  module (the only trainable path it has on CPU),
+- the fused forward op alone against copying the same bytes (its inputs u
+  and x_highway, `tf.raw_ops.DeepCopy`).
+
+Forward = the layer's call in a `tf.function`; forward + backward also takes
+the gradient of the outputs' sum with respect to the input and every weight.
+Times are medians; ratios are "peer time / fused SRU time" (> 1: SRU faster).
+
+Usage:
+    .venv/bin/python benchmarks/sru_speed.py [--quick] [--no-torch] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# torch's OpenMP threads must not spin between calls and slow the TF ones.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_ndsru  # noqa: E402
+from keras_ndsru.ops import op_library  # noqa: E402
+
+BATCH = 32
+SHAPES = [(32, 256), (128, 512)]
+
+
+def round_robin_ms(timers: dict, min_seconds: float, min_reps: int = 5) -> dict:
+    """Median wall time in ms of each callable, timed in turns (one call of
+    each per round) so that load changes on a shared machine hit all alike."""
+    for fn in timers.values():  # warm-up: tracing, allocation
+        fn()
+        fn()
+    times = {name: [] for name in timers}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < min_reps or time.perf_counter() - start < min_seconds:
+        for name, fn in timers.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+        rounds += 1
+    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+
+
+def keras_timers(layer, x):
+    """(forward, forward + backward) callables of a Keras layer on x."""
+    layer(x)  # build
+
+    @tf.function
+    def forward():
+        return layer(x)
+
+    @tf.function
+    def forward_backward():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x))
+        return tape.gradient(loss, [x, *layer.trainable_variables])
+
+    def run(fn):
+        return lambda: [t.numpy() for t in tf.nest.flatten(fn())]
+
+    return run(forward), run(forward_backward)
+
+
+def op_timers(steps: int, units: int):
+    """(fused forward op, copy of its input bytes) callables."""
+    module = op_library.default_loader().module()
+    rng = np.random.default_rng(0)
+    u = tf.constant(rng.normal(size=(BATCH, steps, 3 * units)), tf.float32)
+    x = tf.constant(rng.normal(size=(BATCH, steps, units)), tf.float32)
+    weight_c = tf.zeros((2 * units,))
+    c0 = tf.zeros((BATCH, units))
+    lengths = tf.fill([BATCH], steps)
+
+    # Eager CPU ops run synchronously: the call returns when the op is done.
+    def fused():
+        return module.keras_ndsru_sru_forward(u, x, weight_c, weight_c, c0, lengths)
+
+    def copy():
+        return tf.raw_ops.DeepCopy(x=u), tf.raw_ops.DeepCopy(x=x)
+
+    return fused, copy
+
+
+def torch_timers(steps: int, units: int):
+    """(forward, forward + backward) of the official `sru` package, or a
+    string saying why it cannot run."""
+    try:
+        import sru
+        import torch
+    except Exception as e:  # noqa: BLE001 - any failure: report and go on
+        return f"official sru unavailable: {type(e).__name__}: {e}"
+    torch.set_num_threads(
+        tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+    )
+    torch.manual_seed(0)
+    model = sru.SRU(units, units, num_layers=1)
+    x = torch.randn(steps, BATCH, units)  # sru is time-major
+    scripted = torch.jit.script(model)
+
+    def forward():
+        with torch.no_grad():
+            return scripted(x)[0]
+
+    def forward_backward():
+        xg = x.detach().requires_grad_(True)
+        out = model(xg)[0]
+        out.sum().backward()
+        model.zero_grad(set_to_none=True)
+        return xg.grad
+
+    return forward, forward_backward
+
+
+def measure(quick: bool, with_torch: bool) -> list[dict]:
+    min_seconds = 2.0 if quick else 15.0
+    rows = []
+    for steps, units in SHAPES:
+        x = tf.random.normal((BATCH, steps, units), seed=0)
+        layers = {
+            "SRU fused": keras_ndsru.SRU(
+                units, return_sequences=True, use_fused_kernel=True
+            ),
+            "SRU fallback": keras_ndsru.SRU(
+                units, return_sequences=True, use_fused_kernel=False
+            ),
+            "keras LSTM": keras.layers.LSTM(units, return_sequences=True),
+            "keras GRU": keras.layers.GRU(units, return_sequences=True),
+        }
+        timers = {}
+        for name, layer in layers.items():
+            timers[name, "fwd"], timers[name, "fwd+bwd"] = keras_timers(layer, x)
+        row = {"shape": (steps, units)}
+        if with_torch:
+            torch_fns = torch_timers(steps, units)
+            if isinstance(torch_fns, str):
+                row["torch_note"] = torch_fns
+            else:
+                timers["official sru", "fwd"] = torch_fns[0]
+                timers["official sru", "fwd+bwd"] = torch_fns[1]
+        timers["op", "fwd"], timers["op", "copy"] = op_timers(steps, units)
+        ms = round_robin_ms(timers, min_seconds)
+        for name, kind in timers:
+            row.setdefault(name, {})[kind] = ms[name, kind]
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    peers = ["SRU fused", "SRU fallback", "keras LSTM", "keras GRU", "official sru"]
+    lines = [
+        "| (L, d) | model | fwd ms | fwd+bwd ms | fwd ratio | fwd+bwd ratio |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        fused_f, fused_fb = row["SRU fused"]["fwd"], row["SRU fused"]["fwd+bwd"]
+        for name in peers:
+            if name not in row:
+                continue
+            f, fb = row[name]["fwd"], row[name]["fwd+bwd"]
+            lines.append(
+                f"| {row['shape']} | {name} | {f:.2f} | {fb:.2f} | "
+                f"{f / fused_f:.2f}x | {fb / fused_fb:.2f}x |"
+            )
+        if "torch_note" in row:
+            lines.append(
+                f"| {row['shape']} | official sru | {row['torch_note']} | | | |"
+            )
+    lines += [
+        "",
+        "| (L, d) | fused forward op ms | copy of its inputs ms | op / copy |",
+        "|---|---:|---:|---:|",
+    ]
+    for row in rows:
+        op, copy = row["op"]["fwd"], row["op"]["copy"]
+        lines.append(f"| {row['shape']} | {op:.2f} | {copy:.2f} | {op / copy:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument(
+        "--no-torch", action="store_true", help="skip the official sru package"
+    )
+    args = parser.parse_args(argv)
+    status = keras_ndsru.ops.fused_kernel_status()
+    if status.path != "fused":
+        raise SystemExit(f"the fused SRU op cannot run: {status.reason}")
+    print(
+        f"batch {BATCH}, float32, {os.cpu_count()} CPUs, TensorFlow "
+        f"{tf.__version__}, intra-op threads "
+        f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}"
+    )
+    print("ratio = peer time / SRU fused time (> 1: the fused SRU is faster)\n")
+    print(format_table(measure(args.quick, not args.no_torch)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
