@@ -163,8 +163,11 @@ def solve_milp(problem, bounds_per_copy, time_limit=None, tol=1e-6):
     elif model_status == statuses.kOptimal:
         if binaries:
             result["lower"] = float(info.mip_dual_bound)
-        else:
-            result["lower"] = float(info.objective_function_value)
+        elif highs.getSolution().dual_valid:
+            # A pure LP (every ReLU fixed): certify the optimum by weak duality.
+            result["lower"] = offset + _dual_bound(
+                builder, np.asarray(lp.col_cost_), highs.getSolution().row_dual
+            )
     elif binaries and np.isfinite(getattr(info, "mip_dual_bound", -np.inf)):
         result["lower"] = float(info.mip_dual_bound)
     result["status"] = highs.modelStatusToString(model_status)
@@ -234,15 +237,44 @@ def _assemble(builder, cost, offset, relax=False):
     return lp, binaries
 
 
+def _dual_bound(builder, cost, row_dual) -> float:
+    """A lower bound of ``min cost . v`` valid for ANY row multipliers.
+
+    Weak duality with all variables boxed (Neumaier and Shcherbina, 2004):
+    ``cost . v = y . (A v) + (cost - A^T y) . v``, each term bounded from its
+    row or column box. It does not trust the LP solver's tolerances.
+    """
+    y = np.asarray(row_dual, dtype=float).copy()
+    row_lower = np.asarray(builder.row_lower, float)
+    row_upper = np.asarray(builder.row_upper, float)
+    y[(y > 0) & ~np.isfinite(row_lower)] = 0.0
+    y[(y < 0) & ~np.isfinite(row_upper)] = 0.0
+    rows = np.asarray(builder.rows)
+    cols = np.asarray(builder.cols)
+    vals = np.asarray(builder.vals, float)
+    reduced = cost - np.bincount(cols, weights=vals * y[rows], minlength=cost.size)
+    col_lower = np.asarray(builder.lower, float)
+    col_upper = np.asarray(builder.upper, float)
+    finite_lower = np.where(np.isfinite(row_lower), row_lower, 0.0)
+    finite_upper = np.where(np.isfinite(row_upper), row_upper, 0.0)
+    row_terms = np.where(y > 0, y * finite_lower, y * finite_upper)
+    col_bound = np.where(reduced > 0, col_lower, col_upper)
+    if not np.all(np.isfinite(col_bound[reduced != 0])):
+        return -np.inf
+    col_terms = np.where(reduced != 0, reduced * np.nan_to_num(col_bound), 0.0)
+    terms = np.concatenate([row_terms, col_terms])
+    # Float64 rounding of the sum itself.
+    return float(terms.sum() - 1e-12 * (1.0 + np.abs(terms).sum()))
+
+
 def neuron_bounds_lp(problem, tightened, current, k):
     """Tightens layer ``k``'s unstable pre-activation bounds with LPs.
 
     The LP relaxation (binaries in [0, 1]) of layers ``< k``, with their
     already tightened bounds, is minimised and maximised for each unstable
-    neuron of layer ``k``. Sound: an LP relaxation only widens the set.
+    neuron of layer ``k``. Sound: an LP relaxation only widens the set, and
+    each bound is recomputed from the LP's duals by weak duality.
     """
-    import highspy
-
     lower, upper = (np.array(v, dtype=float) for v in current)
     unstable = np.nonzero((lower < 0) & (upper > 0))[0]
     if k == 0 or unstable.size == 0:
@@ -262,18 +294,20 @@ def neuron_bounds_lp(problem, tightened, current, k):
     w = problem.weights[k][:, live]
     b = problem.biases[k]
     zeros = np.zeros(len(cols))
+    cost = np.zeros(len(builder.lower))
     for j in unstable:
         for sense in (1.0, -1.0):
             highs.changeColsCost(len(cols), cols, sense * w[j])
             highs.run()
-            if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            solution = highs.getSolution()
+            if not solution.dual_valid:
                 continue
-            value = sense * highs.getInfo().objective_function_value + b[j]
-            # Stay a little outside the LP optimum: simplex tolerances.
-            slack = 1e-7 * (1.0 + abs(value))
+            cost[:] = 0.0
+            cost[cols] = sense * w[j]
+            value = _dual_bound(builder, cost, solution.row_dual)  # <= min sense*w.a
             if sense > 0:
-                lower[j] = max(lower[j], value - slack)
+                lower[j] = max(lower[j], value + b[j])
             else:
-                upper[j] = min(upper[j], value + slack)
+                upper[j] = min(upper[j], b[j] - value)
         highs.changeColsCost(len(cols), cols, zeros)
     return lower, np.maximum(upper, lower)

@@ -64,7 +64,7 @@ def test_bounds_contain_sampled_pre_activations(norm):
         zs = _pre_activations(weights, biases, _samples(rng, region, 4000))
         for (lo, hi), (tlo, thi), z in zip(bounds, tightened, zs):
             assert np.all(z >= lo - 1e-9) and np.all(z <= hi + 1e-9)
-            assert np.all(z >= tlo - 1e-6) and np.all(z <= thi + 1e-6)
+            assert np.all(z >= tlo - 1e-9) and np.all(z <= thi + 1e-9)
             assert np.all(tlo >= lo - 1e-12) and np.all(thi <= hi + 1e-12)
         improved |= any(
             np.any(t[0] > b[0] + 1e-6) or np.any(t[1] < b[1] - 1e-6)
