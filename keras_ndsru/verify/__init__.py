@@ -7,6 +7,7 @@ splitting and a HiGHS mixed-integer encoding. HiGHS and SciPy are imported
 only when a query runs (``pip install keras-ndsru[verify]``).
 """
 
+from keras_ndsru.verify.max_delta_result import MaxDeltaResult
 from keras_ndsru.verify.network import ReluNetwork, from_keras
 from keras_ndsru.verify.nnet import NNetNetwork, load_nnet
 from keras_ndsru.verify.queries import (
@@ -14,7 +15,7 @@ from keras_ndsru.verify.queries import (
     local_robustness,
     max_robust_delta,
 )
-from keras_ndsru.verify.result import MaxDeltaResult, VerificationResult
+from keras_ndsru.verify.result import VerificationResult
 
 __all__ = [
     "MaxDeltaResult",

@@ -63,7 +63,10 @@ class ReluNetwork:
                     f"Received: weights[{k}].shape={w.shape}"
                 )
             if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
-                raise ValueError(f"Layer {k} has non-finite weights or biases.")
+                raise ValueError(
+                    f"Layer {k} has non-finite weights or biases. "
+                    f"Received: weights[{k}]={w.tolist()}"[:300]
+                )
         self.input_shape = tuple(input_shape) if input_shape else (self.n_inputs,)
         if math.prod(self.input_shape) != self.n_inputs:
             raise ValueError(

@@ -9,8 +9,9 @@ import numpy as np
 
 from keras_ndsru.verify import search
 from keras_ndsru.verify.falsify import falsify, in_region
+from keras_ndsru.verify.max_delta_result import MaxDeltaResult
 from keras_ndsru.verify.network import ReluNetwork, from_keras, keras_forward
-from keras_ndsru.verify.result import MaxDeltaResult, VerificationResult
+from keras_ndsru.verify.result import VerificationResult
 
 _NORMS = {"inf": "inf", "linf": "inf", np.inf: "inf", "1": "1", "l1": "1", 1: "1"}
 _METHODS = ("auto", "milp", "split")
@@ -83,7 +84,7 @@ def _domain(network, domain, n):
     )
     if np.any(lower > upper) or np.any(np.isnan(lower)) or np.any(np.isnan(upper)):
         raise ValueError(
-            f"domain must be (lower, upper) with lower <= upper. Received: {domain}"
+            f"domain must be (lower, upper) with lower <= upper. Received: domain={domain}"
         )
     return lower, upper
 
@@ -343,12 +344,12 @@ def local_robustness(
     options = _options(method, tol, lp_tighten)
     dom_lo, dom_hi = _domain(network, domain, network.n_inputs)
     if not np.all(np.isfinite(points)):
-        raise ValueError("x0 must be finite.")
+        raise ValueError(f"x0 must be finite. Received: x0={points.tolist()}")
     outside = np.any((points < dom_lo) | (points > dom_hi), axis=1)
     if np.any(outside):
         raise ValueError(
-            f"x0 must lie in the input domain; point(s) {np.nonzero(outside)[0].tolist()} "
-            "do not."
+            f"x0 must lie in the input domain [{dom_lo.tolist()}, {dom_hi.tolist()}]. "
+            f"Received: x0={points[outside].tolist()}"
         )
     argmin = label_mode == "argmin"
     queries, labels, y0s = [], [], []
@@ -460,7 +461,8 @@ def global_robustness(
     box_lo, box_hi = _domain(network, (lower, upper), n)
     if not (np.all(np.isfinite(box_lo)) and np.all(np.isfinite(box_hi))):
         raise ValueError(
-            "global_robustness needs a bounded box: lower and upper must be finite."
+            "global_robustness needs a bounded box: lower and upper must be finite. "
+            f"Received: lower={lower}, upper={upper}"
         )
     k = network.n_outputs
     disjuncts = []
