@@ -127,7 +127,7 @@ def _tighten(problem: Disjunct, layer_bounds, deadline):
     return tightened
 
 
-def _candidate(problem: Disjunct, x, tol) -> dict | None:
+def _candidate(problem: Disjunct, x) -> dict | None:
     """A refuting point if ``x`` (projected) or a short descent from it works."""
     x = project(problem, np.asarray(x, float).reshape(1, problem.copies, -1))[0]
     if problem.margin(x) <= 0 and in_region(problem, x):
@@ -153,7 +153,7 @@ def solve_disjunct(problem: Disjunct, deadline: float, options: Options) -> dict
     lower, vertex, layer_bounds, _ = bound_margin(problem, region)
     if lower > options.tol:
         return done("robust", lower=lower)
-    found = _candidate(problem, vertex, options.tol)
+    found = _candidate(problem, vertex)
     if found:
         return done("violated", method="vertex", **found)
     n = problem.lower.shape[0]
@@ -173,7 +173,7 @@ def solve_disjunct(problem: Disjunct, deadline: float, options: Options) -> dict
 
 def _interpret(problem: Disjunct, result: dict, options: Options) -> dict:
     if result["x"] is not None:
-        found = _candidate(problem, result["x"], options.tol)
+        found = _candidate(problem, result["x"])
         if found:
             return {"status": "violated", **found}
     if result["lower"] > options.tol or result.get("cutoff"):
@@ -200,7 +200,7 @@ def _branch_and_bound(problem: Disjunct, deadline, options: Options, info) -> di
             continue
         centre = 0.5 * (region.lower + region.upper)
         for point in (vertex, centre[None]):
-            found = _candidate(problem, point, options.tol)
+            found = _candidate(problem, point)
             if found:
                 info.update(leaves=leaves, milps=milps)
                 return {"status": "violated", **found}

@@ -265,3 +265,43 @@ def test_optional_solvers_are_imported_lazily():
                 assert not any(
                     (n or "").split(".")[0] in ("highspy", "scipy") for n in names
                 ), f"{path.name} imports {names} at module level"
+
+
+@pytest.mark.parametrize("norm", ["inf", "1"])
+def test_property_random_networks_verdicts_survive_sampling(norm):
+    # Many random networks, no oracle needed: a robust verdict must survive dense
+    # sampling of the ball, and a counterexample must really violate.
+    rng = np.random.default_rng(21)
+    verdicts = []
+    for _ in range(12):
+        weights, biases = random_net(rng, [3, 10, 8, 4])
+        net = ReluNetwork(weights, biases)
+        x0, delta = rng.uniform(-1, 1, 3), rng.uniform(0.02, 0.5)
+        y0 = forward(weights, biases, x0)[0]
+        label = int(np.argmax(y0))
+        steps = (
+            rng.laplace(size=(3000, 3))
+            if norm == "1"
+            else rng.uniform(-1, 1, (3000, 3))
+        )
+        scale = np.abs(steps).sum(1) if norm == "1" else np.abs(steps).max(1)
+        pts = x0 + delta * steps / np.maximum(scale, 1.0)[:, None]
+        for eps in (None, 0.1):
+            res = local_robustness(net, x0, delta, norm=norm, eps=eps, workers=1)
+            assert res.robust is not None
+            verdicts.append(res.robust)
+            y = forward(weights, biases, pts)
+            if eps is None:
+                bad = np.any(np.delete(y, label, 1) >= y[:, [label]], axis=1)
+            else:
+                bad = np.any(np.abs(y - y0) >= eps, axis=1)
+            if res.robust:
+                assert not bad.any()
+            else:
+                x = res.counterexample
+                yx = forward(weights, biases, x)[0]
+                if eps is None:
+                    assert np.any(np.delete(yx, label) >= yx[label])
+                else:
+                    assert np.any(np.abs(yx - y0) >= eps)
+    _check_verdicts(verdicts)
