@@ -11,9 +11,15 @@ import warnings
 import numpy as np
 import pytest
 
+# Not `maraboupy.Marabou`: it imports MarabouNetworkTF, which calls
+# `tf.compat.v1.disable_v2_behavior()` for the whole process and breaks every
+# Keras test that runs after it in the same worker.
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    Marabou = pytest.importorskip("maraboupy.Marabou")
+    MarabouCore = pytest.importorskip("maraboupy.MarabouCore")
+    MarabouNetworkNNet = pytest.importorskip(
+        "maraboupy.MarabouNetworkNNet"
+    ).MarabouNetworkNNet
 
 from keras_ndsru.verify import load_nnet, local_robustness  # noqa: E402
 
@@ -25,11 +31,13 @@ ACASXU = (
 
 def _marabou_def1_robust(path, lower, upper, label):
     """Robust iff for every j != label, y_j <= y_label is unsatisfiable."""
-    options = Marabou.createOptions(verbosity=0, timeoutInSeconds=120)
+    options = MarabouCore.Options()
+    options._verbosity = 0
+    options._timeoutInSeconds = 120
     for j in range(5):
         if j == label:
             continue
-        net = Marabou.read_nnet(str(path), normalize=False)
+        net = MarabouNetworkNNet(str(path), normalize=False)
         x, y = net.inputVars[0][0], net.outputVars[0][0]
         for i, var in enumerate(x):
             net.setLowerBound(var, lower[i])
