@@ -26,6 +26,7 @@ import argparse
 import os
 import statistics
 import time
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -106,8 +107,11 @@ def torch_timers(steps: int, units: int):
     """(forward, forward + backward) of the official `sru` package, or a
     string saying why it cannot run."""
     try:
-        import sru
-        import torch
+        with warnings.catch_warnings():
+            # It tries to JIT-compile its CUDA kernels (and warns) at import.
+            warnings.simplefilter("ignore")
+            import sru
+            import torch
     except Exception as e:  # noqa: BLE001 - any failure: report and go on
         return f"official sru unavailable: {type(e).__name__}: {e}"
     torch.set_num_threads(
@@ -116,7 +120,11 @@ def torch_timers(steps: int, units: int):
     torch.manual_seed(0)
     model = sru.SRU(units, units, num_layers=1)
     x = torch.randn(steps, BATCH, units)  # sru is time-major
-    scripted = torch.jit.script(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(model)
+    # On CPU its eager module warns at every call with gradients enabled.
+    warnings.filterwarnings("ignore", "Running SRU on CPU with grad_enabled")
 
     def forward():
         with torch.no_grad():

@@ -61,6 +61,7 @@ CXX_FLAGS = [
     "-ffp-contract=fast",
     "-fno-math-errno",
     "-Wno-deprecated-declarations",
+    "-Wno-interference-size",
 ]
 CUDA_ARCHS = ["75", "80", "86", "89", "90"]
 
