@@ -10,7 +10,9 @@ units), all timed side by side in this process:
   module runs a Python loop), its forward + backward through the eager
   module (the only trainable path it has on CPU),
 - the fused forward op alone against copying the same bytes (its inputs u
-  and x_highway, `tf.raw_ops.DeepCopy`).
+  and x_highway, `tf.raw_ops.DeepCopy`),
+- the parts of the layer: the matmul U = x W alone (a bias-free Dense) and
+  the recurrence alone on a given U, fused and fallback.
 
 Forward = the layer's call in a `tf.function`; forward + backward also takes
 the gradient of the outputs' sum with respect to the input and every weight.
@@ -38,7 +40,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_ndsru  # noqa: E402
-from keras_ndsru.ops import op_library  # noqa: E402
+from keras_ndsru.ops import op_library, sru_recurrence  # noqa: E402
 
 BATCH = 32
 SHAPES = [(32, 256), (128, 512)]
@@ -81,6 +83,34 @@ def keras_timers(layer, x):
         return lambda: [t.numpy() for t in tf.nest.flatten(fn())]
 
     return run(forward), run(forward_backward)
+
+
+def recurrence_timers(steps: int, units: int, use_fused_kernel: bool):
+    """(forward, forward + backward) of the recurrence alone on a given U."""
+    rng = np.random.default_rng(0)
+    u = tf.constant(rng.normal(size=(BATCH, steps, 3 * units)), tf.float32)
+    x = tf.constant(rng.normal(size=(BATCH, steps, units)), tf.float32)
+    weights = [tf.Variable(tf.zeros((2 * units,))) for _ in range(2)]
+
+    def run(u, x):
+        out = sru_recurrence(u, x, *weights, use_fused_kernel=use_fused_kernel)
+        return out.h
+
+    @tf.function
+    def forward():
+        return run(u, x)
+
+    @tf.function
+    def forward_backward():
+        with tf.GradientTape() as tape:
+            tape.watch([u, x])
+            loss = tf.reduce_sum(run(u, x))
+        return tape.gradient(loss, [u, x, *weights])
+
+    return (
+        lambda: forward().numpy(),
+        lambda: [t.numpy() for t in forward_backward()],
+    )
 
 
 def op_timers(steps: int, units: int):
@@ -166,6 +196,13 @@ def measure(quick: bool, with_torch: bool) -> list[dict]:
             else:
                 timers["official sru", "fwd"] = torch_fns[0]
                 timers["official sru", "fwd+bwd"] = torch_fns[1]
+        for name, fused in (("recurrence fused", True), ("recurrence fallback", False)):
+            fns = recurrence_timers(steps, units, fused)
+            timers[name, "fwd"], timers[name, "fwd+bwd"] = fns
+        matmul = keras.layers.Dense(3 * units, use_bias=False)
+        timers["matmul U = xW", "fwd"], timers["matmul U = xW", "fwd+bwd"] = (
+            keras_timers(matmul, x)
+        )
         timers["op", "fwd"], timers["op", "copy"] = op_timers(steps, units)
         ms = round_robin_ms(timers, min_seconds)
         for name, kind in timers:
@@ -176,6 +213,7 @@ def measure(quick: bool, with_torch: bool) -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     peers = ["SRU fused", "SRU fallback", "keras LSTM", "keras GRU", "official sru"]
+    parts = ["matmul U = xW", "recurrence fused", "recurrence fallback"]
     lines = [
         "| (L, d) | model | fwd ms | fwd+bwd ms | fwd ratio | fwd+bwd ratio |",
         "|---|---|---:|---:|---:|---:|",
@@ -193,6 +231,21 @@ def format_table(rows: list[dict]) -> str:
         if "torch_note" in row:
             lines.append(
                 f"| {row['shape']} | official sru | {row['torch_note']} | | | |"
+            )
+    lines += [
+        "",
+        "Where the fused SRU layer's time goes (ratio = time / SRU fused time):",
+        "",
+        "| (L, d) | part | fwd ms | fwd+bwd ms | fwd ratio | fwd+bwd ratio |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        fused_f, fused_fb = row["SRU fused"]["fwd"], row["SRU fused"]["fwd+bwd"]
+        for name in parts:
+            f, fb = row[name]["fwd"], row[name]["fwd+bwd"]
+            lines.append(
+                f"| {row['shape']} | {name} | {f:.2f} | {fb:.2f} | "
+                f"{f / fused_f:.2f}x | {fb / fused_fb:.2f}x |"
             )
     lines += [
         "",
