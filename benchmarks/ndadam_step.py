@@ -3,9 +3,10 @@
 Prints one table of ratios to Adam, measured side by side in one run, for
 (a) an MLP with four 1024-wide hidden layers and (b) a WRN-16-4-sized conv
 net (2.7M parameters). Steps are `tf.function`s, as `model.fit` runs them on
-this backend (`--jit` compiles them with XLA instead). Each timing is the
-best of interleaved rounds, so the three optimizers see the same machine load
-and other processes' bursts (shared CPUs) are filtered out.
+this backend (`--jit` compiles them with XLA instead), with the same
+settings for every optimizer. Each timing is the best of interleaved rounds
+(the order rotates every round), so the three optimizers see the same machine
+load and other processes' bursts (shared CPUs) are filtered out.
 
     .venv/bin/python benchmarks/ndadam_step.py            # ~2-3 min, 2 cores
     .venv/bin/python benchmarks/ndadam_step.py --batch 128 --size 32
@@ -126,12 +127,23 @@ def run(args):
         params = sum(
             int(np.prod(v.shape)) for v in cases["Adam"].model.trainable_variables
         )
-        for _ in range(args.rounds):
+        order = list(cases.values())
+        for round_ in range(args.rounds):
             for name in ("optimizer", "train"):
-                for case in cases.values():
+                # Rotate who goes first, so no optimizer always follows the
+                # same neighbour (cache state, CPU frequency).
+                for case in order[round_ % len(order) :] + order[: round_ % len(order)]:
                     case.time(name, args.repeats)
         best = {
             (opt, step): float(np.min(case.times[step]))
+            for opt, case in cases.items()
+            for step in ("optimizer", "train")
+        }
+        # Median over rounds of the ratio within a round (same machine load).
+        paired = {
+            (opt, step): float(
+                np.median(np.divide(case.times[step], cases["Adam"].times[step]))
+            )
             for opt, case in cases.items()
             for step in ("optimizer", "train")
         }
@@ -142,7 +154,9 @@ def run(args):
                     f"{params / 1e6:.2f}M",
                     opt,
                     best[opt, "optimizer"] / best["Adam", "optimizer"],
+                    paired[opt, "optimizer"],
                     best[opt, "train"] / best["Adam", "train"],
+                    paired[opt, "train"],
                     case.state_bytes() / cases["Adam"].state_bytes(),
                     best[opt, "optimizer"] * 1e3,
                     best[opt, "train"] * 1e3,
@@ -169,16 +183,29 @@ def main(argv=None):
     print(
         f"batch {args.batch}, WRN input {args.size}x{args.size}, "
         f"{'XLA' if args.jit else 'tf.function'}, {os.cpu_count()} CPU cores, "
-        f"best of {args.rounds} rounds x {args.repeats} steps"
+        f"{args.rounds} rounds x {args.repeats} steps; ratios: best of the "
+        "rounds (median of the per-round ratios)"
     )
     print(
         "| model | params | optimizer | optimizer step / Adam | train step / Adam "
         "| state bytes / Adam | optimizer step (ms) | train step (ms) |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for net, params, opt, r_opt, r_train, r_state, t_opt, t_train in rows:
+    for (
+        net,
+        params,
+        opt,
+        r_opt,
+        m_opt,
+        r_train,
+        m_train,
+        r_state,
+        t_opt,
+        t_train,
+    ) in rows:
         print(
-            f"| {net} | {params} | {opt} | {r_opt:.2f}x | {r_train:.2f}x | "
+            f"| {net} | {params} | {opt} | {r_opt:.2f}x ({m_opt:.2f}x) | "
+            f"{r_train:.2f}x ({m_train:.2f}x) | "
             f"{r_state:.3f}x | {t_opt:.2f} | {t_train:.1f} |"
         )
 

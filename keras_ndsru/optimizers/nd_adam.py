@@ -42,6 +42,22 @@ def _outside_traced_function():
     return contextlib.nullcontext()
 
 
+def _norm(x, axes):
+    """Per-vector L2 norm of `x` over `axes` (keepdims).
+
+    TensorFlow without XLA runs every op as its own pass over memory; its
+    fused `EuclideanNorm` reduction saves the `square` pass. XLA has no
+    kernel for it, and fuses square and sum by itself.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        in_xla = getattr(tf.__internal__, "get_enclosing_xla_context", None)
+        if in_xla is not None and in_xla() is None:
+            return tf.math.reduce_euclidean_norm(x, axis=axes, keepdims=True)
+    return ops.sqrt(ops.sum(ops.square(x), axis=axes, keepdims=True))
+
+
 def _path(variable) -> str:
     path = getattr(variable, "path", None) or variable.name
     return path.split(":")[0]
@@ -611,6 +627,12 @@ class NDAdam(keras.optimizers.Optimizer):
         )
 
     def _vector_step(self, gradient, variable, axes, index):
+        # Without XLA (model.fit on CPU) every full-size op is one pass over
+        # memory, so the step is written to need as few as Keras' Adam (12):
+        # g.w (2), projection (2), ||g_bar|| (1), m (3), w_bar (2),
+        # ||w_bar|| (1), renormalization (1). Everything per vector (bias
+        # corrections, learning rate, 1 / ||w_bar||) is folded into scalars
+        # on the reduced tensors first.
         m, v = self._momentums[index], self._velocities[index]
         w = ops.cast(variable, "float32")
         g = ops.cast(gradient, "float32")
@@ -622,24 +644,22 @@ class NDAdam(keras.optimizers.Optimizer):
         lr = ops.cast(self.vector_learning_rate, "float32")
 
         g = g - ops.sum(g * w, axis=axes, keepdims=True) * w
-        g_norm_sq = ops.sum(ops.square(g), axis=axes, keepdims=True)
-        # A non-finite projected gradient counts as zero for this step.
+        g_norm_sq = ops.square(_norm(g, axes))
+        # A non-finite projected gradient counts as zero for this step; the
+        # full-size select only runs when some vector needs it.
         finite = ops.isfinite(g_norm_sq)
-        g = ops.where(finite, g, 0.0)
+        g = ops.cond(ops.all(finite), lambda: g, lambda: ops.where(finite, g, 0.0))
         g_norm_sq = ops.where(finite, g_norm_sq, 0.0)
 
-        m_new = ops.cast(m, "float32") * self.beta_1 + g * (1 - self.beta_1)
+        self.assign_add(m, (g - ops.cast(m, "float32")) * (1 - self.beta_1))
         v_new = v * self.beta_2 + g_norm_sq * (1 - self.beta_2)
-        # m_hat / (sqrt(v_hat) + eps), with the bias corrections folded into
-        # one scalar per vector so that only two full-size ops remain.
+        self.assign(v, v_new)
+        # m_hat / (sqrt(v_hat) + eps) = m * scale, one scalar per vector.
         scale = (lr * sqrt_correction_2 / correction_1) / (
             ops.sqrt(v_new) + self.epsilon * sqrt_correction_2
         )
-        w_bar = w - m_new * scale
-        norm = ops.sqrt(ops.sum(ops.square(w_bar), axis=axes, keepdims=True))
-        self.assign(m, m_new)
-        self.assign(v, v_new)
-        self.assign(variable, w_bar / ops.maximum(norm, 1e-30))
+        w_bar = w - ops.cast(m, "float32") * scale
+        self.assign(variable, w_bar * (1 / ops.maximum(_norm(w_bar, axes), 1e-30)))
 
     def _use_weight_decay(self, variable):
         if self._var_key(variable) in getattr(self, "_vector_keys", ()):
