@@ -334,7 +334,15 @@ class NDAdam(keras.optimizers.Optimizer):
        `kernel` is a ConvND kernel (one vector per output filter) unless its
        layer has the default name of a ConvNDTranspose (output channels on
        axis -2) or DepthwiseConvND layer. Everything else (biases,
-       normalization parameters, embeddings, SRU `weight_c`) is theta_s.
+       normalization parameters, embeddings, SRU `weight_c` and
+       `projection_kernel`) is theta_s.
+
+    The SRU `projection_kernel` P (`U = (x P) W'`, "SRU with projection")
+    stays with Adam: its columns feed the kernel linearly, with no
+    nonlinearity or normalization in between, so each column's scale trades
+    off exactly against a row of `W'`; they are a low-rank factor of the
+    kernel, not the input weights of hidden units that Algorithm 1
+    normalizes. Opt in with `vector_axes={path: [0]}` to normalize them too.
 
     A rank 3-5 `kernel` of a renamed ConvNDTranspose, DepthwiseConvND or
     EinsumDense layer cannot be told from a ConvND kernel without its layer:

@@ -74,7 +74,8 @@ def expected_axes(model):
     }
 
 
-def test_matches_numpy_algorithm_1_every_variable_every_step():
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "tf_function"])
+def test_matches_numpy_algorithm_1_every_variable_every_step(traced):
     model, (x, y) = small_model(), data()
     paths = [v.path for v in model.trainable_variables]
     expected = expected_axes(model)
@@ -85,10 +86,14 @@ def test_matches_numpy_algorithm_1_every_variable_every_step():
     reference = NumpyNDAdam(initial, axes, lr_s=0.01, lr_v=0.05)
 
     assert {v.path: a for v, a in optimizer.vector_variables} == expected
+    # Traced (model.fit without XLA): the fused TF norm and the lowered cond.
+    variables = model.trainable_variables
+    apply = lambda grads: optimizer.apply(grads, variables)  # noqa: E731
+    apply = tf.function(apply) if traced else apply
     for _ in range(5):
         grads = grads_of(model, x, y)
         reference.step({p: np.asarray(g) for p, g in zip(paths, grads)})
-        optimizer.apply(grads, model.trainable_variables)
+        apply(grads)
         for p, variable in zip(paths, model.trainable_variables):
             np.testing.assert_allclose(
                 np.asarray(variable), reference.w[p], atol=2e-6, err_msg=p
@@ -290,6 +295,28 @@ def test_partition_every_layer_type(case, renamed):
     assert n_vectors == units
 
 
+def test_sru_projection_kernel_is_theta_s():
+    # P of "SRU with projection" is a linear low-rank factor of the kernel,
+    # not the input weights of hidden units: NDAdam leaves it to Adam.
+    layer = keras_ndsru.SRU(3, projection_size=2, use_fused_kernel=False)
+    inputs = keras.Input((5, 4))
+    model = keras.Model(inputs, layer(inputs))
+    scanned = vector_axes_for_model(model)
+    assert scanned[layer.projection_kernel.path] is None
+    assert scanned[layer.kernel.path] == (0,)
+    opt = NDAdam()
+    opt.build(model.trainable_variables)
+    assert {v.path for v, _ in opt.vector_variables} == {layer.kernel.path}
+    assert any(v is layer.projection_kernel for v in opt.scalar_variables)
+    # Users who want its columns normalized opt in explicitly.
+    opted = NDAdam(vector_axes={layer.projection_kernel.path: [0]})
+    opted.build(model.trainable_variables)
+    assert dict((v.path, a) for v, a in opted.vector_variables) == {
+        layer.kernel.path: (0,),
+        layer.projection_kernel.path: (0,),
+    }
+
+
 def test_partition_einsum_dense_and_nested_layers():
     inner = keras.Sequential([LAYERS.Dense(3, name="fc")], name="inner")
     inputs = keras.Input((5, 4))
@@ -351,7 +378,8 @@ def test_weight_decay_only_on_theta_s():
     )
 
 
-def test_non_finite_gradient_never_gives_nan_weights():
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "tf_function"])
+def test_non_finite_gradient_never_gives_nan_weights(traced):
     model = keras.Sequential([keras.Input((3,)), LAYERS.Dense(2)])
     opt = NDAdam()
     opt.build(model.trainable_variables)
@@ -359,7 +387,10 @@ def test_non_finite_gradient_never_gives_nan_weights():
     before = np.asarray(kernel)
     grad = np.ones((3, 2), "float32")
     grad[1, 0] = np.nan
-    opt.apply([grad, np.zeros(2, "float32")], model.trainable_variables)
+    variables = model.trainable_variables
+    apply = lambda grads: opt.apply(grads, variables)  # noqa: E731
+    apply = tf.function(apply) if traced else apply
+    apply([tf.constant(grad), tf.zeros(2)])
     after = np.asarray(kernel)
     assert np.all(np.isfinite(after))
     np.testing.assert_allclose(after[:, 0], before[:, 0], atol=1e-7)  # skipped vector
