@@ -8,7 +8,7 @@ settings for every optimizer. Each timing is the best of interleaved rounds
 (the order rotates every round), so the three optimizers see the same machine
 load and other processes' bursts (shared CPUs) are filtered out.
 
-    .venv/bin/python benchmarks/ndadam_step.py            # ~2-3 min, 2 cores
+    .venv/bin/python benchmarks/ndadam_step.py            # ~70 s, 2 cores
     .venv/bin/python benchmarks/ndadam_step.py --batch 128 --size 32
 """
 
@@ -175,7 +175,7 @@ def main(argv=None):
         "--repeats", type=int, default=3, help="steps per timing (default 3)"
     )
     parser.add_argument(
-        "--rounds", type=int, default=8, help="interleaved rounds (default 8)"
+        "--rounds", type=int, default=15, help="interleaved rounds (default 15)"
     )
     parser.add_argument("--jit", action="store_true", help="XLA-compile the steps")
     args = parser.parse_args(argv)
