@@ -4,9 +4,11 @@ Prints one table of ratios to Adam, measured side by side in one run, for
 (a) an MLP with four 1024-wide hidden layers and (b) a WRN-16-4-sized conv
 net (2.7M parameters). Steps are `tf.function`s, as `model.fit` runs them on
 this backend (`--jit` compiles them with XLA instead), with the same
-settings for every optimizer. Each timing is the best of interleaved rounds
-(the order rotates every round), so the three optimizers see the same machine
-load and other processes' bursts (shared CPUs) are filtered out.
+settings for every optimizer. Timings come from interleaved rounds (the
+order rotates every round), so the three optimizers see the same machine
+load. Each ratio is the best of the rounds, which filters out other
+processes' bursts (shared CPUs), with the median of the per-round ratios in
+brackets.
 
     .venv/bin/python benchmarks/ndadam_step.py            # ~70 s, 2 cores
     .venv/bin/python benchmarks/ndadam_step.py --batch 128 --size 32

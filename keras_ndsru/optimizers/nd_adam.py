@@ -659,14 +659,21 @@ class NDAdam(keras.optimizers.Optimizer):
         g = ops.cond(ops.all(finite), lambda: g, lambda: ops.where(finite, g, 0.0))
         g_norm_sq = ops.where(finite, g_norm_sq, 0.0)
 
-        self.assign_add(m, (g - ops.cast(m, "float32")) * (1 - self.beta_1))
+        m_old = ops.cast(m, "float32")
+        m_step = (g - m_old) * (1 - self.beta_1)
+        if m.dtype == "float32":
+            self.assign_add(m, m_step)
+            m_new = ops.cast(m, "float32")
+        else:  # step with the float32 value, not the rounded one
+            m_new = m_old + m_step
+            self.assign(m, m_new)
         v_new = v * self.beta_2 + g_norm_sq * (1 - self.beta_2)
         self.assign(v, v_new)
         # m_hat / (sqrt(v_hat) + eps) = m * scale, one scalar per vector.
         scale = (lr * sqrt_correction_2 / correction_1) / (
             ops.sqrt(v_new) + self.epsilon * sqrt_correction_2
         )
-        w_bar = w - ops.cast(m, "float32") * scale
+        w_bar = w - m_new * scale
         self.assign(variable, w_bar * (1 / ops.maximum(_norm(w_bar, axes), 1e-30)))
 
     def _use_weight_decay(self, variable):
