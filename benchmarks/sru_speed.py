@@ -12,14 +12,17 @@ units), all timed side by side in this process:
 - the fused forward op alone against copying the same bytes (its inputs u
   and x_highway, `tf.raw_ops.DeepCopy`),
 - the parts of the layer: the matmul U = x W alone (a bias-free Dense) and
-  the recurrence alone on a given U, fused and fallback.
+  the recurrence alone on a given U, fused and fallback, and what is left,
+- SRU fused vs fallback with input size != units (projected highway term).
 
 Forward = the layer's call in a `tf.function`; forward + backward also takes
-the gradient of the outputs' sum with respect to the input and every weight.
+the gradient of the outputs' sum with respect to the input and every weight,
+and returns that sum too (as a training step does; otherwise TensorFlow
+prunes forward ops the gradient does not need).
 Times are medians; ratios are "peer time / fused SRU time" (> 1: SRU faster).
 
 Usage:
-    .venv/bin/python benchmarks/sru_speed.py [--quick] [--no-torch] [--markdown]
+    .venv/bin/python benchmarks/sru_speed.py [--quick] [--no-torch]
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from keras_ndsru.ops import op_library, sru_recurrence  # noqa: E402
 
 BATCH = 32
 SHAPES = [(32, 256), (128, 512)]
+# (time, units, input size): the highway term projects x (eq. (4) with W_h x).
+PROJECTED_SHAPE = (128, 512, 256)
 
 
 def round_robin_ms(timers: dict, min_seconds: float, min_reps: int = 5) -> dict:
@@ -77,7 +82,10 @@ def keras_timers(layer, x):
         with tf.GradientTape() as tape:
             tape.watch(x)
             loss = tf.reduce_sum(layer(x))
-        return tape.gradient(loss, [x, *layer.trainable_variables])
+        # Return the loss as a training step does: without it TensorFlow
+        # prunes every forward op the gradient does not read, e.g. the
+        # matmul of a lone Dense (d sum(xW) / dW needs only x).
+        return loss, tape.gradient(loss, [x, *layer.trainable_variables])
 
     def run(fn):
         return lambda: [t.numpy() for t in tf.nest.flatten(fn())]
@@ -105,11 +113,11 @@ def recurrence_timers(steps: int, units: int, use_fused_kernel: bool):
         with tf.GradientTape() as tape:
             tape.watch([u, x])
             loss = tf.reduce_sum(run(u, x))
-        return tape.gradient(loss, [u, x, *weights])
+        return loss, tape.gradient(loss, [u, x, *weights])
 
     return (
         lambda: forward().numpy(),
-        lambda: [t.numpy() for t in forward_backward()],
+        lambda: [t.numpy() for t in tf.nest.flatten(forward_backward())],
     )
 
 
@@ -211,6 +219,21 @@ def measure(quick: bool, with_torch: bool) -> list[dict]:
     return rows
 
 
+def measure_projected(quick: bool) -> dict:
+    """SRU fused vs fallback when the input size differs from units."""
+    steps, units, features = PROJECTED_SHAPE
+    x = tf.random.normal((BATCH, steps, features), seed=0)
+    timers = {}
+    for name, fused in (("SRU fused", True), ("SRU fallback", False)):
+        layer = keras_ndsru.SRU(units, return_sequences=True, use_fused_kernel=fused)
+        timers[name, "fwd"], timers[name, "fwd+bwd"] = keras_timers(layer, x)
+    ms = round_robin_ms(timers, 2.0 if quick else 10.0)
+    row = {"shape": PROJECTED_SHAPE}
+    for name, kind in timers:
+        row.setdefault(name, {})[kind] = ms[name, kind]
+    return row
+
+
 def format_table(rows: list[dict]) -> str:
     peers = ["SRU fused", "SRU fallback", "keras LSTM", "keras GRU", "official sru"]
     parts = ["matmul U = xW", "recurrence fused", "recurrence fallback"]
@@ -241,12 +264,37 @@ def format_table(rows: list[dict]) -> str:
     ]
     for row in rows:
         fused_f, fused_fb = row["SRU fused"]["fwd"], row["SRU fused"]["fwd+bwd"]
-        for name in parts:
+        both = {
+            kind: row["matmul U = xW"][kind] + row["recurrence fused"][kind]
+            for kind in ("fwd", "fwd+bwd")
+        }
+        row["matmul + recurrence fused"] = both
+        row["rest (layer - both)"] = {
+            kind: row["SRU fused"][kind] - both[kind] for kind in both
+        }
+        for name in [*parts, "matmul + recurrence fused", "rest (layer - both)"]:
             f, fb = row[name]["fwd"], row[name]["fwd+bwd"]
             lines.append(
                 f"| {row['shape']} | {name} | {f:.2f} | {fb:.2f} | "
                 f"{f / fused_f:.2f}x | {fb / fused_fb:.2f}x |"
             )
+    lines += [
+        "",
+        "Largest fallback / fused ratio any recurrence kernel could reach, "
+        "(matmul + fallback recurrence) / matmul, i.e. a fused recurrence "
+        "taking 0 ms:",
+        "",
+    ]
+    for row in rows:
+        matmul = row["matmul U = xW"]
+        bound = {
+            kind: (matmul[kind] + row["recurrence fallback"][kind]) / matmul[kind]
+            for kind in ("fwd", "fwd+bwd")
+        }
+        lines.append(
+            f"- {row['shape']}: fwd {bound['fwd']:.2f}x, "
+            f"fwd+bwd {bound['fwd+bwd']:.2f}x"
+        )
     lines += [
         "",
         "| (L, d) | fused forward op ms | copy of its inputs ms | op / copy |",
@@ -255,6 +303,25 @@ def format_table(rows: list[dict]) -> str:
     for row in rows:
         op, copy = row["op"]["fwd"], row["op"]["copy"]
         lines.append(f"| {row['shape']} | {op:.2f} | {copy:.2f} | {op / copy:.2f} |")
+    return "\n".join(lines)
+
+
+def format_projected(row: dict) -> str:
+    steps, units, features = row["shape"]
+    fused, fallback = row["SRU fused"], row["SRU fallback"]
+    lines = [
+        f"Input size {features} != units {units} (L = {steps}; the highway "
+        "term is a projection W_h x):",
+        "",
+        "| model | fwd ms | fwd+bwd ms | fwd ratio | fwd+bwd ratio |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, times in (("SRU fused", fused), ("SRU fallback", fallback)):
+        lines.append(
+            f"| {name} | {times['fwd']:.2f} | {times['fwd+bwd']:.2f} | "
+            f"{times['fwd'] / fused['fwd']:.2f}x | "
+            f"{times['fwd+bwd'] / fused['fwd+bwd']:.2f}x |"
+        )
     return "\n".join(lines)
 
 
@@ -275,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("ratio = peer time / SRU fused time (> 1: the fused SRU is faster)\n")
     print(format_table(measure(args.quick, not args.no_torch)))
+    print()
+    print(format_projected(measure_projected(args.quick)))
     return 0
 
 

@@ -437,10 +437,14 @@ class SRU(keras.layers.Layer):
             )
         if self.projection_kernel is not None:
             x = ops.matmul(x, self.projection_kernel)
-        z = ops.matmul(x, self.kernel)
-        gate_columns = self.num_directions * 3 * self.units
         if self._projects_highway:
-            return z[..., :gate_columns], z[..., gate_columns:]
+            # Slice the kernel, not the product: slicing U costs a copy of it
+            # forward and, backward, a zero-filled U-sized gradient per slice
+            # plus their sum (about half the layer's fwd+bwd time on CPU).
+            gate_columns = self.num_directions * 3 * self.units
+            gates, highway = ops.split(self.kernel, [gate_columns], axis=1)
+            return ops.matmul(x, gates), ops.matmul(x, highway)
+        z = ops.matmul(x, self.kernel)
         x_highway = sequences
         if self.bidirectional:
             x_highway = ops.concatenate([sequences, sequences], axis=-1)
