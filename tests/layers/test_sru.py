@@ -1,6 +1,5 @@
 """keras_ndsru.SRU against a NumPy transcription of the layer (eqs. (1)-(4))."""
 
-import pathlib
 import subprocess
 import sys
 import textwrap
@@ -9,13 +8,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from sru_numpy import sru_numpy  # tests/ is on pythonpath (pyproject)
 
 from keras_ndsru import SRU
 from keras_ndsru.ops import fused_kernel_status
-
-# The NumPy oracle is shared with the ops tests (pytest runs in importlib mode).
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from sru_numpy import sru_numpy  # noqa: E402
 
 RIGHT_PADDED = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], bool)
 RAGGED = np.array([[1, 0, 1, 0, 1], [0, 1, 1, 0, 0], [1, 1, 1, 1, 0]], bool)

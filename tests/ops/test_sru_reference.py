@@ -1,17 +1,11 @@
 """The reference SRU recurrence against the NumPy transcription of eqs. (1)-(4)."""
 
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 import tensorflow as tf
+from sru_numpy import sru_numpy  # tests/ is on pythonpath (pyproject)
 
 from keras_ndsru.ops.sru_reference import sru_reference
-
-# The NumPy oracle is shared with the layer tests (pytest runs in importlib mode).
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from sru_numpy import sru_numpy  # noqa: E402
 
 DIRECTIONS = ("forward", "backward", "bidirectional")
 

@@ -12,14 +12,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from ndadam_numpy import NumpyNDAdam  # tests/ is on pythonpath (pyproject)
 
 import keras_ndsru
 from keras_ndsru.optimizers import NDAdam, vector_axes_for_model
 
 HERE = Path(__file__).resolve().parent
-# The NumPy oracle lives in tests/ (pytest runs in importlib mode).
-sys.path.insert(0, str(HERE.parent))
-from ndadam_numpy import NumpyNDAdam  # noqa: E402
 
 LAYERS = keras.layers
 
