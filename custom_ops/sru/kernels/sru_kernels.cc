@@ -349,24 +349,8 @@ class SruForwardOp : public OpKernel {
     Dims n;
     OP_REQUIRES_OK(ctx, ValidateSruInputs(ctx, attrs_, /*backward=*/false,
                                           /*check_lengths=*/true, &n));
-    const Tensor& x = ctx->input(1);
-    const Tensor& c0 = ctx->input(4);
-    Tensor *h, *c_seq, *h_last, *c_last;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &h));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, x.shape(), &c_seq));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, c0.shape(), &h_last));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, c0.shape(), &c_last));
-    ForwardArgs<T, S> a{ctx->input(0).flat<T>().data(),
-                        x.flat<T>().data(),
-                        ctx->input(2).flat<S>().data(),
-                        ctx->input(3).flat<S>().data(),
-                        c0.flat<S>().data(),
-                        ctx->input(5).flat<int32_t>().data(),
-                        static_cast<S>(attrs_.alpha),
-                        h->flat<T>().data(),
-                        c_seq->flat<S>().data(),
-                        h_last->flat<T>().data(),
-                        c_last->flat<S>().data()};
+    ForwardArgs<T, S> a;
+    OP_REQUIRES_OK(ctx, PrepareForward<T>(ctx, attrs_, &a));
     for_each_block<S>(ctx, n, /*cost_per_unit=*/20, kForwardScratch,
                       [&](const Block& k, S* scratch) {
                         run_forward_block(n, a, k, scratch);
@@ -388,43 +372,20 @@ class SruBackwardOp : public OpKernel {
     Dims n;
     OP_REQUIRES_OK(ctx, ValidateSruInputs(ctx, attrs_, /*backward=*/true,
                                           /*check_lengths=*/true, &n));
-    Tensor* grads[5];
-    for (int i = 0; i < 5; ++i) {
-      OP_REQUIRES_OK(ctx,
-                     ctx->allocate_output(i, ctx->input(i).shape(), &grads[i]));
-    }
     const int64_t width = 2 * n.dirs * n.units;  // of weight_c and bias
     Tensor weight_c_partial, bias_partial;
-    const ::tensorflow::TensorShape partial_shape({n.batch, width});
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<S>::v(),
-                                           partial_shape, &weight_c_partial));
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<S>::v(),
-                                           partial_shape, &bias_partial));
-    BackwardArgs<T, S> a{ctx->input(0).flat<T>().data(),
-                         ctx->input(1).flat<T>().data(),
-                         ctx->input(2).flat<S>().data(),
-                         ctx->input(3).flat<S>().data(),
-                         ctx->input(4).flat<S>().data(),
-                         ctx->input(5).flat<int32_t>().data(),
-                         static_cast<S>(attrs_.alpha),
-                         ctx->input(6).flat<S>().data(),
-                         ctx->input(7).flat<T>().data(),
-                         ctx->input(8).flat<T>().data(),
-                         ctx->input(9).flat<S>().data(),
-                         grads[0]->flat<T>().data(),
-                         grads[1]->flat<T>().data(),
-                         grads[4]->flat<S>().data(),
-                         weight_c_partial.flat<S>().data(),
-                         bias_partial.flat<S>().data()};
+    BackwardArgs<T, S> a;
+    S *grad_weight_c, *grad_bias;
+    OP_REQUIRES_OK(ctx, PrepareBackward<T>(ctx, attrs_, n, &weight_c_partial,
+                                           &bias_partial, &a, &grad_weight_c,
+                                           &grad_bias));
     for_each_block<S>(ctx, n, /*cost_per_unit=*/40, kBackwardScratch,
                       [&](const Block& k, S* scratch) {
                         run_backward_block(n, a, k, scratch);
                       });
     // Fixed-order batch sums of the partials: deterministic results.
-    sum_over_batch(a.grad_weight_c_partial, n.batch, width,
-                   grads[2]->flat<S>().data());
-    sum_over_batch(a.grad_bias_partial, n.batch, width,
-                   grads[3]->flat<S>().data());
+    sum_over_batch(a.grad_weight_c_partial, n.batch, width, grad_weight_c);
+    sum_over_batch(a.grad_bias_partial, n.batch, width, grad_bias);
   }
 
  private:
@@ -442,24 +403,8 @@ class SruBackwardOp : public OpKernel {
   SruAttrs attrs_;
 };
 
-#define REGISTER_SRU_CPU(T, S)                                         \
-  REGISTER_KERNEL_BUILDER(Name("KerasNdsru>SruForward")                \
-                              .Device(::tensorflow::DEVICE_CPU)        \
-                              .TypeConstraint<T>("T")                  \
-                              .TypeConstraint<S>("S"),                 \
-                          SruForwardOp<T, S>);                         \
-  REGISTER_KERNEL_BUILDER(Name("KerasNdsru>SruBackward")               \
-                              .Device(::tensorflow::DEVICE_CPU)        \
-                              .TypeConstraint<T>("T")                  \
-                              .TypeConstraint<S>("S"),                 \
-                          SruBackwardOp<T, S>)
-
-REGISTER_SRU_CPU(float, float);
-REGISTER_SRU_CPU(double, double);
-REGISTER_SRU_CPU(::Eigen::half, float);
-REGISTER_SRU_CPU(::Eigen::bfloat16, float);
-
-#undef REGISTER_SRU_CPU
+KERAS_NDSRU_REGISTER_SRU_KERNELS(::tensorflow::DEVICE_CPU, SruForwardOp,
+                                 SruBackwardOp);
 
 }  // namespace cpu
 }  // namespace sru

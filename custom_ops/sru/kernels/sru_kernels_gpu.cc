@@ -46,19 +46,6 @@ template <>
 struct StorageOf<Eigen::bfloat16> {
   using type = BFloat16Storage;
 };
-static_assert(sizeof(Eigen::half) == sizeof(Float16Storage), "half size");
-static_assert(sizeof(Eigen::bfloat16) == sizeof(BFloat16Storage),
-              "bfloat16 size");
-
-template <typename T>
-const typename StorageOf<T>::type* In(const Tensor& t) {
-  return reinterpret_cast<const typename StorageOf<T>::type*>(
-      t.flat<T>().data());
-}
-template <typename T>
-typename StorageOf<T>::type* Out(Tensor* t) {
-  return reinterpret_cast<typename StorageOf<T>::type*>(t->flat<T>().data());
-}
 
 // The cudaStream_t of the op's stream, as void*.
 Status OpStream(OpKernelContext* ctx, void** stream) {
@@ -91,29 +78,11 @@ class SruForwardGpuOp : public OpKernel {
     Dims n;
     OP_REQUIRES_OK(ctx, ValidateSruInputs(ctx, attrs_, /*backward=*/false,
                                           /*check_lengths=*/false, &n));
-    const Tensor& x = ctx->input(1);
-    const Tensor& c0 = ctx->input(4);
-    Tensor *h, *c_seq, *h_last, *c_last;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &h));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, x.shape(), &c_seq));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, c0.shape(), &h_last));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, c0.shape(), &c_last));
-    void* stream = nullptr;
-    OP_REQUIRES_OK(ctx, OpStream(ctx, &stream));
-
     using D = typename StorageOf<T>::type;
     ForwardArgs<D, S> a;
-    a.u = In<T>(ctx->input(0));
-    a.x_highway = In<T>(x);
-    a.weight_c = ctx->input(2).flat<S>().data();
-    a.bias = ctx->input(3).flat<S>().data();
-    a.c0 = c0.flat<S>().data();
-    a.lengths = ctx->input(5).flat<int32_t>().data();
-    a.alpha = static_cast<S>(attrs_.alpha);
-    a.h = Out<T>(h);
-    a.c_seq = c_seq->flat<S>().data();
-    a.h_last = Out<T>(h_last);
-    a.c_last = c_last->flat<S>().data();
+    OP_REQUIRES_OK(ctx, (PrepareForward<T, D, S>(ctx, attrs_, &a)));
+    void* stream = nullptr;
+    OP_REQUIRES_OK(ctx, OpStream(ctx, &stream));
     OP_REQUIRES_OK(ctx, LaunchStatus("SruForward",
                                      LaunchSruForward<D, S>(stream, n, a)));
   }
@@ -133,69 +102,27 @@ class SruBackwardGpuOp : public OpKernel {
     Dims n;
     OP_REQUIRES_OK(ctx, ValidateSruInputs(ctx, attrs_, /*backward=*/true,
                                           /*check_lengths=*/false, &n));
-    Tensor* grads[5];
-    for (int i = 0; i < 5; ++i) {
-      OP_REQUIRES_OK(ctx,
-                     ctx->allocate_output(i, ctx->input(i).shape(), &grads[i]));
-    }
-    // Per-batch partials of the weight_c / bias gradients, summed over the
-    // batch in order by a second kernel: deterministic, no atomics.
-    const ::tensorflow::TensorShape partial_shape({n.batch, 2 * n.dirs * n.units});
+    using D = typename StorageOf<T>::type;
     Tensor weight_c_partial, bias_partial;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<S>::v(),
-                                           partial_shape, &weight_c_partial));
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(::tensorflow::DataTypeToEnum<S>::v(),
-                                           partial_shape, &bias_partial));
+    BackwardArgs<D, S> a;
+    S *grad_weight_c, *grad_bias;
+    OP_REQUIRES_OK(ctx, (PrepareBackward<T, D, S>(
+                            ctx, attrs_, n, &weight_c_partial, &bias_partial,
+                            &a, &grad_weight_c, &grad_bias)));
     void* stream = nullptr;
     OP_REQUIRES_OK(ctx, OpStream(ctx, &stream));
-
-    using D = typename StorageOf<T>::type;
-    BackwardArgs<D, S> a;
-    a.u = In<T>(ctx->input(0));
-    a.x_highway = In<T>(ctx->input(1));
-    a.weight_c = ctx->input(2).flat<S>().data();
-    a.bias = ctx->input(3).flat<S>().data();
-    a.c0 = ctx->input(4).flat<S>().data();
-    a.lengths = ctx->input(5).flat<int32_t>().data();
-    a.alpha = static_cast<S>(attrs_.alpha);
-    a.c_seq = ctx->input(6).flat<S>().data();
-    a.grad_h = In<T>(ctx->input(7));
-    a.grad_h_last = In<T>(ctx->input(8));
-    a.grad_c_last = ctx->input(9).flat<S>().data();
-    a.grad_u = Out<T>(grads[0]);
-    a.grad_x_highway = Out<T>(grads[1]);
-    a.grad_c0 = grads[4]->flat<S>().data();
-    a.grad_weight_c_partial = weight_c_partial.flat<S>().data();
-    a.grad_bias_partial = bias_partial.flat<S>().data();
     OP_REQUIRES_OK(
         ctx, LaunchStatus("SruBackward",
-                          LaunchSruBackward<D, S>(
-                              stream, n, a, grads[2]->flat<S>().data(),
-                              grads[3]->flat<S>().data())));
+                          LaunchSruBackward<D, S>(stream, n, a, grad_weight_c,
+                                                  grad_bias)));
   }
 
  private:
   SruAttrs attrs_;
 };
 
-#define REGISTER_SRU_GPU(T, S)                                         \
-  REGISTER_KERNEL_BUILDER(Name("KerasNdsru>SruForward")                \
-                              .Device(::tensorflow::DEVICE_GPU)        \
-                              .TypeConstraint<T>("T")                  \
-                              .TypeConstraint<S>("S"),                 \
-                          SruForwardGpuOp<T, S>);                      \
-  REGISTER_KERNEL_BUILDER(Name("KerasNdsru>SruBackward")               \
-                              .Device(::tensorflow::DEVICE_GPU)        \
-                              .TypeConstraint<T>("T")                  \
-                              .TypeConstraint<S>("S"),                 \
-                          SruBackwardGpuOp<T, S>)
-
-REGISTER_SRU_GPU(float, float);
-REGISTER_SRU_GPU(double, double);
-REGISTER_SRU_GPU(::Eigen::half, float);
-REGISTER_SRU_GPU(::Eigen::bfloat16, float);
-
-#undef REGISTER_SRU_GPU
+KERAS_NDSRU_REGISTER_SRU_KERNELS(::tensorflow::DEVICE_GPU, SruForwardGpuOp,
+                                 SruBackwardGpuOp);
 
 }  // namespace
 }  // namespace gpu

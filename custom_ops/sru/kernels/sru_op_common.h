@@ -126,6 +126,109 @@ inline ::tensorflow::Status ValidateSruInputs(::tensorflow::OpKernelContext* ctx
   return ::tensorflow::Status();
 }
 
+// Data of a tensor of TensorFlow element type T as storage type D: D = T for
+// the CPU kernels; the GPU launchers take same-size 16-bit storage types.
+template <typename D, typename T>
+const D* DataAs(const ::tensorflow::Tensor& t) {
+  static_assert(sizeof(D) == sizeof(T), "storage type of another size");
+  return reinterpret_cast<const D*>(t.flat<T>().data());
+}
+template <typename D, typename T>
+D* DataAs(::tensorflow::Tensor* t) {
+  static_assert(sizeof(D) == sizeof(T), "storage type of another size");
+  return reinterpret_cast<D*>(t->flat<T>().data());
+}
+
+// Allocates the forward op's outputs (h, c_seq, h_last, c_last) and points
+// `a` at the inputs and outputs. Shared by the CPU and GPU OpKernels.
+template <typename T, typename D, typename S>
+::tensorflow::Status PrepareForward(::tensorflow::OpKernelContext* ctx,
+                                    const SruAttrs& attrs,
+                                    ForwardArgs<D, S>* a) {
+  const ::tensorflow::Tensor& x = ctx->input(1);
+  const ::tensorflow::Tensor& c0 = ctx->input(4);
+  ::tensorflow::Tensor *h, *c_seq, *h_last, *c_last;
+  TF_RETURN_IF_ERROR(ctx->allocate_output(0, x.shape(), &h));
+  TF_RETURN_IF_ERROR(ctx->allocate_output(1, x.shape(), &c_seq));
+  TF_RETURN_IF_ERROR(ctx->allocate_output(2, c0.shape(), &h_last));
+  TF_RETURN_IF_ERROR(ctx->allocate_output(3, c0.shape(), &c_last));
+  a->u = DataAs<D, T>(ctx->input(0));
+  a->x_highway = DataAs<D, T>(x);
+  a->weight_c = ctx->input(2).flat<S>().data();
+  a->bias = ctx->input(3).flat<S>().data();
+  a->c0 = c0.flat<S>().data();
+  a->lengths = ctx->input(5).flat<int32_t>().data();
+  a->alpha = static_cast<S>(attrs.alpha);
+  a->h = DataAs<D, T>(h);
+  a->c_seq = c_seq->flat<S>().data();
+  a->h_last = DataAs<D, T>(h_last);
+  a->c_last = c_last->flat<S>().data();
+  return ::tensorflow::Status();
+}
+
+// Allocates the backward op's outputs (gradients of u, x_highway, weight_c,
+// bias, c0) and the per-batch partials of the weight_c / bias gradients
+// (`*_partial`, owned by the caller), and points `a` at them. The kernels
+// then sum the partials over the batch, in order, into `grad_weight_c` and
+// `grad_bias`: deterministic, no atomics.
+template <typename T, typename D, typename S>
+::tensorflow::Status PrepareBackward(::tensorflow::OpKernelContext* ctx,
+                                     const SruAttrs& attrs, const Dims& n,
+                                     ::tensorflow::Tensor* weight_c_partial,
+                                     ::tensorflow::Tensor* bias_partial,
+                                     BackwardArgs<D, S>* a, S** grad_weight_c,
+                                     S** grad_bias) {
+  ::tensorflow::Tensor* grads[5];
+  for (int i = 0; i < 5; ++i) {
+    TF_RETURN_IF_ERROR(
+        ctx->allocate_output(i, ctx->input(i).shape(), &grads[i]));
+  }
+  const ::tensorflow::TensorShape partial_shape({n.batch, 2 * n.dirs * n.units});
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(::tensorflow::DataTypeToEnum<S>::v(),
+                                        partial_shape, weight_c_partial));
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(::tensorflow::DataTypeToEnum<S>::v(),
+                                        partial_shape, bias_partial));
+  a->u = DataAs<D, T>(ctx->input(0));
+  a->x_highway = DataAs<D, T>(ctx->input(1));
+  a->weight_c = ctx->input(2).flat<S>().data();
+  a->bias = ctx->input(3).flat<S>().data();
+  a->c0 = ctx->input(4).flat<S>().data();
+  a->lengths = ctx->input(5).flat<int32_t>().data();
+  a->alpha = static_cast<S>(attrs.alpha);
+  a->c_seq = ctx->input(6).flat<S>().data();
+  a->grad_h = DataAs<D, T>(ctx->input(7));
+  a->grad_h_last = DataAs<D, T>(ctx->input(8));
+  a->grad_c_last = ctx->input(9).flat<S>().data();
+  a->grad_u = DataAs<D, T>(grads[0]);
+  a->grad_x_highway = DataAs<D, T>(grads[1]);
+  a->grad_c0 = grads[4]->flat<S>().data();
+  a->grad_weight_c_partial = weight_c_partial->flat<S>().data();
+  a->grad_bias_partial = bias_partial->flat<S>().data();
+  *grad_weight_c = grads[2]->flat<S>().data();
+  *grad_bias = grads[3]->flat<S>().data();
+  return ::tensorflow::Status();
+}
+
+// Registers FORWARD<T, S> and BACKWARD<T, S> on DEVICE for the four type
+// pairs of the ops: (float, float), (double, double), (half, float),
+// (bfloat16, float).
+#define KERAS_NDSRU_REGISTER_SRU_PAIR(DEVICE, FORWARD, BACKWARD, T, S) \
+  REGISTER_KERNEL_BUILDER(Name("KerasNdsru>SruForward")                \
+                              .Device(DEVICE)                          \
+                              .TypeConstraint<T>("T")                  \
+                              .TypeConstraint<S>("S"),                 \
+                          FORWARD<T, S>);                              \
+  REGISTER_KERNEL_BUILDER(Name("KerasNdsru>SruBackward")               \
+                              .Device(DEVICE)                          \
+                              .TypeConstraint<T>("T")                  \
+                              .TypeConstraint<S>("S"),                 \
+                          BACKWARD<T, S>)
+#define KERAS_NDSRU_REGISTER_SRU_KERNELS(DEVICE, FORWARD, BACKWARD)              \
+  KERAS_NDSRU_REGISTER_SRU_PAIR(DEVICE, FORWARD, BACKWARD, float, float);        \
+  KERAS_NDSRU_REGISTER_SRU_PAIR(DEVICE, FORWARD, BACKWARD, double, double);      \
+  KERAS_NDSRU_REGISTER_SRU_PAIR(DEVICE, FORWARD, BACKWARD, ::Eigen::half, float); \
+  KERAS_NDSRU_REGISTER_SRU_PAIR(DEVICE, FORWARD, BACKWARD, ::Eigen::bfloat16, float)
+
 }  // namespace sru
 }  // namespace keras_ndsru
 
