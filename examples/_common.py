@@ -69,6 +69,55 @@ def add_training_args(
     )
 
 
+RECURRENT_CELLS = ("sru", "lstm", "gru")
+
+
+def add_recurrent_args(
+    parser: argparse.ArgumentParser,
+    *,
+    layers: int,
+    units: int,
+    embed_dim: int,
+    dropout: float,
+    lr_help: str = "learning rate",
+) -> None:
+    """Adds the model and optimizer arguments of the recurrent examples:
+    `--cell`, `--layers`, `--units`, `--embed-dim`, `--dropout`,
+    `--optimizer`, `--lr`."""
+    parser.add_argument(
+        "--cell", choices=RECURRENT_CELLS, default="sru", help="default sru"
+    )
+    parser.add_argument(
+        "--layers", type=positive_int, default=layers, help=f"default {layers}"
+    )
+    parser.add_argument(
+        "--units", type=positive_int, default=units, help=f"default {units}"
+    )
+    parser.add_argument(
+        "--embed-dim",
+        type=positive_int,
+        default=embed_dim,
+        help=f"default {embed_dim}",
+    )
+    parser.add_argument(
+        "--dropout",
+        type=non_negative_float,
+        default=dropout,
+        help=f"dropout on the inputs of each recurrent layer (default {dropout:g})",
+    )
+    parser.add_argument(
+        "--optimizer", choices=OPTIMIZERS, default="adam", help="default adam"
+    )
+    parser.add_argument(
+        "--lr",
+        type=positive_float,
+        default=None,
+        help=f"{lr_help}, of the weight vectors for ndadam (default: "
+        + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items())
+        + ")",
+    )
+
+
 def add_tfds_args(parser: argparse.ArgumentParser, *, dataset: str) -> None:
     """Adds `--dataset` and `--data-dir` (TFDS)."""
     parser.add_argument(

@@ -31,7 +31,6 @@ import _common  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-CELLS = ("sru", "lstm", "gru")
 UNKNOWN = 0  # Index of characters absent from the training text.
 
 
@@ -46,39 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--text", default=None, help="local text file (replaces --dataset)"
     )
     _common.add_training_args(parser, epochs=20, batch_size=64, out="results/char_lm")
-    parser.add_argument("--cell", choices=CELLS, default="sru", help="default sru")
-    parser.add_argument(
-        "--layers", type=_common.positive_int, default=3, help="default 3"
-    )
-    parser.add_argument(
-        "--units", type=_common.positive_int, default=256, help="default 256"
-    )
-    parser.add_argument(
-        "--embed-dim", type=_common.positive_int, default=64, help="default 64"
+    _common.add_recurrent_args(
+        parser,
+        layers=3,
+        units=256,
+        embed_dim=64,
+        dropout=0.1,
+        lr_help="initial learning rate, cosine-decayed to 0",
     )
     parser.add_argument(
         "--seq-len",
         type=_common.positive_int,
         default=100,
         help="characters per training window (default 100)",
-    )
-    parser.add_argument(
-        "--dropout",
-        type=_common.non_negative_float,
-        default=0.1,
-        help="dropout on the inputs of each recurrent layer (default 0.1)",
-    )
-    parser.add_argument(
-        "--optimizer", choices=_common.OPTIMIZERS, default="adam", help="default adam"
-    )
-    parser.add_argument(
-        "--lr",
-        type=_common.positive_float,
-        default=None,
-        help="initial learning rate, cosine-decayed to 0; of the weight "
-        "vectors for ndadam (default: "
-        + ", ".join(f"{k} {v:g}" for k, v in _common.DEFAULT_LR.items())
-        + ")",
     )
     return parser
 

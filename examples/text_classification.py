@@ -37,8 +37,6 @@ import _common  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-CELLS = ("sru", "lstm", "gru")
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -60,24 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common.add_training_args(
         parser, epochs=10, batch_size=32, out="results/text_classification"
     )
-    parser.add_argument("--cell", choices=CELLS, default="sru", help="default sru")
-    parser.add_argument(
-        "--layers", type=_common.positive_int, default=2, help="default 2"
-    )
-    parser.add_argument(
-        "--units", type=_common.positive_int, default=128, help="default 128"
-    )
+    _common.add_recurrent_args(parser, layers=2, units=128, embed_dim=128, dropout=0.3)
     parser.add_argument(
         "--bidirectional", action="store_true", help="bidirectional layers"
-    )
-    parser.add_argument(
-        "--dropout",
-        type=_common.non_negative_float,
-        default=0.3,
-        help="dropout on the inputs of each recurrent layer (default 0.3)",
-    )
-    parser.add_argument(
-        "--embed-dim", type=_common.positive_int, default=128, help="default 128"
     )
     parser.add_argument(
         "--vocab-size",
@@ -90,17 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=_common.positive_int,
         default=64,
         help="words per example, longer ones are cut (default 64)",
-    )
-    parser.add_argument(
-        "--optimizer", choices=_common.OPTIMIZERS, default="adam", help="default adam"
-    )
-    parser.add_argument(
-        "--lr",
-        type=_common.positive_float,
-        default=None,
-        help="learning rate, of the weight vectors for ndadam (default: "
-        + ", ".join(f"{k} {v:g}" for k, v in _common.DEFAULT_LR.items())
-        + ")",
     )
     return parser
 
