@@ -6,3 +6,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # Never probe the network for TFDS downloads from the test suite.
 os.environ.setdefault("KERAS_NDSRU_OFFLINE", "1")
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def mixed_precision():
+    """Runs a test under the mixed_float16 policy, then restores the policy."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    yield
+    keras.config.set_dtype_policy(previous)

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from softmax_numpy import np_softmax
 
 from keras_ndsru.losses import (
     LogitL2CategoricalCrossentropy,
@@ -12,11 +13,6 @@ from keras_ndsru.losses import (
 )
 
 L2 = 0.05  # large enough that the penalty is visible next to the CE term
-
-
-def np_softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def np_per_example_loss(onehot, z, l2):

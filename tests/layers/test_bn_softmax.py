@@ -6,16 +6,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from softmax_numpy import np_softmax
 
 from keras_ndsru import BNSoftmax
 from keras_ndsru.losses import LogitL2SparseCategoricalCrossentropy
 
 GAMMA, MOMENTUM, EPSILON = 2.5, 0.9, 1e-3
-
-
-def np_softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def np_bn_softmax(z, mean, variance, beta, gamma=GAMMA, epsilon=EPSILON):
@@ -38,14 +34,6 @@ def _layer(**kwargs):
     if layer.beta is not None:
         layer.beta.assign(np.linspace(-1.0, 1.0, 5))
     return layer
-
-
-@pytest.fixture
-def mixed_precision():
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16")
-    yield
-    keras.config.set_dtype_policy(previous)
 
 
 def test_training_uses_batch_statistics_and_updates_moving_ones():

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from softmax_numpy import np_softmax
 
 from keras_ndsru import LogitL2
 from keras_ndsru.losses import LogitL2SparseCategoricalCrossentropy
@@ -11,21 +12,8 @@ from keras_ndsru.losses import LogitL2SparseCategoricalCrossentropy
 L2 = 0.05
 
 
-def np_softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def _logits(seed=0, shape=(6, 4)):
     return np.random.default_rng(seed).normal(scale=3.0, size=shape).astype("float32")
-
-
-@pytest.fixture
-def mixed_precision():
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16")
-    yield
-    keras.config.set_dtype_policy(previous)
 
 
 def test_identity_and_penalty_averaged_over_the_batch():
