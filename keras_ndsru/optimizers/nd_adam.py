@@ -58,6 +58,12 @@ def _norm(x, axes):
     return ops.sqrt(ops.sum(ops.square(x), axis=axes, keepdims=True))
 
 
+def _unit(w, axes):
+    """`w` (float32) with every vector over `axes` scaled to unit L2 norm; a
+    zero vector stays zero (the `1e-30` floor keeps the scale finite)."""
+    return w * (1 / ops.maximum(_norm(w, axes), 1e-30))
+
+
 def _path(variable) -> str:
     path = getattr(variable, "path", None) or variable.name
     return path.split(":")[0]
@@ -356,6 +362,14 @@ class NDAdam(keras.optimizers.Optimizer):
     (their direction is undefined). During training a weight vector whose
     projected gradient is not finite is treated as having a zero gradient
     for that step, so weights never become NaN; theta_s follows Adam.
+
+    With `use_ema=True`, Keras overwrites the model variables with their
+    moving average at the end of `fit` (`finalize_variable_values`) and every
+    `ema_overwrite_frequency` steps. An average of unit vectors is shorter
+    than 1, so NDAdam then renormalizes every weight vector of the average to
+    unit norm, as after a step; theta_s keep the plain average and the
+    stored average itself is not changed. A vector whose average is exactly
+    zero stays zero, as a zero `w_bar` does after a step.
 
     Args:
         learning_rate: Float, `LearningRateSchedule` or callable: alpha_s,
@@ -673,8 +687,39 @@ class NDAdam(keras.optimizers.Optimizer):
         scale = (lr * sqrt_correction_2 / correction_1) / (
             ops.sqrt(v_new) + self.epsilon * sqrt_correction_2
         )
-        w_bar = w - m_new * scale
-        self.assign(variable, w_bar * (1 / ops.maximum(_norm(w_bar, axes), 1e-30)))
+        self.assign(variable, _unit(w - m_new * scale, axes))
+
+    def _renormalize_vectors(self, var_list):
+        """Scale every weight vector in `var_list` back to unit norm."""
+        if not self.built:
+            return
+        for variable in var_list:
+            try:
+                axes = self._axes[self._get_variable_index(variable)]
+            except KeyError:  # not a variable this optimizer trains
+                continue
+            if axes is not None:
+                self.assign(variable, _unit(ops.cast(variable, "float32"), axes))
+
+    def finalize_variable_values(self, var_list):
+        """Overwrite the variables with their EMA (`use_ema=True`) and put
+        the weight vectors back on the unit sphere."""
+        self._ema_overwrite_renormalized = False
+        super().finalize_variable_values(var_list)
+        if self.use_ema and not self._ema_overwrite_renormalized:
+            self._renormalize_vectors(var_list)
+
+    def _overwrite_model_variables_with_average_value(self, trainable_variables):
+        # Private Keras hook, overridden defensively: it is the only call both
+        # `finalize_variable_values` and the `ema_overwrite_frequency` branch
+        # of `apply` make (TensorFlow and torch backends; the JAX backend
+        # inlines the periodic overwrite). If Keras renames it, this override
+        # is never called: the periodic overwrite is then left unnormalized
+        # and `finalize_variable_values` above still renormalizes at the end
+        # of `fit`. The flag only saves that second, idempotent pass.
+        super()._overwrite_model_variables_with_average_value(trainable_variables)
+        self._renormalize_vectors(trainable_variables)
+        self._ema_overwrite_renormalized = True
 
     def _use_weight_decay(self, variable):
         if self._var_key(variable) in getattr(self, "_vector_keys", ()):

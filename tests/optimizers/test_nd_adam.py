@@ -609,14 +609,142 @@ def test_gradient_accumulation_and_clipping_match_plain_steps():
     _assert_same_weights(a, b)
 
 
-def test_use_ema_in_fit():
-    model, _ = _dense_pair()
-    opt = NDAdam(use_ema=True, ema_overwrite_frequency=3)
+def _numpy_unit(w, axes):
+    return w / np.sqrt(np.sum(np.square(w, dtype=np.float64), axis=axes, keepdims=True))
+
+
+class _RecordWeightsAndAverage(keras.callbacks.Callback):
+    """Per step: the model's weights and the optimizer's raw EMA slot."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights, self.averages = [], []
+
+    def on_train_batch_end(self, batch, logs=None):
+        opt = self.model.optimizer
+        self.weights.append([np.asarray(v) for v in opt._trainable_variables])
+        self.averages.append(
+            [np.asarray(a) for a in opt._model_variables_moving_average]
+        )
+
+
+@pytest.mark.parametrize("frequency", [None, 3], ids=["at_end", "every_3_steps"])
+def test_use_ema_in_fit_renormalizes_weight_vectors(frequency):
+    model, (x, y) = small_model(), data(n=20)
+    momentum = 0.6
+    opt = NDAdam(
+        vector_learning_rate=0.1,
+        use_ema=True,
+        ema_momentum=momentum,
+        ema_overwrite_frequency=frequency,
+    )
     model.compile(optimizer=opt, loss="mse")
-    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
-    model.fit(x, x[:, :3], batch_size=4, epochs=1, verbose=0)
-    assert int(opt.iterations) == 4
-    assert all(np.all(np.isfinite(np.asarray(v))) for v in model.trainable_variables)
+    record = _RecordWeightsAndAverage()
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[record])
+    assert int(opt.iterations) == 5
+    axes = [opt._axes[opt._get_variable_index(v)] for v in opt._trainable_variables]
+    assert {v.path: a for v, a in opt.vector_variables} == expected_axes(model)
+
+    # The EMA tracked in NumPy from the weights each step ends with. A step
+    # that overwrites ends with the renormalized average, not the stepped
+    # weights, so it only checks the overwrite against the slot it reads.
+    average = None
+    for step, (weights, slots) in enumerate(zip(record.weights, record.averages), 1):
+        overwrites = frequency is not None and step % frequency == 0
+        if not overwrites:
+            average = [
+                w if average is None else momentum * a + (1 - momentum) * w
+                for a, w in zip(average or weights, weights)
+            ]
+            for a, slot in zip(average, slots):
+                np.testing.assert_allclose(slot, a, atol=1e-6)
+        else:
+            average = slots
+        for w, slot, a in zip(weights, slots, axes):
+            if overwrites:
+                expected = slot if a is None else _numpy_unit(slot, a)
+                np.testing.assert_allclose(w, expected, atol=1e-6)
+
+    # After fit: weight vectors are the normalized average, theta_s the average.
+    final_average = [np.asarray(a) for a in opt._model_variables_moving_average]
+    np.testing.assert_allclose(final_average[0], average[0], atol=1e-6)
+    shrunk = 0.0
+    for variable, avg, a in zip(opt._trainable_variables, final_average, axes):
+        value = np.asarray(variable)
+        if a is None:
+            np.testing.assert_array_equal(value, avg, err_msg=variable.path)
+            continue
+        shrunk = max(shrunk, np.max(1 - np.sqrt(np.sum(avg**2, axis=a))))
+        np.testing.assert_allclose(
+            value, _numpy_unit(avg, a), atol=1e-6, err_msg=variable.path
+        )
+    assert unit_norm_error(opt) < 1e-6
+    assert shrunk > 1e-3  # the raw average really is off the unit sphere
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "tf_function"])
+def test_ema_overwrite_matches_numpy_algorithm_1(traced):
+    """Algorithm 1 plus Keras' EMA and its periodic overwrite, step by step."""
+    model, (x, y) = small_model(), data()
+    paths = [v.path for v in model.trainable_variables]
+    expected = expected_axes(model)
+    axes = {p: expected.get(p) for p in paths}
+    initial = {p: np.asarray(v) for p, v in zip(paths, model.trainable_variables)}
+    momentum, frequency = 0.5, 2
+    optimizer = NDAdam(
+        learning_rate=0.01,
+        vector_learning_rate=0.1,
+        use_ema=True,
+        ema_momentum=momentum,
+        ema_overwrite_frequency=frequency,
+    )
+    optimizer.build(model.trainable_variables)
+    reference = NumpyNDAdam(initial, axes, lr_s=0.01, lr_v=0.1)
+    variables = model.trainable_variables
+    apply = lambda grads: optimizer.apply(grads, variables)  # noqa: E731
+    apply = tf.function(apply) if traced else apply
+    average = None
+    for step in range(1, 6):
+        grads = grads_of(model, x, y)
+        reference.step({p: np.asarray(g) for p, g in zip(paths, grads)})
+        average = {
+            p: reference.w[p]
+            if average is None
+            else momentum * average[p] + (1 - momentum) * reference.w[p]
+            for p in paths
+        }
+        if step % frequency == 0:
+            for p in paths:
+                a = axes[p]
+                reference.w[p] = average[p] if a is None else _numpy_unit(average[p], a)
+        apply(grads)
+        for p, variable in zip(paths, variables):
+            np.testing.assert_allclose(
+                np.asarray(variable), reference.w[p], atol=2e-6, err_msg=p
+            )
+    optimizer.finalize_variable_values(variables)
+    for p, variable in zip(paths, variables):
+        a = axes[p]
+        final = average[p] if a is None else _numpy_unit(average[p], a)
+        np.testing.assert_allclose(np.asarray(variable), final, atol=2e-6, err_msg=p)
+    assert unit_norm_error(optimizer) < 1e-6
+
+
+def test_ema_overwrite_keeps_a_zero_average_vector_zero():
+    model, _ = _dense_pair()
+    optimizer = NDAdam(use_ema=True)
+    optimizer.build(model.trainable_variables)
+    kernel, bias = model.trainable_variables
+    average = optimizer._model_variables_moving_average[0]
+    value = np.asarray(kernel).copy()
+    value[:, 1] = 0.0
+    value[:, 2] *= 3.0
+    average.assign(value)
+    optimizer.finalize_variable_values(model.trainable_variables)
+    expected = value.copy()
+    expected[:, [0, 2]] = _numpy_unit(value[:, [0, 2]], (0,))
+    np.testing.assert_allclose(np.asarray(kernel), expected, atol=1e-6)
+    assert not np.any(np.isnan(np.asarray(kernel)))
 
 
 # -- distribution and other backends (subprocesses) ------------------------------
