@@ -6,12 +6,16 @@ import math
 import numbers
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_ndsru.ops.sru_recurrence import sru_recurrence, will_use_fused_kernel
 from keras_ndsru.ops.sru_reference import state_dtype
 
 _LAYER_NORM_EPSILON = 1e-5
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# alpha = sqrt(1 + 2 exp(b)) <= float32 max  <=>  b <= log((max^2 - 1) / 2).
+_MAX_RESCALED_HIGHWAY_BIAS = math.log(_FLOAT32_MAX**2 / 2.0)
 
 
 @keras.saving.register_keras_serializable(package="keras_ndsru")
@@ -84,7 +88,9 @@ class SRU(keras.layers.Layer):
             state of row `i` in the next batch; needs a fixed batch size.
             Defaults to `False`.
         highway_bias: Float, initial value of `b_r` and the source of
-            `alpha`. Defaults to `0.0`.
+            `alpha`; finite in float32, and at most about 176.75 when
+            `rescale=True` (larger values overflow `alpha` in float32).
+            Defaults to `0.0`.
         rescale: Boolean, scale the highway term by
             `alpha = sqrt(1 + 2 exp(highway_bias))` (Sec. 3.2). Defaults to
             `True`.
@@ -171,13 +177,9 @@ class SRU(keras.layers.Layer):
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
         self.stateful = bool(stateful)
-        if not _is_real(highway_bias) or not math.isfinite(highway_bias):
-            raise ValueError(
-                "`highway_bias` must be a finite float. "
-                f"Received: highway_bias={highway_bias!r}"
-            )
-        self.highway_bias = float(highway_bias)
         self.rescale = bool(rescale)
+        _highway_alpha(highway_bias, self.rescale)  # validates highway_bias
+        self.highway_bias = float(highway_bias)
         if not _is_real(dropout) or not 0.0 <= dropout < 1.0:
             raise ValueError(
                 f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}"
@@ -227,9 +229,7 @@ class SRU(keras.layers.Layer):
     @property
     def alpha(self) -> float:
         """The highway scale of eq. (4): `sqrt(1 + 2 exp(highway_bias))` or 1."""
-        if not self.rescale:
-            return 1.0
-        return math.sqrt(1.0 + 2.0 * math.exp(self.highway_bias))
+        return _highway_alpha(self.highway_bias, self.rescale)
 
     @property
     def states(self):
@@ -309,12 +309,16 @@ class SRU(keras.layers.Layer):
     def _bias_initializer(self, shape, dtype=None):
         bias = self.bias_initializer(shape, dtype=dtype)
         units = self.units
-        # Per direction [b_f | b_r]: add `highway_bias` to every b_r block.
+        # Per direction [b_f | b_r]: add `highway_bias` to every b_r block,
+        # built in the bias dtype (a float64 layer keeps it unrounded).
         offset = ops.concatenate(
-            [ops.zeros((units,)), ops.full((units,), self.highway_bias)]
+            [
+                ops.zeros((units,), bias.dtype),
+                ops.full((units,), self.highway_bias, bias.dtype),
+            ]
             * self.num_directions
         )
-        return bias + ops.cast(offset, bias.dtype)
+        return bias + offset
 
     def get_initial_state(self, batch_size):
         """Zero states `[c]` of shape `(batch_size, num_directions * units)`."""
@@ -538,6 +542,36 @@ def _positive_int(name: str, value) -> int:
             f"`{name}` must be a positive integer. Received: {name}={value!r}"
         )
     return int(value)
+
+
+def _highway_alpha(highway_bias, rescale: bool) -> float:
+    """alpha of eq. (4) (Sec. 3.2), computed in float64, after checking that
+    `highway_bias` (the initial `b_r`) and alpha are finite in float32: the
+    fused op takes alpha as a float32 attribute and the recurrence state is
+    float32 unless the layer is float64."""
+    if (
+        not _is_real(highway_bias)
+        or not math.isfinite(highway_bias)
+        or abs(highway_bias) > _FLOAT32_MAX
+    ):
+        raise ValueError(
+            "`highway_bias` must be a finite float within the float32 range. "
+            f"Received: highway_bias={highway_bias!r}"
+        )
+    if not rescale:
+        return 1.0
+    try:
+        alpha = math.sqrt(1.0 + 2.0 * math.exp(highway_bias))
+    except OverflowError:
+        alpha = math.inf
+    if alpha > _FLOAT32_MAX:
+        raise ValueError(
+            "`highway_bias` is too large for rescale=True: alpha = "
+            "sqrt(1 + 2 exp(highway_bias)) overflows float32 above "
+            f"highway_bias={_MAX_RESCALED_HIGHWAY_BIAS:.2f}. Pass a smaller "
+            f"highway_bias or rescale=False. Received: highway_bias={highway_bias!r}"
+        )
+    return alpha
 
 
 def _is_real(value) -> bool:

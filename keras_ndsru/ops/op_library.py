@@ -44,7 +44,8 @@ BUILD_HINT = "Build it with `python scripts/build_ops.py` (see the README)."
 
 
 class FusedKernelWarning(UserWarning):
-    """Warns that the fused SRU op cannot run and the fallback is used."""
+    """Warns that the fused SRU op cannot run and the fallback is used, or
+    that it runs on the CPU although a GPU is visible."""
 
 
 class FusedKernelStatus(NamedTuple):
@@ -107,7 +108,8 @@ class OpLibraryLoader:
         self._module = None
         self._reason = ""
         self._cuda = False
-        self._warned = False
+        self._cuda_note = None
+        self._warned: set[str] = set()
 
     @property
     def library_path(self) -> Path:
@@ -117,7 +119,7 @@ class OpLibraryLoader:
         """The loaded op module, or None when the library cannot be used."""
         with self._lock:
             if not self._loaded:
-                self._module, self._reason, self._cuda = self._load()
+                self._module, self._reason, self._cuda, self._cuda_note = self._load()
                 self._loaded = True
         return self._module
 
@@ -143,19 +145,37 @@ class OpLibraryLoader:
                 self._cuda,
             )
         path = "fused" if module is not None else "fallback"
-        return FusedKernelStatus(path, self._reason, str(self.library_path), self._cuda)
+        reason = self._reason
+        if module is not None and not self._cuda and _gpu_present():
+            reason = f"{reason}; but {self.no_cuda_kernels_note()}"
+        return FusedKernelStatus(path, reason, str(self.library_path), self._cuda)
+
+    def no_cuda_kernels_note(self) -> str:
+        """Says that a GPU is visible but the loaded library is CPU-only."""
+        why = self._cuda_note or "nvcc is not on PATH"
+        return (
+            f"a GPU is visible but the op library was built without CUDA "
+            f"kernels (scripts/build_ops.py: {why}), so the fused SRU op runs "
+            f"on the CPU with copies between GPU and host memory around it. "
+            f"Rebuild the library with nvcc on PATH, or pass "
+            f"use_fused_kernel=False to run the keras.ops recurrence on the GPU."
+        )
+
+    def warn_once(self, key: str, message: str) -> None:
+        """Emits one `FusedKernelWarning` per loader (i.e. per process) and
+        `key`."""
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        warnings.warn(message, FusedKernelWarning, stacklevel=4)
 
     def warn_fallback_once(self, reason: str) -> None:
-        """Emits one `FusedKernelWarning` per loader (i.e. per process)."""
-        with self._lock:
-            if self._warned:
-                return
-            self._warned = True
-        warnings.warn(
+        """Warns once that the fallback runs instead of the fused op."""
+        self.warn_once(
+            "fallback",
             f"The fused SRU op cannot run, using the slower keras.ops "
             f"recurrence instead: {reason}",
-            FusedKernelWarning,
-            stacklevel=3,
         )
 
     def _check_build_info(self) -> tuple[str | None, dict]:
@@ -200,7 +220,7 @@ class OpLibraryLoader:
 
         error, info = self._check_build_info()
         if error is not None:
-            return None, error, False
+            return None, error, False, None
         try:
             module = tf.load_op_library(str(self.library_path))
         except Exception as e:  # noqa: BLE001 - any load failure means fallback
@@ -208,6 +228,7 @@ class OpLibraryLoader:
                 None,
                 f"loading {self.library_path} failed: {type(e).__name__}: {e}",
                 False,
+                None,
             )
         _register_gradient(module)
         cuda = bool(info.get("cuda"))
@@ -216,7 +237,16 @@ class OpLibraryLoader:
             f"the fused SRU op is loaded from {self.library_path} ({where}, "
             f"built for TensorFlow {info.get('tf_version')})"
         )
-        return module, reason, cuda
+        return module, reason, cuda, info.get("cuda_note")
+
+
+def _gpu_present() -> bool:
+    """Whether the machine has a GPU TensorFlow can use. The physical list:
+    unlike the logical one, it does not initialize the TensorFlow runtime,
+    which would freeze the user's device settings."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 _default_loader = OpLibraryLoader()

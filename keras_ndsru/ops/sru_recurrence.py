@@ -14,6 +14,10 @@ documented there).
 
 The environment variable `KERAS_NDSRU_DISABLE_FUSED=1` forces the reference.
 
+When TensorFlow sees a GPU but the library was built without CUDA kernels,
+the fused op still runs (on the CPU, with copies between the devices around
+it), with one `FusedKernelWarning` per process saying how to avoid that.
+
 The fused op has no XLA kernel. A layer calling `sru_recurrence` should set
 `supports_jit = False` when `will_use_fused_kernel(use_fused_kernel)` is True,
 so that `jit_compile="auto"` does not try to compile it.
@@ -90,18 +94,53 @@ def _static_alpha(alpha):
     return None if value is None else float(value)
 
 
-def _runs_on_cpu(u, loader) -> bool:
-    """Whether the fused op will be placed on the CPU.
-
-    True when the library has no CUDA kernels or no GPU is visible; else the
-    device an op with a GPU kernel gets here (an explicit CPU device scope,
-    or in eager mode where `tf.identity` runs). An unset device in a graph
-    counts as GPU, since the placer prefers it.
-    """
-    if not loader.status().cuda or not tf.config.list_logical_devices("GPU"):
-        return True
+def _placed_on_cpu(u) -> bool:
+    """Whether an op with a GPU kernel would be placed on the CPU here: an
+    explicit CPU device scope, or in eager mode where `tf.identity` runs. An
+    unset device in a graph counts as GPU, since the placer prefers it."""
     device = tf.identity(u).device
     return bool(device) and tf.DeviceSpec.from_string(device).device_type == "CPU"
+
+
+def _runs_on_cpu(u, loader) -> bool:
+    """Whether the fused op will be placed on the CPU: when the library has
+    no CUDA kernels, no GPU is visible, or `_placed_on_cpu(u)`."""
+    if not loader.status().cuda or not tf.config.list_logical_devices("GPU"):
+        return True
+    return _placed_on_cpu(u)
+
+
+def _warn_if_cpu_kernels_on_gpu(u, loader) -> None:
+    """One warning per process when a GPU is visible but the library has no
+    CUDA kernels: the op then runs on the CPU with copies around it. The fused
+    CPU op stays (it is correct); the user chooses between rebuilding and
+    `use_fused_kernel=False`. Silent under an explicit CPU device scope."""
+    if (
+        not loader.status().cuda
+        and tf.config.list_logical_devices("GPU")
+        and not _placed_on_cpu(u)
+    ):
+        loader.warn_once("no_cuda_kernels", loader.no_cuda_kernels_note())
+
+
+def _exact_in_float32(value: float) -> bool:
+    if abs(value) > float(np.finfo(np.float32).max):
+        return False
+    return float(np.float32(value)) == value
+
+
+def _check_alpha(alpha, u) -> None:
+    """A static alpha must be finite in the state dtype: the op takes it as
+    a float32 attribute, and the reference as a state-dtype constant."""
+    value = _static_alpha(alpha)
+    if value is None:
+        return
+    dtype = state_dtype(getattr(u, "dtype", "float32"))
+    if not abs(value) <= float(np.finfo(dtype).max):
+        raise ValueError(
+            f"`alpha` must be finite in the recurrence state dtype ({dtype}). "
+            f"Received: alpha={value!r}"
+        )
 
 
 def _right_padded(mask, lengths):
@@ -148,6 +187,7 @@ def sru_recurrence(
     (2, 5, 4)
     """
     n_dir = num_directions(direction)
+    _check_alpha(alpha, u)
     loader = op_library.default_loader()
     if not will_use_fused_kernel(use_fused_kernel):
         if use_fused_kernel == "auto":
@@ -168,6 +208,7 @@ def sru_recurrence(
             f"last dimension divisible by {3 * n_dir} for direction="
             f"{direction!r}. Received: u.shape={u.shape}"
         )
+    _warn_if_cpu_kernels_on_gpu(u, loader)
     s_dtype = state_dtype(u.dtype)
     x_highway = tf.cast(x_highway, u.dtype)
     weight_c = tf.cast(weight_c, s_dtype)
@@ -176,12 +217,12 @@ def sru_recurrence(
     width = n_dir * (u.shape[-1] // (3 * n_dir))
     c0 = tf.zeros((batch, width), s_dtype) if c0 is None else tf.cast(c0, s_dtype)
 
-    # The op takes alpha as a float32 attribute. When that would round it
-    # (float64 state) or it is only known at run time, fold it into
-    # x_highway instead: exact, and differentiable with respect to alpha.
+    # The op takes alpha as a float32 attribute. When that would round or
+    # overflow it (float64 state) or it is only known at run time, fold it
+    # into x_highway instead: exact, and differentiable with respect to alpha.
     static_alpha = _static_alpha(alpha)
     if static_alpha is None or (
-        s_dtype == "float64" and float(np.float32(static_alpha)) != static_alpha
+        s_dtype == "float64" and not _exact_in_float32(static_alpha)
     ):
         # tf.cast would first round a Python float to a float32 tensor.
         if isinstance(alpha, (int, float, np.number)):

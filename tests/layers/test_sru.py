@@ -1,5 +1,6 @@
 """keras_ndsru.SRU against a NumPy transcription of the layer (eqs. (1)-(4))."""
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,7 @@ import tensorflow as tf
 from sru_numpy import sru_numpy  # tests/ is on pythonpath (pyproject)
 
 from keras_ndsru import SRU
-from keras_ndsru.ops import fused_kernel_status
+from keras_ndsru.ops import fused_kernel_status, sru_recurrence
 
 RIGHT_PADDED = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]], bool)
 RAGGED = np.array([[1, 0, 1, 0, 1], [0, 1, 1, 0, 0], [1, 1, 1, 1, 0]], bool)
@@ -472,12 +473,82 @@ def test_fused_op_matches_reference_outputs_and_gradients(case):
         (dict(units=4, projection_size=0), "Received: projection_size=0"),
         (dict(units=4, use_fused_kernel="yes"), "Received: use_fused_kernel='yes'"),
         (dict(units=4, highway_bias=float("nan")), "Received: highway_bias=nan"),
+        (dict(units=4, highway_bias=1e39, rescale=False), "highway_bias=1e\\+39"),
+        # alpha = sqrt(1 + 2 exp(b)) overflows float32 from b = 176.7526 on,
+        # and math.exp itself from b = 709.8.
+        (dict(units=4, highway_bias=176.76), "Received: highway_bias=176.76"),
+        (dict(units=4, highway_bias=710.0), "Received: highway_bias=710.0"),
         (dict(units=4, seed=1.5), "Received: seed=1.5"),
     ],
 )
 def test_bad_arguments_are_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SRU(**kwargs)
+
+
+def test_overflowing_highway_bias_is_rejected_on_construction_and_from_config():
+    config = SRU(4, highway_bias=200.0, rescale=False).get_config()
+    assert SRU.from_config(config).get_config() == config  # no alpha: fine
+    config["rescale"] = True
+    # Keras' from_config re-raises the constructor's ValueError as TypeError.
+    with pytest.raises(TypeError, match="rescale=True: .*highway_bias=200.0"):
+        SRU.from_config(config)
+    layer = SRU(4)
+    layer.highway_bias = 1000.0  # set after construction: still a clear error
+    with pytest.raises(ValueError, match="Received: highway_bias=1000.0"):
+        _ = layer.alpha
+
+
+@pytest.mark.parametrize("use_fused_kernel", [False, True], ids=["keras", "fused"])
+def test_largest_accepted_highway_bias_gives_finite_outputs(use_fused_kernel):
+    if use_fused_kernel and fused_kernel_status().path != "fused":
+        pytest.skip(f"fused op unavailable: {fused_kernel_status().reason}")
+    highway_bias = 176.75
+    layer = SRU(
+        3,
+        highway_bias=highway_bias,
+        return_sequences=True,
+        return_state=True,
+        use_fused_kernel=use_fused_kernel,
+    )
+    alpha = np.sqrt(1 + 2 * np.exp(highway_bias))
+    assert layer.alpha == alpha and np.isfinite(np.float32(alpha))
+    assert SRU.from_config(layer.get_config()).get_config() == layer.get_config()
+    layer.build((None, None, 3))
+    rng = np.random.default_rng(5)
+    layer.weight_c.assign(rng.normal(scale=0.5, size=6))  # b_r stays at 176.75
+    x = rng.normal(size=(2, 4, 3)).astype("float32")
+    # r = sigmoid(~176.75) = 1: the highway term is 0 * x * alpha, which is
+    # 0 with a finite float32 alpha and NaN with an overflowed one.
+    h, c_last = layer(x, mask=RIGHT_PADDED[:2, :4])
+    want_h, want_c = layer_numpy(layer, x, RIGHT_PADDED[:2, :4])
+    assert np.all(np.isfinite(h)) and np.all(np.isfinite(c_last))
+    np.testing.assert_allclose(h, want_h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(c_last, want_c, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("use_fused_kernel", ["auto", False])
+def test_recurrence_rejects_an_alpha_the_state_dtype_cannot_hold(use_fused_kernel):
+    u, x, w = np.zeros((1, 2, 3)), np.ones((1, 2, 1)), np.zeros(2)
+    for alpha in (float("inf"), float("nan"), 1e39):
+        with pytest.raises(ValueError, match=re.escape(f"Received: alpha={alpha!r}")):
+            sru_recurrence(
+                u.astype("float32"),
+                x,
+                w,
+                w,
+                alpha=alpha,
+                use_fused_kernel=use_fused_kernel,
+            )
+    # A float64 state holds 1e39: the fused path folds it into x_highway.
+    h = sru_recurrence(u, x, w, w, alpha=1e39, use_fused_kernel=use_fused_kernel).h
+    np.testing.assert_array_equal(h, np.full((1, 2, 1), 0.5e39))
+
+
+def test_highway_bias_initializes_b_r_unrounded_in_float64():
+    layer = SRU(2, highway_bias=-1.3, dtype="float64")
+    layer.build((None, None, 2))
+    assert np.asarray(layer.bias)[2:].tolist() == [-1.3, -1.3]
 
 
 def test_bad_inputs_are_clear_errors():
