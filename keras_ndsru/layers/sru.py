@@ -44,7 +44,8 @@ class SRU(keras.layers.Layer):
     - `kernel`: `(d, n_dir * 3 * units [+ n_dir * units])`. Column blocks of
       `units` columns, per direction `k`: `[W | W_f | W_r]` at columns
       `3k * units ... (3k + 3) * units`. When the input size differs from
-      `units`, `x_t` in eq. (4) is replaced by a projection `W_h x_t`, whose
+      `units` (or `highway_projection=True`), `x_t` in eq. (4) is replaced
+      by a projection `W_h x_t`, whose
       blocks (one per direction) follow all the gate blocks: columns
       `(3 n_dir + k) * units ... (3 n_dir + k + 1) * units`. Every column is
       the weight vector of one hidden unit (as ND-Adam expects).
@@ -102,6 +103,13 @@ class SRU(keras.layers.Layer):
         bidirectional: Boolean, run a forward and a backward direction in
             one layer and concatenate their outputs (and states). Defaults to
             `False`.
+        highway_projection: `None`, `True` or `False`: whether the highway
+            term of eq. (4) uses a learned projection `W_h x_t` instead of
+            `x_t`. `None` projects exactly when the input size differs from
+            `units` (as the paper); `True` always projects (as the official
+            implementation does for a bidirectional layer, see
+            `keras_ndsru.layers.from_official_sru`); `False` requires the
+            input size to equal `units`. Defaults to `None`.
         use_fused_kernel: `"auto"` (fused op when it can run, else the
             reference with one warning), `True` (fused op or an error) or
             `False` (reference only). Defaults to `"auto"`.
@@ -158,6 +166,7 @@ class SRU(keras.layers.Layer):
         layer_norm: bool = False,
         projection_size: int | None = None,
         bidirectional: bool = False,
+        highway_projection: bool | None = None,
         use_fused_kernel="auto",
         seed: int | None = None,
         kernel_initializer="lecun_uniform",
@@ -190,6 +199,12 @@ class SRU(keras.layers.Layer):
             projection_size = _positive_int("projection_size", projection_size)
         self.projection_size = projection_size
         self.bidirectional = bool(bidirectional)
+        if highway_projection is not None and not isinstance(highway_projection, bool):
+            raise ValueError(
+                "`highway_projection` must be None, True or False. "
+                f"Received: highway_projection={highway_projection!r}"
+            )
+        self.highway_projection = highway_projection
         # Validates the choice; raises when True and the op cannot run. The
         # fused op has no XLA kernel: keep jit_compile="auto" away from it.
         self.supports_jit = not will_use_fused_kernel(use_fused_kernel)
@@ -263,7 +278,13 @@ class SRU(keras.layers.Layer):
                 constraint=self.kernel_constraint,
             )
             matmul_dim = self.projection_size
-        self._projects_highway = input_dim != units
+        if self.highway_projection is False and input_dim != units:
+            raise ValueError(
+                "`highway_projection=False` needs the input size to equal "
+                f"`units` ({units}): eq. (4) adds x_t to c_t. "
+                f"Received: highway_projection=False, input_shape={sequences_shape}"
+            )
+        self._projects_highway = bool(self.highway_projection) or input_dim != units
         columns = n_dir * (4 if self._projects_highway else 3) * units
         self.kernel = self.add_weight(
             shape=(matmul_dim, columns),
@@ -514,6 +535,7 @@ class SRU(keras.layers.Layer):
             "layer_norm": self.layer_norm,
             "projection_size": self.projection_size,
             "bidirectional": self.bidirectional,
+            "highway_projection": self.highway_projection,
             "use_fused_kernel": self.use_fused_kernel,
             "seed": self.seed,
         }

@@ -41,7 +41,7 @@ def layer_numpy(layer, x, mask=None, c0=None):
     z = inputs @ weights["kernel"]
     u = z[..., : n_dir * 3 * units]
     x_highway = z[..., n_dir * 3 * units :]
-    if x.shape[-1] == units:
+    if x.shape[-1] == units and not layer.highway_projection:
         x_highway = np.concatenate([x] * n_dir, axis=-1)
     alpha = np.sqrt(1 + 2 * np.exp(layer.highway_bias)) if layer.rescale else 1.0
     direction = "bidirectional" if n_dir == 2 else "forward"
@@ -78,6 +78,10 @@ CASES = {
         units=4, layer_norm=True, projection_size=2, highway_bias=-1.0
     ),
     "no_rescale_projected": dict(units=2, input_dim=4, rescale=False),
+    "forced_highway_projection": dict(units=4, highway_projection=True),
+    "bidirectional_forced_projection": dict(
+        units=3, bidirectional=True, highway_projection=True
+    ),
 }
 
 
@@ -292,6 +296,7 @@ def _full_config_layer():
         layer_norm=True,
         projection_size=3,
         bidirectional=True,
+        highway_projection=True,
         use_fused_kernel=False,
         seed=11,
         kernel_initializer="orthogonal",
@@ -479,11 +484,27 @@ def test_fused_op_matches_reference_outputs_and_gradients(case):
         (dict(units=4, highway_bias=176.76), "Received: highway_bias=176.76"),
         (dict(units=4, highway_bias=710.0), "Received: highway_bias=710.0"),
         (dict(units=4, seed=1.5), "Received: seed=1.5"),
+        (
+            dict(units=4, highway_projection="yes"),
+            "Received: highway_projection='yes'",
+        ),
     ],
 )
 def test_bad_arguments_are_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SRU(**kwargs)
+
+
+def test_highway_projection_false_needs_input_size_equal_to_units():
+    layer = SRU(4, highway_projection=False)
+    with pytest.raises(ValueError, match="Received: highway_projection=False"):
+        layer.build((None, None, 5))
+    layer = SRU(4, highway_projection=False)
+    layer.build((None, None, 4))
+    assert layer.kernel.shape == (4, 12)  # no W_h blocks
+    layer = SRU(4, highway_projection=True, bidirectional=True)
+    layer.build((None, None, 4))
+    assert layer.kernel.shape == (4, 32)  # 2 directions x [W W_f W_r W_h]
 
 
 def test_overflowing_highway_bias_is_rejected_on_construction_and_from_config():
