@@ -7,6 +7,7 @@ the softmax learning signal depends on the overall magnitude of the logits
 """
 
 import math
+import numbers
 
 import keras
 from keras import ops
@@ -75,11 +76,46 @@ def _check_logits(y_pred, loss_name: str) -> None:
             "softmax. Remove the softmax activation (with `BNSoftmax`, use "
             "`output='logits'`). Received: y_pred produced by softmax"
         )
-    if y_pred.shape.rank is not None and y_pred.shape.rank < 2:
+    # TensorShape has `rank` (None when unknown); other backends' shapes do not.
+    rank = getattr(y_pred.shape, "rank", None)
+    if rank is None and not hasattr(y_pred.shape, "rank"):
+        rank = len(y_pred.shape)
+    if rank is not None and rank < 2:
         raise ValueError(
             f"`{loss_name}` expects logits of rank >= 2, "
             f"`(batch, ..., num_classes)`. Received: y_pred.shape={y_pred.shape}"
         )
+
+
+def validate_ignore_class(ignore_class) -> int | None:
+    """Checks `ignore_class` (an int label or `None`)."""
+    if ignore_class is None:
+        return None
+    if isinstance(ignore_class, bool) or not isinstance(ignore_class, numbers.Integral):
+        raise ValueError(
+            "`ignore_class` must be an int or None. "
+            f"Received: ignore_class={ignore_class!r}"
+        )
+    return int(ignore_class)
+
+
+def _mask_losses(losses, valid):
+    """Marks which entries of `losses` count in the reduction.
+
+    `keras.losses.Loss.__call__` reduces over the entries of the Keras mask of
+    `call`'s result only (the mean is over the valid entries), the convention
+    `keras.losses.sparse_categorical_crossentropy(ignore_class=...)` uses. Keras
+    has no public setter for it, so the attribute it reads is set directly, as
+    Keras does for tensors that take attributes (TensorFlow, torch).
+    """
+    try:
+        losses._keras_mask = valid
+    except AttributeError:
+        raise NotImplementedError(
+            "`ignore_class` needs tensors that take attributes (TensorFlow or "
+            f"torch backend). Received: backend={keras.backend.backend()!r}"
+        ) from None
+    return losses
 
 
 class _LogitL2Crossentropy(keras.losses.Loss):
@@ -117,12 +153,23 @@ class LogitL2SparseCategoricalCrossentropy(_LogitL2Crossentropy):
     the cross-entropy term. The gradient with respect to the logits of one
     example is `softmax(z) - onehot(y) + l2 * z`.
 
+    With `ignore_class`, examples (or positions of a sequence or image)
+    whose label equals it contribute nothing, neither cross-entropy nor
+    penalty, and get no gradient, as in
+    `keras.losses.SparseCategoricalCrossentropy(ignore_class=...)`: the loss
+    is masked, so `"sum_over_batch_size"` averages over the other examples
+    only.
+
     `y_pred` must be logits (no softmax): pair it with a final `Dense` without
     activation, or with `BNSoftmax(output="logits")`. A softmax output raises
     a `ValueError`. The loss always computes in at least float32.
 
     Args:
         l2: Float >= 0, `lambda_C`. Defaults to `1e-3` (the paper's value).
+        ignore_class: Int or `None`: a label (e.g. the padding label of a
+            segmentation map or sequence; it may lie outside
+            `[0, num_classes)`) whose examples are left out of both terms
+            and of the average. Defaults to `None` (nothing ignored).
         reduction: Type of reduction, as for any `keras.losses.Loss`.
             Defaults to `"sum_over_batch_size"`.
         name: Defaults to `"logit_l2_sparse_categorical_crossentropy"`.
@@ -138,16 +185,40 @@ class LogitL2SparseCategoricalCrossentropy(_LogitL2Crossentropy):
     def __init__(
         self,
         l2: float = 1e-3,
+        ignore_class: int | None = None,
         reduction="sum_over_batch_size",
         name: str = "logit_l2_sparse_categorical_crossentropy",
         dtype=None,
     ):
+        self.ignore_class = validate_ignore_class(ignore_class)
         super().__init__(l2=l2, reduction=reduction, name=name, dtype=dtype)
 
     def _crossentropy(self, y_true, y_pred):
         return keras.losses.sparse_categorical_crossentropy(
             y_true, y_pred, from_logits=True
         )
+
+    def call(self, y_true, y_pred):
+        if self.ignore_class is None:
+            return super().call(y_true, y_pred)
+        _check_logits(y_pred, self.name)
+        # As keras.losses.sparse_categorical_crossentropy: labels of shape
+        # (..., 1) are squeezed, and the logits of ignored examples are zeroed
+        # so that neither term (nor its gradient) sees them.
+        if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1:
+            y_true = ops.squeeze(y_true, axis=-1)
+        valid = ops.not_equal(y_true, ops.cast(self.ignore_class, y_true.dtype))
+        valid = ops.reshape(valid, ops.shape(y_pred)[:-1])
+        y_pred = ops.where(ops.expand_dims(valid, -1), y_pred, 0.0)
+        crossentropy = keras.losses.sparse_categorical_crossentropy(
+            y_true, y_pred, from_logits=True, ignore_class=self.ignore_class
+        )
+        return _mask_losses(crossentropy + logit_l2_penalty(y_pred, self.l2), valid)
+
+    def get_config(self):
+        config = super().get_config()
+        config["ignore_class"] = self.ignore_class
+        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_ndsru")

@@ -1,5 +1,9 @@
 """Logit-L2 cross-entropy losses against NumPy transcriptions of eq. 21."""
 
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -175,3 +179,143 @@ def test_config_round_trip(sparse):
     logits, labels, onehot = _data()
     y_true = labels if sparse else onehot
     np.testing.assert_allclose(restored(y_true, logits), loss(y_true, logits))
+
+
+# -- ignore_class ------------------------------------------------------------
+
+
+def np_ignore_class_loss(labels, z, l2, ignore_class, weights, reduction):
+    """Eq. 21 per example; ignored examples are left out of both terms and,
+    for the mean reductions, of the count (Keras' masked reduction)."""
+    valid = labels != ignore_class
+    safe = np.where(valid, labels, 0)
+    per_example = np_per_example_loss(np.eye(z.shape[-1])[safe], z, l2)
+    per_example = np.where(valid, per_example * weights, 0.0)
+    if reduction == "none":
+        return per_example
+    if reduction == "sum":
+        return per_example.sum()
+    return per_example.sum() / valid.sum()
+
+
+def _ignore_data(seed=5, shape=(6,), classes=5, ignore_class=-1):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(scale=3.0, size=(*shape, classes))
+    labels = rng.integers(0, classes, size=shape)
+    ignored = rng.random(size=shape) < 0.4
+    ignored.flat[0], ignored.flat[1] = True, False  # at least one of each
+    labels = np.where(ignored, ignore_class, labels)
+    weights = rng.uniform(0.5, 2.0, size=shape)
+    return logits, labels, weights
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "none"])
+@pytest.mark.parametrize(
+    "shape, ignore_class",
+    [((6,), -1), ((6,), 2), ((3, 4), 255), ((3, 4), 0)],
+    ids=["batch_pad-1", "batch_class2", "sequence_pad255", "sequence_class0"],
+)
+def test_ignore_class_matches_numpy_and_keras(shape, ignore_class, reduction):
+    logits, labels, weights = _ignore_data(shape=shape, ignore_class=ignore_class)
+    expected = np_ignore_class_loss(
+        labels, logits, L2, ignore_class, weights, reduction
+    )
+    # Non-finite logits at ignored positions (padding) must not leak in.
+    logits = np.where((labels == ignore_class)[..., None], np.nan, logits)
+    loss = LogitL2SparseCategoricalCrossentropy(
+        l2=L2, ignore_class=ignore_class, reduction=reduction
+    )
+    value = loss(labels, logits.astype("float32"), sample_weight=weights)
+    np.testing.assert_allclose(value, expected, rtol=1e-5)
+    # With l2=0 the loss is Keras' own, reduction and mask included.
+    keras_ce = keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, ignore_class=ignore_class, reduction=reduction
+    )
+    ours_ce = LogitL2SparseCategoricalCrossentropy(
+        l2=0.0, ignore_class=ignore_class, reduction=reduction
+    )
+    for sample_weight in (None, weights):
+        np.testing.assert_allclose(
+            ours_ce(labels, logits, sample_weight=sample_weight),
+            keras_ce(labels, logits, sample_weight=sample_weight),
+            rtol=1e-6,
+        )
+    np.testing.assert_allclose(
+        ours_ce(labels, logits),
+        np_ignore_class_loss(labels, logits, 0.0, ignore_class, 1.0, reduction),
+        rtol=1e-5,
+    )
+
+
+def test_ignore_class_gradient_and_labels_of_shape_batch_by_one():
+    logits, labels, _ = _ignore_data(seed=6, ignore_class=-1)
+    valid = labels != -1
+    loss = LogitL2SparseCategoricalCrossentropy(l2=L2, ignore_class=-1, dtype="float64")
+    z = tf.Variable(np.where(valid[:, None], logits, np.inf))
+    with tf.GradientTape() as tape:
+        value = loss(labels[:, None], z)
+    grad = tape.gradient(value, z).numpy()
+    onehot = np.eye(logits.shape[-1])[np.where(valid, labels, 0)]
+    expected = (np_softmax(logits) - onehot + L2 * logits) / valid.sum()
+    expected[~valid] = 0.0
+    np.testing.assert_allclose(grad, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_ignore_class_in_fit_with_sequence_labels():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(8, 5, 3)).astype("float32")
+    labels = rng.integers(0, 4, size=(8, 5))
+    labels[:, 3:] = -1  # padded tail
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5, 3)), keras.layers.Dense(4)])
+    model.compile(
+        optimizer="sgd",
+        loss=LogitL2SparseCategoricalCrossentropy(l2=L2, ignore_class=-1),
+    )
+    logits = np.asarray(model(x), dtype="float64")
+    expected = np_ignore_class_loss(labels, logits, L2, -1, 1.0, "mean")
+    evaluated = model.evaluate(x, labels, batch_size=8, verbose=0)
+    np.testing.assert_allclose(evaluated, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [1.5, "pad", True, [0]])
+def test_ignore_class_must_be_an_int(bad):
+    with pytest.raises(ValueError, match=r"Received: ignore_class="):
+        LogitL2SparseCategoricalCrossentropy(ignore_class=bad)
+
+
+def test_ignore_class_config_round_trip():
+    loss = LogitL2SparseCategoricalCrossentropy(l2=0.02, ignore_class=np.int64(-1))
+    assert loss.get_config()["ignore_class"] == -1
+    restored = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert restored.get_config() == loss.get_config()
+    logits, labels, _ = _ignore_data()
+    np.testing.assert_allclose(restored(labels, logits), loss(labels, logits))
+
+
+@pytest.mark.torch
+def test_ignore_class_on_the_torch_backend():
+    pytest.importorskip("torch")
+    script = (
+        "import numpy as np, keras\n"
+        "from keras_ndsru.losses import LogitL2SparseCategoricalCrossentropy as L\n"
+        "rng = np.random.default_rng(0)\n"
+        "z = rng.normal(size=(4, 3, 5)).astype('float32')\n"
+        "y = rng.integers(-1, 5, size=(4, 3))\n"
+        "ours = L(l2=0.0, ignore_class=-1)(y, z)\n"
+        "ref = keras.losses.SparseCategoricalCrossentropy(\n"
+        "    from_logits=True, ignore_class=-1)(y, z)\n"
+        "print(keras.backend.backend(), float(ours), float(ref))\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    backend, ours, ref = done.stdout.split()[-3:]
+    assert backend == "torch"
+    np.testing.assert_allclose(float(ours), float(ref), rtol=1e-6)
