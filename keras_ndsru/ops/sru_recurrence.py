@@ -28,12 +28,19 @@ to the state dtype (float64 for float64 `u`, else float32). The fused op
 computes in the state dtype and stores `h` in the dtype of `u`, like the
 reference. float16/bfloat16 inputs of an op placed on the CPU are cast to
 float32 around it (same values, vectorized); its half kernels serve the GPU.
+
+Backends: the fused op is a TensorFlow op, so it exists only when Keras runs
+on TensorFlow. On the other backends (torch, JAX) `"auto"` runs the
+`keras.ops` reference without a warning (there is nothing to fall back from),
+`True` raises a `RuntimeError` naming the backend, and neither the op library
+nor TensorFlow is loaded. The reference is jit-compilable there
+(`will_use_fused_kernel` is False).
 """
 
 from __future__ import annotations
 
+import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_ndsru.ops import op_library
 from keras_ndsru.ops.sru_reference import (
@@ -44,7 +51,7 @@ from keras_ndsru.ops.sru_reference import (
 )
 
 _CHOICES = ("auto", True, False)
-_FUSED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+_FUSED_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 def _check_choice(use_fused_kernel) -> None:
@@ -55,12 +62,18 @@ def _check_choice(use_fused_kernel) -> None:
         )
 
 
+def _on_tensorflow() -> bool:
+    return keras.backend.backend() == "tensorflow"
+
+
 def will_use_fused_kernel(use_fused_kernel="auto") -> bool:
     """Whether `sru_recurrence` runs the fused op for this setting.
 
-    Loads the op library on first call. Under `"auto"` a mask that is not
-    right-padded still runs the reference at run time, but the fused op is
-    part of the graph, so a caller must not XLA-compile it either way.
+    Loads the op library on first call (on the TensorFlow backend only; on
+    the others the fused op does not exist and nothing is loaded). Under
+    `"auto"` a mask that is not right-padded still runs the reference at run
+    time, but the fused op is part of the graph, so a caller must not
+    XLA-compile it either way.
 
     Args:
         use_fused_kernel: `"auto"`, `True` or `False`.
@@ -69,10 +82,21 @@ def will_use_fused_kernel(use_fused_kernel="auto") -> bool:
         True when the fused op will be used.
 
     Raises:
-        RuntimeError: `use_fused_kernel=True` and the fused op cannot run.
+        RuntimeError: `use_fused_kernel=True` and the fused op cannot run,
+            e.g. Keras does not run on TensorFlow.
     """
     _check_choice(use_fused_kernel)
     if use_fused_kernel is False:
+        return False
+    if not _on_tensorflow():
+        if use_fused_kernel is True:
+            backend = keras.backend.backend()
+            raise RuntimeError(
+                "use_fused_kernel=True, but the fused SRU op is a TensorFlow op "
+                "and Keras runs on another backend. Pass use_fused_kernel="
+                "'auto' or False to run the keras.ops recurrence, or set "
+                f"KERAS_BACKEND=tensorflow. Received: backend={backend!r}"
+            )
         return False
     status = op_library.default_loader().status()
     if status.path == "fused":
@@ -90,6 +114,10 @@ def _static_alpha(alpha):
     """alpha as a Python float, or None when it is only known at run time."""
     if isinstance(alpha, (int, float, np.floating, np.integer)):
         return float(alpha)
+    if not _on_tensorflow():
+        return None  # a tensor (possibly traced): checked nowhere else either
+    import tensorflow as tf
+
     value = tf.get_static_value(alpha)
     return None if value is None else float(value)
 
@@ -98,6 +126,8 @@ def _placed_on_cpu(u) -> bool:
     """Whether an op with a GPU kernel would be placed on the CPU here: an
     explicit CPU device scope, or in eager mode where `tf.identity` runs. An
     unset device in a graph counts as GPU, since the placer prefers it."""
+    import tensorflow as tf
+
     device = tf.identity(u).device
     return bool(device) and tf.DeviceSpec.from_string(device).device_type == "CPU"
 
@@ -105,6 +135,8 @@ def _placed_on_cpu(u) -> bool:
 def _runs_on_cpu(u, loader) -> bool:
     """Whether the fused op will be placed on the CPU: when the library has
     no CUDA kernels, no GPU is visible, or `_placed_on_cpu(u)`."""
+    import tensorflow as tf
+
     if not loader.status().cuda or not tf.config.list_logical_devices("GPU"):
         return True
     return _placed_on_cpu(u)
@@ -115,6 +147,8 @@ def _warn_if_cpu_kernels_on_gpu(u, loader) -> None:
     CUDA kernels: the op then runs on the CPU with copies around it. The fused
     CPU op stays (it is correct); the user chooses between rebuilding and
     `use_fused_kernel=False`. Silent under an explicit CPU device scope."""
+    import tensorflow as tf
+
     if (
         not loader.status().cuda
         and tf.config.list_logical_devices("GPU")
@@ -145,6 +179,8 @@ def _check_alpha(alpha, u) -> None:
 
 def _right_padded(mask, lengths):
     """Whether every row of the boolean mask is valid steps then padding."""
+    import tensorflow as tf
+
     steps = tf.shape(mask)[1]
     return tf.reduce_all(tf.equal(mask, tf.sequence_mask(lengths, steps)))
 
@@ -188,16 +224,20 @@ def sru_recurrence(
     """
     n_dir = num_directions(direction)
     _check_alpha(alpha, u)
-    loader = op_library.default_loader()
     if not will_use_fused_kernel(use_fused_kernel):
-        if use_fused_kernel == "auto":
+        # Off TensorFlow the reference is the only path: nothing to warn about.
+        if use_fused_kernel == "auto" and _on_tensorflow():
+            loader = op_library.default_loader()
             loader.warn_fallback_once(loader.status().reason)
         return sru_reference(u, x_highway, weight_c, bias, c0, mask, alpha, direction)
+    import tensorflow as tf
+
     strict = use_fused_kernel is True
+    loader = op_library.default_loader()
     module = loader.module()
 
     u = tf.convert_to_tensor(u)
-    if u.dtype not in _FUSED_DTYPES:
+    if u.dtype.name not in _FUSED_DTYPES:
         raise ValueError(
             f"`u` must be float16, bfloat16, float32 or float64. "
             f"Received: u.dtype={u.dtype.name}"

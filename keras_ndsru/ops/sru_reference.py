@@ -31,6 +31,12 @@ the `h` of the last valid step each direction processed (for the backward
 direction that is the first valid position), or 0 when a row has no valid
 step; `c_last` is the final cell state. The state is carried in float32
 (float64 when `u` is float64) whatever the dtype of `u`.
+
+Backends: under TensorFlow the steps run in `tf.scan` (inside a `tf.cond`
+when the number of steps is only known at run time): XLA-compilable, and the
+oracle of the fused op. Under the other Keras backends (torch, JAX) the same
+step function runs in `keras.ops.scan` and no TensorFlow is imported; their
+shapes are always static, so an empty time axis is handled before the scan.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import keras
-import tensorflow as tf
+import numpy as np
 from keras import ops
 
 DIRECTIONS = ("forward", "backward", "bidirectional")
@@ -138,8 +144,14 @@ def sru_reference(
     """
     n_dir = num_directions(direction)
     flags = _reversed_flags(direction)
-    u = tf.convert_to_tensor(u)
-    out_dtype = u.dtype
+    on_tensorflow = keras.backend.backend() == "tensorflow"
+    if on_tensorflow:
+        import tensorflow as tf
+
+        u = tf.convert_to_tensor(u)
+    else:
+        u = ops.convert_to_tensor(u)
+    out_dtype = keras.backend.standardize_dtype(u.dtype)
     dtype = state_dtype(out_dtype)
     batch, steps = ops.shape(u)[0], ops.shape(u)[1]
     units = u.shape[-1] // (3 * n_dir)
@@ -165,7 +177,14 @@ def sru_reference(
     v_f, v_r = weight_c[:, 0], weight_c[:, 1]
     b_f, b_r = bias[:, 0], bias[:, 1]
     # A Python float goes straight to the state dtype (no float32 rounding).
-    alpha = tf.cast(alpha, dtype) if tf.is_tensor(alpha) else tf.constant(alpha, dtype)
+    if on_tensorflow:
+        alpha = (
+            tf.cast(alpha, dtype) if tf.is_tensor(alpha) else tf.constant(alpha, dtype)
+        )
+    elif isinstance(alpha, (int, float, np.number)):
+        alpha = ops.convert_to_tensor(float(alpha), dtype)
+    else:
+        alpha = ops.cast(alpha, dtype)
 
     def step(carry, inputs):
         c_prev, h_last = carry
@@ -184,9 +203,30 @@ def sru_reference(
         _to_step_major(xh, flags),
         _to_step_major(mask, flags),
     )
-    # `tf.scan` rather than `keras.ops.scan`: the latter requires the stacked
-    # outputs to have the structure of the carry. This module is the fallback
-    # of a TensorFlow custom op, so TensorFlow is a given here.
+    if on_tensorflow:
+        h, h_last, c_last = _scan_tensorflow(
+            step, xs, c0, flags, (batch, steps, units), dtype
+        )
+    else:
+        h, h_last, c_last = _scan_keras(step, xs, c0, flags)
+    return SRUOutputs(
+        ops.cast(ops.reshape(h, (batch, steps, n_dir * units)), out_dtype),
+        ops.cast(ops.reshape(h_last, (batch, n_dir * units)), out_dtype),
+        ops.reshape(c_last, (batch, n_dir * units)),
+    )
+
+
+def _scan_tensorflow(step, xs, c0, flags, sizes, dtype):
+    """The steps in `tf.scan`: returns `(h, h_last, c_last)`, `h` mapped back
+    to `(batch, time, n_dir, units)`; `sizes` is `(batch, steps, units)`."""
+    import tensorflow as tf
+
+    batch, steps, units = sizes
+
+    # `tf.scan` rather than `keras.ops.scan`: on this backend the latter
+    # stacks the outputs in TensorArrays of the carry's dtype and shape, so
+    # `y` must match the carry. This module is the fallback of a TensorFlow
+    # custom op, so TensorFlow is a given here.
     zeros = ops.zeros_like(c0)
 
     def run_scan():
@@ -198,16 +238,25 @@ def sru_reference(
         return _from_step_major(h, flags), h_last_seq[-1], c_seq[-1]
 
     def no_steps():
-        return ops.zeros((batch, 0, n_dir, units), dtype), zeros, c0
+        return ops.zeros((batch, 0, len(flags), units), dtype), zeros, c0
 
     if isinstance(steps, int):
-        h, h_last, c_last = run_scan()
-    else:
-        # A time axis known only at run time may be empty, and `tf.scan`
-        # cannot stack zero steps of a partly unknown shape.
-        h, h_last, c_last = tf.cond(steps > 0, run_scan, no_steps)
-    return SRUOutputs(
-        ops.cast(ops.reshape(h, (batch, steps, n_dir * units)), out_dtype),
-        ops.cast(ops.reshape(h_last, (batch, n_dir * units)), out_dtype),
-        ops.reshape(c_last, (batch, n_dir * units)),
-    )
+        return run_scan()
+    # A time axis known only at run time may be empty, and `tf.scan`
+    # cannot stack zero steps of a partly unknown shape.
+    return tf.cond(steps > 0, run_scan, no_steps)
+
+
+def _scan_keras(step, xs, c0, flags):
+    """The steps in `keras.ops.scan` (torch, JAX): returns `(h, h_last,
+    c_last)`. The carry `(c, h_last)` holds what the last step needs and
+    the stacked `y` is `h` alone, a structure these backends allow (only the
+    TensorFlow backend makes `y` match the carry). Shapes are static here and
+    the caller has handled zero steps (torch cannot stack zero outputs)."""
+
+    def keras_step(carry, inputs):
+        c, h_last, h = step(carry, inputs)
+        return (c, h_last), h
+
+    (c_last, h_last), h = ops.scan(keras_step, (c0, ops.zeros_like(c0)), xs)
+    return _from_step_major(h, flags), h_last, c_last
