@@ -34,7 +34,10 @@ class SRU(keras.layers.Layer):
     1. The matmul `U = x [W W_f W_r]` runs once over all time steps in the
     compute dtype; only the elementwise recurrence is sequential. It runs in
     the fused custom op when that can run, else in the `tf.function`
-    reference (`keras_ndsru.ops.sru_recurrence`). The state is `c` (one
+    reference (`keras_ndsru.ops.sru_recurrence`). On the other Keras
+    backends (torch, JAX) the fused op does not exist: the recurrence runs
+    in `keras.ops.scan`, silently under `"auto"`, and the layer supports
+    jit compilation. The state is `c` (one
     tensor); it is carried in float32 under a mixed-precision policy, and
     `return_state` returns it in float32 (float64 for a float64 layer).
 
@@ -111,8 +114,10 @@ class SRU(keras.layers.Layer):
             `keras_ndsru.layers.from_official_sru`); `False` requires the
             input size to equal `units`. Defaults to `None`.
         use_fused_kernel: `"auto"` (fused op when it can run, else the
-            reference with one warning), `True` (fused op or an error) or
-            `False` (reference only). Defaults to `"auto"`.
+            reference with one warning; on a non-TensorFlow backend the
+            reference, without a warning), `True` (fused op or a
+            `RuntimeError`, also on a non-TensorFlow backend) or `False`
+            (reference only). Defaults to `"auto"`.
         seed: Optional integer, seed of the dropout masks. Defaults to
             `None`.
         kernel_initializer: Initializer of `kernel` (and
