@@ -25,29 +25,37 @@ def _array(tensor) -> np.ndarray:
     return np.asarray(tensor, dtype=np.float32)
 
 
-def _cell_error(index: int, what: str) -> ValueError:
+def _cell_error(index: int, what: str, received: str) -> ValueError:
     return ValueError(
-        f"Cannot convert official SRU cell {index}: {what} keras_ndsru.SRU "
-        f"has no equivalent."
+        f"Cannot convert official SRU cell {index}: keras_ndsru.SRU has no "
+        f"equivalent of {what}. Received: {received}"
     )
 
 
 def _check_cell(cell, index: int) -> None:
     if getattr(cell, "custom_m", None) is not None:
-        raise _cell_error(index, f"a custom input module (custom_m={cell.custom_m!r});")
+        raise _cell_error(index, "a custom input module", f"custom_m={cell.custom_m!r}")
     if getattr(cell, "activation_type", 0) != 0:
-        raise _cell_error(index, "use_tanh=True (a tanh on c in eq. 4);")
+        raise _cell_error(index, "a tanh on c in eq. (4)", "use_tanh=True")
     if not getattr(cell, "has_skip_term", True):
-        raise _cell_error(index, "has_skip_term=False (no highway term in eq. 4);")
+        raise _cell_error(
+            index, "a cell without the highway term of eq. (4)", "has_skip_term=False"
+        )
     if cell.layer_norm is not None:
         if getattr(cell, "normalize_after", False):
-            raise _cell_error(index, "normalize_after=True (layer norm on h);")
+            raise _cell_error(index, "a layer norm on h", "normalize_after=True")
         if not math.isclose(float(cell.layer_norm.eps), 1e-5):
             raise _cell_error(
-                index, f"layer norm eps={cell.layer_norm.eps} (not 1e-5);"
+                index,
+                "a layer norm epsilon other than 1e-5",
+                f"layer_norm.eps={cell.layer_norm.eps}",
             )
         if getattr(cell.layer_norm, "weight", None) is None:
-            raise _cell_error(index, "a layer norm without affine parameters;")
+            raise _cell_error(
+                index,
+                "a layer norm without affine parameters",
+                "layer_norm.elementwise_affine=False",
+            )
 
 
 def _alpha(cell) -> float:
@@ -66,6 +74,22 @@ def _alpha(cell) -> float:
     return alpha
 
 
+def _warn_dropout(cells) -> None:
+    """One warning per conversion for the cells with the official `dropout`."""
+    rate = [float(getattr(cell, "dropout", 0.0) or 0.0) for cell in cells]
+    dropped = [i for i, r in enumerate(rate) if r > 0.0]
+    if dropped:
+        rates = sorted({rate[i] for i in dropped})
+        warnings.warn(
+            f"Official SRU cells {dropped} have dropout="
+            f"{', '.join(map(str, rates))} (a mask on the gated term of h, "
+            f"training only). keras_ndsru.SRU has no such dropout; the "
+            f"converted layers compute the same outputs at inference but do "
+            f"not reproduce it in training.",
+            stacklevel=3,
+        )
+
+
 def _convert_cell(cell, index: int, use_fused_kernel, name: str | None) -> SRU:
     """One `sru.SRUCell` -> a built `keras_ndsru.SRU` with the same weights."""
     _check_cell(cell, index)
@@ -75,14 +99,6 @@ def _convert_cell(cell, index: int, use_fused_kernel, name: str | None) -> SRU:
     projection = int(getattr(cell, "projection_size", 0) or 0)
     layer_norm = cell.layer_norm is not None
     alpha = _alpha(cell)
-    if float(getattr(cell, "dropout", 0.0)) > 0.0:
-        warnings.warn(
-            f"Official SRU cell {index} has dropout={cell.dropout} (a mask on "
-            f"the gated term of h, training only). keras_ndsru.SRU has no such "
-            f"dropout; the converted layer computes the same outputs at "
-            f"inference but does not reproduce it in training.",
-            stacklevel=3,
-        )
 
     # Official: weight (m, n_dir * units * k), columns ordered (dir, unit, k).
     weight = _array(cell.weight)
@@ -101,7 +117,8 @@ def _convert_cell(cell, index: int, use_fused_kernel, name: str | None) -> SRU:
             raise _cell_error(
                 index,
                 "a bidirectional cell with projection or layer norm whose "
-                "highway term is half of the raw input;",
+                "highway term is half of the raw input",
+                f"projection_size={projection}, layer_norm={layer_norm}",
             )
         eye = np.eye(input_size, dtype=np.float32)
         highway = [eye[:, i * units : (i + 1) * units] for i in range(n_dir)]
@@ -124,8 +141,9 @@ def _convert_cell(cell, index: int, use_fused_kernel, name: str | None) -> SRU:
     if tuple(layer.kernel.shape) != kernel.shape:
         raise _cell_error(
             index,
-            f"its weights map to a kernel of shape {kernel.shape}, not "
-            f"{tuple(layer.kernel.shape)};",
+            f"weights that map to a kernel of shape {kernel.shape}, not "
+            f"{tuple(layer.kernel.shape)}",
+            f"weight.shape={tuple(cell.weight.shape)}",
         )
     layer.kernel.assign(kernel)
     # Official weight_c / bias: (2, n_dir, units); ours: (n_dir, 2, units).
@@ -160,13 +178,15 @@ def from_official_sru(module, use_fused_kernel="auto", name: str | None = None) 
     Supported: both directions, `highway_bias` and `rescale`, an input size
     different from the hidden size (the official 4th matrix becomes the
     highway projection `W_h` (`highway_projection=True`), divided by alpha
-    since ours scales it at run time), `projection_size`, pre layer norm, `rnn_dropout` (variational
-    input dropout, ours `dropout`), `v1`, and `proj_input_to_hidden_first`
-    (a leading `keras.layers.Dense` without bias). Not supported (a
-    `ValueError` naming the cell): `use_tanh`, `has_skip_term=False`,
-    `normalize_after` and `custom_m`. The official `dropout` (a mask on the gated
-    part of `h`, training only) has no equivalent: the conversion warns and
-    drops it.
+    since ours scales it at run time), `projection_size`, pre layer norm,
+    `rnn_dropout` (variational input dropout, ours `dropout`), `v1` (its
+    `weight_c` is zero and frozen there; here it starts at zero but is
+    trained when fine-tuning), and `proj_input_to_hidden_first` (a leading
+    `keras.layers.Dense` without bias). Not supported (a `ValueError` naming
+    the cell): `use_tanh`, `has_skip_term=False`, `normalize_after` and
+    `custom_m`. The official `dropout` (a mask on the gated part of `h`,
+    training only) has no equivalent: the conversion drops it with one
+    warning naming the cells that had it.
 
     Args:
         module: An `sru.SRU` or `sru.SRUCell` (PyTorch; read-only).
@@ -213,4 +233,5 @@ def from_official_sru(module, use_fused_kernel="auto", name: str | None = None) 
     for i, cell in enumerate(cells):
         layer_name = None if name is None else f"{name}_{i}"
         layers.append(_convert_cell(cell, i, use_fused_kernel, layer_name))
+    _warn_dropout(cells)
     return layers

@@ -12,12 +12,16 @@ on, where `sru` uses its pure-PyTorch recurrence
 CPU, which never calls the compiled kernels.
 """
 
+import subprocess
+import sys
 import warnings
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_ndsru
 from keras_ndsru import SRU
 from keras_ndsru.layers import from_official_sru
 
@@ -171,26 +175,63 @@ def test_single_cell(sru_package):
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    "kwargs, received",
     [
-        (dict(use_tanh=True), "use_tanh"),
-        (dict(has_skip_term=False), "has_skip_term"),
-        (dict(layer_norm=True, normalize_after=True), "normalize_after"),
+        (dict(use_tanh=True), "use_tanh=True"),
+        (dict(has_skip_term=False), "has_skip_term=False"),
+        (dict(layer_norm=True, normalize_after=True), "normalize_after=True"),
     ],
 )
-def test_unsupported_options_raise(sru_package, kwargs, match):
+def test_unsupported_options_raise(sru_package, kwargs, received):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # sru's own deprecation warnings
         module = sru_package.SRU(4, 4, num_layers=1, **kwargs)
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match="official SRU cell 0") as info:
         from_official_sru(module)
+    assert str(info.value).endswith(f"Received: {received}")
 
 
-def test_official_dropout_warns(sru_package):
-    module = sru_package.SRU(4, 4, num_layers=2, dropout=0.3)
-    with pytest.warns(UserWarning, match="dropout=0.3"):
+def test_official_dropout_warns_once_per_conversion(sru_package):
+    # The official stacked SRU puts `dropout` on every cell but the last.
+    module = sru_package.SRU(4, 4, num_layers=3, dropout=0.3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         layers = from_official_sru(module, use_fused_kernel=False)
-    assert len(layers) == 2
+    dropout = [w for w in caught if "dropout" in str(w.message)]
+    assert len(dropout) == 1, [str(w.message) for w in dropout]
+    message = str(dropout[0].message)
+    assert "cells [0, 1]" in message and "dropout=0.3" in message
+    assert dropout[0].filename == __file__  # points at the caller
+    assert len(layers) == 3
+
+
+def test_converted_model_saves_and_reloads(sru_package, tmp_path):
+    module = sru_package.SRU(6, 4, num_layers=2, bidirectional=True)
+    _randomize(module, seed=4)
+    layers = from_official_sru(module, use_fused_kernel=False)
+    model = keras.Sequential([keras.Input((None, 6)), *layers])
+    x = np.random.default_rng(3).normal(size=(B, L, 6)).astype(np.float32)
+    path = tmp_path / "converted.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert [layer.highway_projection for layer in restored.layers] == [True, True]
+    np.testing.assert_array_equal(restored(x), model(x))
+
+
+def test_exported_at_top_level_and_importing_loads_no_torch():
+    assert keras_ndsru.from_official_sru is from_official_sru
+    assert "from_official_sru" in keras_ndsru.__all__
+    assert "layers" in keras_ndsru.__all__
+    script = (
+        "import sys, keras_ndsru\n"
+        "assert keras_ndsru.layers.from_official_sru is keras_ndsru.from_official_sru\n"
+        "print(sorted(m for m in ('torch', 'sru') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert done.stdout.split("\n")[-2] == "[]"
 
 
 def test_rejects_other_modules():
