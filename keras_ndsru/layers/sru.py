@@ -576,10 +576,11 @@ def _highway_alpha(highway_bias, rescale: bool) -> float:
     `highway_bias` (the initial `b_r`) and alpha are finite in float32: the
     fused op takes alpha as a float32 attribute and the recurrence state is
     float32 unless the layer is float64."""
+    # The range check first: math.isfinite overflows on a huge int.
     if (
         not _is_real(highway_bias)
-        or not math.isfinite(highway_bias)
         or abs(highway_bias) > _FLOAT32_MAX
+        or not math.isfinite(highway_bias)
     ):
         raise ValueError(
             "`highway_bias` must be a finite float within the float32 range. "

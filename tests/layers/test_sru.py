@@ -483,6 +483,11 @@ def test_fused_op_matches_reference_outputs_and_gradients(case):
         # and math.exp itself from b = 709.8.
         (dict(units=4, highway_bias=176.76), "Received: highway_bias=176.76"),
         (dict(units=4, highway_bias=710.0), "Received: highway_bias=710.0"),
+        # An int too large for a float: a ValueError, not an OverflowError.
+        (
+            dict(units=4, highway_bias=10**400, rescale=False),
+            "Received: highway_bias=1",
+        ),
         (dict(units=4, seed=1.5), "Received: seed=1.5"),
         (
             dict(units=4, highway_projection="yes"),
