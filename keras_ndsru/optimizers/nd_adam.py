@@ -369,7 +369,9 @@ class NDAdam(keras.optimizers.Optimizer):
     than 1, so NDAdam then renormalizes every weight vector of the average to
     unit norm, as after a step; theta_s keep the plain average and the
     stored average itself is not changed. A vector whose average is exactly
-    zero stays zero, as a zero `w_bar` does after a step.
+    zero stays zero, as a zero `w_bar` does after a step. On the JAX
+    backend Keras inlines the periodic overwrite, so there only the end of
+    `fit` is renormalized (see docs/ndadam.md).
 
     Args:
         learning_rate: Float, `LearningRateSchedule` or callable: alpha_s,
