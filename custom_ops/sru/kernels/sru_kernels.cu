@@ -28,6 +28,9 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+
+#include <cstdio>
+#include <string>
 #endif
 
 #include "sru_functor.h"
@@ -189,13 +192,53 @@ int MultiprocessorCount() {
   return count;
 }
 
+// cudaGetErrorString plus what to do for the errors a wrong build or driver
+// gives: the runtime is linked in statically (CUDART_VERSION of the nvcc
+// that built the library), so the driver must support that CUDA version, and
+// the device needs SASS or PTX from the build's architecture list.
+const char* DescribeError(cudaError_t error) {
+  switch (error) {
+    case cudaErrorInsufficientDriver: {
+      static const std::string message = [] {
+        int driver = 0;
+        if (cudaDriverGetVersion(&driver) != cudaSuccess) driver = 0;
+        char text[512];
+        std::snprintf(
+            text, sizeof(text),
+            "CUDA driver version is insufficient for CUDA runtime version: "
+            "the SRU kernels link the CUDA %d.%d runtime statically (the nvcc "
+            "that built them), and the installed driver supports CUDA %d.%d "
+            "(0.0: no driver found). Update the NVIDIA driver, or rebuild the "
+            "op library with an nvcc this driver supports (python "
+            "scripts/build_ops.py --force), or run without the fused op "
+            "(KERAS_NDSRU_DISABLE_FUSED=1 or use_fused_kernel=False).",
+            CUDART_VERSION / 1000, (CUDART_VERSION % 1000) / 10,
+            driver / 1000, (driver % 1000) / 10);
+        return std::string(text);
+      }();
+      return message.c_str();
+    }
+    case cudaErrorNoKernelImageForDevice:
+    case cudaErrorUnsupportedPtxVersion:
+    case cudaErrorInvalidPtx:
+      return "no usable kernel image for this GPU: the op library holds code "
+             "for the architectures in scripts/build_ops.py CUDA_ARCHS "
+             "(sm_75 .. sm_90) and compute_90 PTX, which a newer GPU runs "
+             "only if its driver can JIT-compile that PTX; GPUs before sm_75 "
+             "are not supported. Rebuild with the GPU's architecture added, "
+             "or run without the fused op (KERAS_NDSRU_DISABLE_FUSED=1).";
+    default:
+      return cudaGetErrorString(error);
+  }
+}
+
 template <typename... Params, typename... Args>
 const char* Launch(void (*kernel)(Params...), const LaunchConfig& config,
                    void* stream, Args&&... args) {
   kernel<<<static_cast<unsigned int>(config.blocks), config.threads, 0,
            static_cast<cudaStream_t>(stream)>>>(std::forward<Args>(args)...);
   const cudaError_t error = cudaGetLastError();
-  return error == cudaSuccess ? nullptr : cudaGetErrorString(error);
+  return error == cudaSuccess ? nullptr : DescribeError(error);
 }
 #else
 int MultiprocessorCount() { return EmulatedMultiprocessorCount(); }
