@@ -114,14 +114,21 @@ void* DeviceAlloc(size_t bytes) {
   return p;
 }
 void DeviceFree(void* p) { CUDA_CHECK(cudaFree(p)); }
+// cudaMemcpy / cudaMemset run on the legacy default stream, which the
+// harness's non-blocking stream does not wait for (and a pageable H2D copy
+// or a device memset may return before it is done): synchronize the device
+// around them so kernels on `stream` see the data and the poison.
 void CopyToDevice(void* dst, const void* src, size_t bytes) {
   CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+  CUDA_CHECK(cudaDeviceSynchronize());
 }
 void CopyToHost(void* dst, const void* src, size_t bytes) {
+  CUDA_CHECK(cudaDeviceSynchronize());
   CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 void DeviceMemset(void* p, int value, size_t bytes) {
   CUDA_CHECK(cudaMemset(p, value, bytes));
+  CUDA_CHECK(cudaDeviceSynchronize());
 }
 void Synchronize(Stream s) { CUDA_CHECK(cudaStreamSynchronize(s)); }
 Stream MakeStream() {
