@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the SRU CUDA check + benchmark on a GPU machine, with nvcc
-# alone (no TensorFlow), in well under 5 minutes. Prints one summary at the
+# alone (no TensorFlow), in well under 5 minutes (SRU_TIME_BUDGET, default
+# 280 s, bounds every step's timeout). Prints one summary at the
 # end; full logs go to $OUT (if set) or build/sru_harness/.
 #
 #   bash custom_ops/sru/harness/run_gpu_check.sh
@@ -19,6 +20,22 @@ mkdir -p "$LOGS"
 STATUS=()
 note() { echo "[run_gpu_check] $*"; }
 record() { STATUS+=("$1"); note "$1"; }
+# Every step gets min(its own cap, what is left of SRU_TIME_BUDGET seconds),
+# so the whole script stays inside the budget even when a step hangs.
+BUDGET="${SRU_TIME_BUDGET:-280}"
+cap() {
+  local left=$((BUDGET - SECONDS))
+  [ "$left" -lt 15 ] && left=15
+  [ "$1" -lt "$left" ] && echo "$1" || echo "$left"
+}
+# A Python that has PyTorch (bench_vs_cudnn.py, and cuBLAS from its wheels).
+PY=""
+for p in ${SRU_PYTHON:-} python3 /opt/torch/.venv/bin/python3 python; do
+  if command -v "$p" > /dev/null 2>&1 && "$p" -c 'import torch' > /dev/null 2>&1; then
+    PY="$(command -v "$p")"; break
+  fi
+done
+[ -z "$PY" ] && PY="$(command -v python3 || command -v python || true)"
 
 NVCC="$(command -v nvcc || true)"
 [ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
@@ -26,8 +43,9 @@ if [ -z "$NVCC" ]; then
   note "nvcc not found: nothing to build"; exit 2
 fi
 note "nvcc: $NVCC ($("$NVCC" --version | tail -1))"
-CAP="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')"
-if [ -n "$CAP" ]; then ARCH="-arch=sm_$CAP"; else ARCH="-arch=native"; fi
+CAP="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .\r')"
+# Only digits: nvidia-smi prints its failures ("NVIDIA-SMI has failed ...") on stdout.
+if [[ "$CAP" =~ ^[0-9]+$ ]]; then ARCH="-arch=sm_$CAP"; else ARCH="-arch=native"; fi
 ARCH="${SRU_ARCH:-$ARCH}"  # e.g. SRU_ARCH=-arch=sm_90 to build without a GPU
 note "GPU: $(nvidia-smi --query-gpu=name,memory.total,clocks.max.memory --format=csv,noheader 2>/dev/null | head -1) -> $ARCH"
 
@@ -35,7 +53,7 @@ note "GPU: $(nvidia-smi --query-gpu=name,memory.total,clocks.max.memory --format
 GENCODE=""
 for a in 75 80 86 89 90; do GENCODE="$GENCODE -gencode arch=compute_$a,code=sm_$a"; done
 GENCODE="$GENCODE -gencode arch=compute_90,code=compute_90"
-if timeout 300 "$NVCC" --threads 0 -std=c++17 -O3 -DNDEBUG -Xcompiler -fPIC $GENCODE -Xptxas -v \
+if timeout "$(cap 180)" "$NVCC" --threads 0 -std=c++17 -O3 -DNDEBUG -Xcompiler -fPIC $GENCODE -Xptxas -v \
      -c "$KERNELS/sru_kernels.cu" -o "$BUILD/sru_kernels_all.o" > "$LOGS/nvcc_all_archs.log" 2>&1; then
   SPILLS="$(grep -c 'bytes spill stores' "$LOGS/nvcc_all_archs.log")"
   NONZERO="$(grep 'spill stores' "$LOGS/nvcc_all_archs.log" | grep -vc '0 bytes spill stores, 0 bytes spill loads')"
@@ -47,9 +65,9 @@ fi
 # (1b) Host-emulation build of the harness (g++ only) and its quick run.
 CXX="$(command -v g++ || command -v c++ || true)"
 if [ -n "$CXX" ]; then
-  if "$CXX" -std=c++17 -O2 -DSRU_HOST_EMULATION_BUILD -x c++ "$HERE/harness.cu" \
+  if timeout "$(cap 120)" "$CXX" -std=c++17 -O2 -DSRU_HOST_EMULATION_BUILD -x c++ "$HERE/harness.cu" \
        -o "$BUILD/harness_host" > "$LOGS/host_build.log" 2>&1 \
-     && timeout 120 "$BUILD/harness_host" --quick > "$LOGS/host_quick.log" 2>&1; then
+     && timeout "$(cap 60)" "$BUILD/harness_host" --quick > "$LOGS/host_quick.log" 2>&1; then
     record "PASS host-emulation harness --quick ($(grep -c '^PASS' "$LOGS/host_quick.log") checks)"
   else
     record "FAIL host-emulation harness (see $LOGS/host_build.log, host_quick.log)"
@@ -59,16 +77,26 @@ else
 fi
 
 # (2) The harness for this GPU.
-if ! "$NVCC" -std=c++17 -O3 $ARCH -Xptxas -v -o "$BUILD/sru_harness" \
+if ! timeout "$(cap 150)" "$NVCC" -std=c++17 -O3 $ARCH -Xptxas -v -o "$BUILD/sru_harness" \
      "$HERE/harness.cu" "$KERNELS/sru_kernels.cu" -ldl > "$LOGS/nvcc_harness.log" 2>&1; then
   record "FAIL building the harness (see $LOGS/nvcc_harness.log)"
   tail -20 "$LOGS/nvcc_harness.log"
   printf '%s\n' "${STATUS[@]}"; exit 1
 fi
-# cuBLAS for the layer timings: the toolkit's, or the one PyTorch ships.
+# cuBLAS for the layer timings: the toolkit's, or the one PyTorch's wheels
+# ship (CUDA 13 wheels: site-packages/nvidia/cu13/lib; CUDA 12:
+# nvidia/cublas/lib).
+PY_NVIDIA_LIBS=""
+if [ -n "$PY" ]; then
+  PY_NVIDIA_LIBS="$("$PY" -c 'import glob, os, sys
+for p in sys.path:
+    for d in sorted(glob.glob(os.path.join(p or ".", "nvidia", "*", "lib"))):
+        if glob.glob(os.path.join(d, "libcublas.so*")):
+            print(d)' 2>/dev/null)"
+fi
 if [ -z "${SRU_CUBLAS_LIB:-}" ]; then
   for d in "$(dirname "$(dirname "$(readlink -f "$NVCC")")")/lib64" /usr/local/cuda/lib64 \
-           $(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null); do
+           $PY_NVIDIA_LIBS; do
     lib="$(ls "$d"/libcublas.so* 2>/dev/null | grep -v Lt | head -1)"
     if [ -n "$lib" ]; then
       export SRU_CUBLAS_LIB="$lib"; export LD_LIBRARY_PATH="$d:${LD_LIBRARY_PATH:-}"; break
@@ -77,7 +105,7 @@ if [ -z "${SRU_CUBLAS_LIB:-}" ]; then
 fi
 note "cuBLAS: ${SRU_CUBLAS_LIB:-not found (the default dlopen search still runs)}"
 
-timeout 150 "$BUILD/sru_harness" --check > "$LOGS/harness_check.log" 2>&1
+timeout "$(cap 90)" "$BUILD/sru_harness" --check > "$LOGS/harness_check.log" 2>&1
 RC=$?
 cat "$LOGS/harness_check.log"
 if [ $RC -eq 0 ]; then
@@ -85,14 +113,14 @@ if [ $RC -eq 0 ]; then
 else
   record "FAIL harness --check (rc=$RC)"
 fi
-timeout 150 "$BUILD/sru_harness" --bench > "$LOGS/harness_bench.log" 2>&1
+timeout "$(cap 120)" "$BUILD/sru_harness" --bench > "$LOGS/harness_bench.log" 2>&1
 RC=$?
 if [ $RC -eq 0 ]; then record "PASS harness --bench"; else record "FAIL harness --bench (rc=$RC)"; fi
 
 # (3) cuDNN LSTM and the combined table.
-PY="$(command -v python3 || command -v python || true)"
 if [ -n "$PY" ] && [ $RC -eq 0 ]; then
-  timeout 150 "$PY" "$HERE/bench_vs_cudnn.py" --harness-log "$LOGS/harness_bench.log" \
+  note "python: $PY"
+  timeout "$(cap 150)" "$PY" "$HERE/bench_vs_cudnn.py" --harness-log "$LOGS/harness_bench.log" \
     > "$LOGS/bench_vs_cudnn.log" 2>&1 || record "FAIL bench_vs_cudnn.py (see its log)"
 fi
 
@@ -102,7 +130,7 @@ grep -v '^JSON ' "$LOGS/harness_bench.log" | sed -n '/^SRU recurrence/,$p'
 [ -f "$LOGS/bench_vs_cudnn.log" ] && grep -v '^RESULT ' "$LOGS/bench_vs_cudnn.log"
 echo
 printf '%s\n' "${STATUS[@]}"
-echo "logs: $LOGS"
+echo "logs: $LOGS ($SECONDS s)"
 rm -rf "$BUILD"
 case "${STATUS[*]}" in *FAIL*) exit 1 ;; esac
 exit 0
