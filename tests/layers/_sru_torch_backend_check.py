@@ -48,6 +48,13 @@ ORACLE_CASES = {
         RAGGED,
         True,
     ),
+    # h_last of a row without valid steps is 0, not a carried-in value.
+    "last_output_of_an_empty_row_c0": (
+        3,
+        dict(units=3, bidirectional=True),
+        np.array([[1, 1, 0, 1, 0], [0, 0, 0, 0, 0]], bool),
+        True,
+    ),
     "layer_norm_projection": (
         3,
         dict(units=3, layer_norm=True, projection_size=2, highway_bias=-1.0),
