@@ -107,6 +107,10 @@ CASES = {
     "uni_identity_highway": (dict(hidden_size=5, highway_bias=-1.0, rescale=True), 5),
     "uni_projected_highway": (dict(hidden_size=5, highway_bias=-0.5, rescale=True), 7),
     "bi_half_input_highway": (dict(hidden_size=4, bidirectional=True), 8),
+    "bi_half_input_highway_rescaled": (
+        dict(hidden_size=4, bidirectional=True, rescale=True, highway_bias=-1.0),
+        8,
+    ),
     "bi_projected_highway": (dict(hidden_size=4, bidirectional=True, rescale=True), 6),
     # the official cell learns W_3 although the input size equals hidden_size
     "bi_input_size_equals_units": (dict(hidden_size=4, bidirectional=True), 4),
