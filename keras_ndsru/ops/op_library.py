@@ -1,23 +1,22 @@
 """Lazy, version-checked loader of the fused SRU op library.
 
-The library `keras_ndsru/_ops/_sru_ops.so` is built by `scripts/build_ops.py`
-(nothing compiles at import time) together with `build_info.json`, which
+The library `keras_ndsru/_ops/_sru_ops.so` is built by
+`python -m keras_ndsru.ops.build` (`scripts/build_ops.py` in a checkout;
+nothing compiles at import time) together with `build_info.json`, which
 records the TensorFlow version it was built against and a hash of its
 sources. The loader:
 
 - loads the library at most once per process, on first use (loading two
   copies of the same ops breaks TensorFlow);
 - refuses a missing library, a library built for another TensorFlow version,
-  or (in a source checkout) one built from other sources than the current
-  ones; the fused path then reports why, and the dispatch in
+  or one built from other sources than the current ones; the fused path then reports why, and the dispatch in
   `sru_recurrence.py` warns once and runs the fallback (or raises when
   `use_fused_kernel=True`);
 - honours `KERAS_NDSRU_DISABLE_FUSED=1`, which forces the fallback.
 
 `fused_kernel_status()` says which path runs and why.
 
-This module imports only the standard library at import time, so the build
-script can read `source_hash` from it without importing TensorFlow twice.
+This module imports only the standard library at import time.
 """
 
 from __future__ import annotations
@@ -34,13 +33,31 @@ DISABLE_ENV_VAR = "KERAS_NDSRU_DISABLE_FUSED"
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "_ops"
 LIBRARY_NAME = "_sru_ops.so"
 BUILD_INFO_NAME = "build_info.json"
-# The C++ sources of the library, present in a source checkout only.
-SOURCE_DIR = Path(__file__).resolve().parent.parent.parent / "custom_ops" / "sru"
 _SOURCE_SUBDIRS = ("ops", "kernels")
+
+
+def _checkout_root() -> Path | None:
+    """The source checkout this package runs from (an editable install), or
+    None for an installed wheel."""
+    root = Path(__file__).resolve().parent.parent.parent
+    sru = root / "custom_ops" / "sru"
+    return root if all((sru / sub).is_dir() for sub in _SOURCE_SUBDIRS) else None
+
+
+CHECKOUT_ROOT = _checkout_root()
+# The C++/CUDA sources of the library: custom_ops/sru in a checkout; in an
+# installed wheel, the copy of its ops/ and kernels/ that setup.py packs into
+# keras_ndsru/_ops_src.
+SOURCE_DIR = (
+    CHECKOUT_ROOT / "custom_ops" / "sru"
+    if CHECKOUT_ROOT is not None
+    else Path(__file__).resolve().parent.parent / "_ops_src"
+)
 _SOURCE_SUFFIXES = (".cc", ".h", ".cu")
 
 FORWARD_OP = "KerasNdsru>SruForward"
-BUILD_HINT = "Build it with `python scripts/build_ops.py` (see the README)."
+BUILD_COMMAND = "python -m keras_ndsru.ops.build"
+BUILD_HINT = f"Build it with `{BUILD_COMMAND}` (see docs/fused_op.md)."
 
 
 class FusedKernelWarning(UserWarning):
@@ -155,7 +172,7 @@ class OpLibraryLoader:
         why = self._cuda_note or "nvcc is not on PATH"
         return (
             f"a GPU is visible but the op library was built without CUDA "
-            f"kernels (scripts/build_ops.py: {why}), so the fused SRU op runs "
+            f"kernels ({BUILD_COMMAND}: {why}), so the fused SRU op runs "
             f"on the CPU with copies between GPU and host memory around it. "
             f"Rebuild the library with nvcc on PATH, or pass "
             f"use_fused_kernel=False to run the keras.ops recurrence on the GPU."
@@ -202,7 +219,7 @@ class OpLibraryLoader:
                 f"the op library was built for TensorFlow {built_for}, but "
                 f"TensorFlow {tf.__version__} is running (custom ops are not "
                 f"ABI compatible across versions). Rebuild it: "
-                f"`python scripts/build_ops.py`.",
+                f"`{BUILD_COMMAND}`.",
                 info,
             )
         current = source_hash(self.source_dir)
@@ -210,7 +227,7 @@ class OpLibraryLoader:
             return (
                 f"the op library is stale: the sources in {self.source_dir} "
                 f"changed since it was built. Rebuild it: "
-                f"`python scripts/build_ops.py`.",
+                f"`{BUILD_COMMAND}`.",
                 info,
             )
         return None, info

@@ -209,7 +209,8 @@ def test_gpu_without_cuda_kernels_warns_once_and_runs_the_fused_op(monkeypatch):
     assert len(caught) == 1, [str(w.message) for w in caught]
     message = str(caught[0].message)
     assert (
-        NO_CUDA_MESSAGE in message and "(scripts/build_ops.py: --cpu-only)" in message
+        NO_CUDA_MESSAGE in message
+        and "(python -m keras_ndsru.ops.build: --cpu-only)" in message
     )
     assert "use_fused_kernel=False" in message and "nvcc on PATH" in message
     assert len(calls) == 2  # the fused op ran, not the fallback

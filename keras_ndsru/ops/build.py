@@ -1,0 +1,324 @@
+"""Builds the fused SRU op library: keras_ndsru/_ops/_sru_ops.so.
+
+Run it as `python -m keras_ndsru.ops.build` (any install: the sources come with
+the package) or `python scripts/build_ops.py` (a source checkout). It
+compiles the op sources (`custom_ops/sru/{ops,kernels}` in a checkout, their
+copy in `keras_ndsru/_ops_src/` in an installed wheel; see
+`op_library.SOURCE_DIR`; op definitions and C++ CPU kernels) with g++ and the
+flags TensorFlow reports (`tf.sysconfig`), C++17, -O3. When `nvcc` is on PATH
+and the CUDA sources exist, it also compiles the CUDA kernels (sm_75 .. sm_90
+plus compute_90 PTX) and their TensorFlow wrapper with GOOGLE_CUDA=1, and links
+cudart statically; the library then still loads on tensorflow-cpu, where the
+GPU kernels are simply never chosen. If the CUDA part fails to build, the
+library is built CPU-only with a message saying why.
+
+Next to the library it writes build_info.json (TensorFlow version, a hash of
+the sources, the git commit and the compile commands); the loader in
+keras_ndsru/ops/op_library.py refuses a library whose record does not match.
+Running it again skips an up-to-date build (use --force to rebuild).
+
+Object files go to `build/sru_ops/` in a checkout, else to
+`keras_ndsru/_ops/build/`.
+
+Usage:
+    python -m keras_ndsru.ops.build [--cpu-only] [--force] [--jobs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import datetime
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from keras_ndsru.ops import op_library
+
+SRC = op_library.SOURCE_DIR
+# The checkout's root (for `build/` and the git commit), or None when installed.
+ROOT = op_library.CHECKOUT_ROOT
+CPU_SOURCES = [SRC / "ops" / "sru_ops.cc", SRC / "kernels" / "sru_kernels.cc"]
+CUDA_SOURCE = SRC / "kernels" / "sru_kernels.cu"
+CUDA_WRAPPER = SRC / "kernels" / "sru_kernels_gpu.cc"
+BUILD_DIR = (
+    ROOT / "build" / "sru_ops" if ROOT is not None else op_library.LIBRARY_DIR / "build"
+)
+CXX_FLAGS = [
+    "-std=c++17",
+    "-O3",
+    "-fPIC",
+    "-DNDEBUG",
+    "-ffp-contract=fast",
+    "-fno-math-errno",
+    "-Wno-deprecated-declarations",
+    "-Wno-interference-size",
+]
+CUDA_ARCHS = ["75", "80", "86", "89", "90"]
+
+
+def log(message: str) -> None:
+    print(f"[build_ops] {message}", flush=True)
+
+
+def tf_flags() -> tuple[list[str], list[str], str, str]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    return (
+        list(tf.sysconfig.get_compile_flags()),
+        list(tf.sysconfig.get_link_flags()),
+        tf.__version__,
+        tf.version.GIT_VERSION,
+    )
+
+
+def find_cuda_home(nvcc: str) -> Path | None:
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    candidates.append(str(Path(os.path.realpath(nvcc)).parent.parent))
+    try:  # nvcc may be a wrapper script: ask it where its own tree is.
+        out = subprocess.run(
+            [nvcc, "--dryrun", "--version"], capture_output=True, text=True
+        ).stderr
+        for line in out.splitlines():
+            if "TOP=" in line:
+                candidates.append(line.split("TOP=", 1)[1].strip())
+    except OSError:
+        pass
+    candidates.append("/usr/local/cuda")
+    for c in candidates:
+        if c and (Path(c) / "include" / "cuda_runtime.h").exists():
+            return Path(c)
+    return None
+
+
+def git_commit() -> str | None:
+    if ROOT is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def run_all(commands: list[list[str]], jobs: int) -> list[str | None]:
+    """Runs compile commands in parallel; returns an error text or None each."""
+
+    def run(cmd: list[str]) -> str | None:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            return f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}"
+        return None
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(run, commands))
+
+
+def cuda_commands(
+    nvcc: str, cuda_home: Path, tf_compile: list[str]
+) -> tuple[list[list[str]], list[Path], list[str]]:
+    """The compile commands and objects of the CUDA part, and link flags."""
+    gencode = []
+    for arch in CUDA_ARCHS:
+        gencode += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
+    gencode += [
+        "-gencode",
+        f"arch=compute_{CUDA_ARCHS[-1]},code=compute_{CUDA_ARCHS[-1]}",
+    ]
+    cu_obj = BUILD_DIR / "sru_kernels.cu.o"
+    wrapper_obj = BUILD_DIR / "sru_kernels_gpu.o"
+    abi = [f for f in tf_compile if f.startswith("-D_GLIBCXX_USE_CXX11_ABI")]
+    nvcc_cmd = [
+        nvcc,
+        "-std=c++17",
+        "-O3",
+        "-DNDEBUG",
+        "-Xcompiler",
+        "-fPIC",
+        *abi,
+        *gencode,
+        "-c",
+        str(CUDA_SOURCE),
+        "-o",
+        str(cu_obj),
+    ]
+    wrapper_cmd = [
+        "g++",
+        *CXX_FLAGS,
+        *tf_compile,
+        "-DGOOGLE_CUDA=1",
+        f"-I{cuda_home / 'include'}",
+        "-c",
+        str(CUDA_WRAPPER),
+        "-o",
+        str(wrapper_obj),
+    ]
+    link = [
+        f"-L{cuda_home / 'lib64'}",
+        "-lcudart_static",
+        "-ldl",
+        "-lrt",
+        "-lpthread",
+    ]
+    return [nvcc_cmd, wrapper_cmd], [cu_obj, wrapper_obj], link
+
+
+@contextlib.contextmanager
+def build_lock():
+    """Serializes concurrent builds (e.g. pytest-xdist workers)."""
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    with open(BUILD_DIR / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def is_up_to_date(want_cuda: bool) -> bool:
+    info_path = op_library.LIBRARY_DIR / op_library.BUILD_INFO_NAME
+    if not (op_library.LIBRARY_DIR / op_library.LIBRARY_NAME).exists():
+        return False
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError):
+        return False
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    return (
+        info.get("tf_version") == tf.__version__
+        and info.get("source_hash") == op_library.source_hash(SRC)
+        and bool(info.get("cuda_requested")) == want_cuda
+    )
+
+
+def build(cpu_only: bool = False, force: bool = False, jobs: int | None = None) -> Path:
+    """Builds the library if needed and returns its path."""
+    jobs = jobs or os.cpu_count() or 1
+    nvcc = None if cpu_only else shutil.which("nvcc")
+    cuda_home = find_cuda_home(nvcc) if nvcc else None
+    cuda_reason = None
+    if cpu_only:
+        cuda_reason = "--cpu-only"
+    elif not nvcc:
+        cuda_reason = "nvcc is not on PATH"
+    elif cuda_home is None:
+        cuda_reason = f"no CUDA tree with include/cuda_runtime.h found for {nvcc}"
+    elif not (CUDA_SOURCE.exists() and CUDA_WRAPPER.exists()):
+        cuda_reason = f"{CUDA_SOURCE.name} or {CUDA_WRAPPER.name} is missing"
+    want_cuda = cuda_reason is None
+    missing = [str(p) for p in CPU_SOURCES if not p.exists()]
+    if missing:
+        raise SystemExit(
+            f"[build_ops] the op sources are missing ({', '.join(missing)}): "
+            f"reinstall keras-ndsru from a wheel or sdist that contains them, or "
+            f"build from a source checkout. Received: source_dir={SRC}"
+        )
+
+    with build_lock():
+        if not force and is_up_to_date(want_cuda):
+            log(f"up to date: {op_library.LIBRARY_DIR / op_library.LIBRARY_NAME}")
+            return op_library.LIBRARY_DIR / op_library.LIBRARY_NAME
+        return _build_locked(nvcc, cuda_home, cuda_reason, jobs)
+
+
+def _build_locked(
+    nvcc: str | None, cuda_home: Path | None, cuda_reason: str | None, jobs: int
+) -> Path:
+    want_cuda = cuda_reason is None
+    start = time.monotonic()
+    tf_compile, tf_link, tf_version, tf_git = tf_flags()
+    source_hash = op_library.source_hash(SRC)
+    commands, objects = [], []
+    for src in CPU_SOURCES:
+        obj = BUILD_DIR / (src.stem + ".o")
+        commands.append(
+            ["g++", *CXX_FLAGS, *tf_compile, "-c", str(src), "-o", str(obj)]
+        )
+        objects.append(obj)
+    cuda_link: list[str] = []
+    n_cpu = len(commands)
+    if cuda_reason is None:
+        cmds, objs, cuda_link = cuda_commands(nvcc, cuda_home, tf_compile)
+        commands += cmds
+        objects += objs
+        log(f"compiling the CPU and CUDA kernels ({nvcc}, sm_{'/'.join(CUDA_ARCHS)})")
+    else:
+        log(f"compiling the CPU kernels only: {cuda_reason}")
+
+    errors = run_all(commands, jobs)
+    for err in errors[:n_cpu]:
+        if err:
+            raise SystemExit(f"[build_ops] compiling the CPU kernels failed:\n{err}")
+    if any(errors[n_cpu:]):
+        cuda_reason = "the CUDA build failed (see above); CPU-only library built"
+        log(next(e for e in errors[n_cpu:] if e))
+        log(cuda_reason)
+        objects, cuda_link = objects[:n_cpu], []
+
+    op_library.LIBRARY_DIR.mkdir(parents=True, exist_ok=True)
+    target = op_library.LIBRARY_DIR / op_library.LIBRARY_NAME
+    # Link to a new file and rename: a process that has the old library
+    # mapped keeps its copy instead of crashing.
+    tmp = target.with_suffix(f".so.tmp{os.getpid()}")
+    link_cmd = ["g++", "-shared", *map(str, objects), "-o", str(tmp), *tf_link]
+    link_cmd += cuda_link
+    proc = subprocess.run(link_cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise SystemExit(
+            f"[build_ops] linking failed:\n$ {' '.join(link_cmd)}\n{proc.stderr}"
+        )
+    os.replace(tmp, target)
+    seconds = time.monotonic() - start
+    info = {
+        "tf_version": tf_version,
+        "tf_git_version": tf_git,
+        "source_hash": source_hash,
+        "git_commit": git_commit(),
+        "cuda": cuda_reason is None,
+        "cuda_requested": want_cuda,
+        "cuda_note": cuda_reason,
+        "cuda_archs": CUDA_ARCHS if cuda_reason is None else [],
+        "compile_commands": commands if cuda_reason is None else commands[:n_cpu],
+        "link_command": link_cmd,
+        "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "build_seconds": round(seconds, 1),
+    }
+    info_path = op_library.LIBRARY_DIR / op_library.BUILD_INFO_NAME
+    info_path.write_text(json.dumps(info, indent=2) + "\n")
+    kind = "CPU + CUDA" if cuda_reason is None else "CPU-only"
+    log(f"built {target} ({kind}) in {seconds:.0f} s")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cpu-only", action="store_true", help="skip the CUDA kernels")
+    parser.add_argument(
+        "--force", action="store_true", help="rebuild even when up to date"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="parallel compiles (default: all CPUs)"
+    )
+    args = parser.parse_args(argv)
+    build(cpu_only=args.cpu_only, force=args.force, jobs=args.jobs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
