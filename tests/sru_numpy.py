@@ -78,3 +78,40 @@ def sru_numpy(
             )
             h[b, :, cols], h_last[b, cols], c_last[b, cols] = hs, hl, cl
     return h, h_last, c_last
+
+
+def layer_numpy(layer, x, mask=None, c0=None):
+    """A built `keras_ndsru.SRU` in NumPy float64: returns (output, c_last).
+
+    Reads the layer's config and weights only, and maps them onto
+    `sru_numpy`: layer norm, projection, highway input and alpha transcribed
+    from eqs. (1)-(4) and Sec. 3.2.
+
+    go_backwards is transcribed literally, as Keras defines it: the layer run
+    on the time-reversed input (and mask).
+    """
+    weights = {w.name: np.asarray(w.numpy(), np.float64) for w in layer.weights}
+    x = np.asarray(x, np.float64)
+    mask = np.ones(x.shape[:2], bool) if mask is None else np.asarray(mask, bool)
+    if layer.go_backwards:
+        x, mask = x[:, ::-1], mask[:, ::-1]
+    n_dir = 2 if layer.bidirectional else 1
+    units = layer.units
+    inputs = x
+    if layer.layer_norm:
+        mean = x.mean(-1, keepdims=True)
+        std = np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+        inputs = (x - mean) / std * weights["gamma"] + weights["beta"]
+    if layer.projection_size:
+        inputs = inputs @ weights["projection_kernel"]
+    z = inputs @ weights["kernel"]
+    u = z[..., : n_dir * 3 * units]
+    x_highway = z[..., n_dir * 3 * units :]
+    if x.shape[-1] == units and not layer.highway_projection:
+        x_highway = np.concatenate([x] * n_dir, axis=-1)
+    alpha = np.sqrt(1 + 2 * np.exp(layer.highway_bias)) if layer.rescale else 1.0
+    direction = "bidirectional" if n_dir == 2 else "forward"
+    h, h_last, c_last = sru_numpy(
+        u, x_highway, weights["weight_c"], weights["bias"], c0, mask, alpha, direction
+    )
+    return (h if layer.return_sequences else h_last), c_last

@@ -1,13 +1,10 @@
 """Logit-L2 cross-entropy losses against NumPy transcriptions of eq. 21."""
 
-import os
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from backend_subprocess import run_script  # tests/ is on pythonpath (pyproject)
 from softmax_numpy import np_softmax
 
 from keras_ndsru.losses import (
@@ -307,15 +304,6 @@ def test_ignore_class_on_the_torch_backend():
         "    from_logits=True, ignore_class=-1)(y, z)\n"
         "print(keras.backend.backend(), float(ours), float(ref))\n"
     )
-    env = {**os.environ, "KERAS_BACKEND": "torch"}
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-    backend, ours, ref = done.stdout.split()[-3:]
+    backend, ours, ref = run_script(["-c", script], backend="torch").split()[-3:]
     assert backend == "torch"
     np.testing.assert_allclose(float(ours), float(ref), rtol=1e-6)

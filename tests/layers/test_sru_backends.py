@@ -5,50 +5,24 @@ The torch side runs in a subprocess (`_sru_torch_backend_check.py`, with
 TensorFlow made unimportable) since this process runs Keras on TensorFlow.
 It returns the layers' configs, weights, inputs, outputs and autograd
 gradients; here each layer is rebuilt from them and run through
-`layer_numpy` of test_sru.py, and its gradients are compared with central
+`layer_numpy` of tests/sru_numpy.py, and its gradients are compared with central
 differences of that oracle.
 """
 
-import importlib.util
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sru_numpy import sru_numpy  # tests/ is on pythonpath (pyproject)
+from backend_subprocess import run_json  # tests/ is on pythonpath
+from sru_numpy import layer_numpy, sru_numpy
 
 from keras_ndsru import SRU
 
 HERE = Path(__file__).resolve().parent
 
 
-def _load_layer_numpy():
-    spec = importlib.util.spec_from_file_location(
-        "_sru_layer_oracle", HERE / "test_sru.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.layer_numpy
-
-
-layer_numpy = _load_layer_numpy()
-
-
 def _run_torch_check(npz_path):
-    env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
-    done = subprocess.run(
-        [sys.executable, str(HERE / "_sru_torch_backend_check.py"), str(npz_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_json([HERE / "_sru_torch_backend_check.py", npz_path], backend="torch")
 
 
 def _rebuild(config, arrays, prefix, input_shape):

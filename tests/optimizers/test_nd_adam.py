@@ -2,9 +2,6 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -12,7 +9,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from ndadam_numpy import NumpyNDAdam  # tests/ is on pythonpath (pyproject)
+from backend_subprocess import run_json  # tests/ is on pythonpath (pyproject)
+from ndadam_numpy import NumpyNDAdam
 
 import keras_ndsru
 from keras_ndsru.optimizers import NDAdam, vector_axes_for_model
@@ -72,18 +70,25 @@ def expected_axes(model):
     }
 
 
-@pytest.mark.parametrize("traced", [False, True], ids=["eager", "tf_function"])
-def test_matches_numpy_algorithm_1_every_variable_every_step(traced):
-    model, (x, y) = small_model(), data()
+def reference_inputs(model):
+    """(paths, axes, initial values) of `small_model`'s trainable variables,
+    keyed by path, for `NumpyNDAdam`."""
     paths = [v.path for v in model.trainable_variables]
     expected = expected_axes(model)
     axes = {p: expected.get(p) for p in paths}
     initial = {p: np.asarray(v) for p, v in zip(paths, model.trainable_variables)}
+    return paths, axes, initial
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["eager", "tf_function"])
+def test_matches_numpy_algorithm_1_every_variable_every_step(traced):
+    model, (x, y) = small_model(), data()
+    paths, axes, initial = reference_inputs(model)
     optimizer = NDAdam(learning_rate=0.01, vector_learning_rate=0.05)
     optimizer.build(model.trainable_variables)
     reference = NumpyNDAdam(initial, axes, lr_s=0.01, lr_v=0.05)
 
-    assert {v.path: a for v, a in optimizer.vector_variables} == expected
+    assert {v.path: a for v, a in optimizer.vector_variables} == expected_axes(model)
     # Traced (model.fit without XLA): the fused TF norm and the lowered cond.
     variables = model.trainable_variables
     apply = lambda grads: optimizer.apply(grads, variables)  # noqa: E731
@@ -686,10 +691,7 @@ def test_use_ema_in_fit_renormalizes_weight_vectors(frequency):
 def test_ema_overwrite_matches_numpy_algorithm_1(traced):
     """Algorithm 1 plus Keras' EMA and its periodic overwrite, step by step."""
     model, (x, y) = small_model(), data()
-    paths = [v.path for v in model.trainable_variables]
-    expected = expected_axes(model)
-    axes = {p: expected.get(p) for p in paths}
-    initial = {p: np.asarray(v) for p, v in zip(paths, model.trainable_variables)}
+    paths, axes, initial = reference_inputs(model)
     momentum, frequency = 0.5, 2
     optimizer = NDAdam(
         learning_rate=0.01,
@@ -751,17 +753,7 @@ def test_ema_overwrite_keeps_a_zero_average_vector_zero():
 
 
 def _run_check(script, backend="tensorflow"):
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
-    done = subprocess.run(
-        [sys.executable, str(HERE / script)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_json([HERE / script], backend=backend)
 
 
 def test_mirrored_strategy_two_cpu_replicas():

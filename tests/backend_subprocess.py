@@ -1,0 +1,38 @@
+"""Runs a check script in a fresh Python with a chosen Keras backend.
+
+The test process runs Keras on TensorFlow and a backend cannot be switched
+in-process, so other backends (and multi-device set-ups) are checked in a
+subprocess. `tests/` is put on its PYTHONPATH so that scripts can import the
+NumPy oracles. Imported by tests through pytest's `pythonpath`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+
+
+def run_script(args, backend: str = "tensorflow", timeout: int = 300) -> str:
+    """Runs `python *args` with `KERAS_BACKEND=backend`; returns its stdout
+    and fails the test with the end of its output on a non-zero exit."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done.stdout
+
+
+def run_json(args, backend: str = "tensorflow", timeout: int = 300):
+    """`run_script`, returning the JSON object on the last line of stdout."""
+    return json.loads(run_script(args, backend, timeout).strip().splitlines()[-1])
