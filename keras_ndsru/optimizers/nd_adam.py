@@ -706,9 +706,8 @@ class NDAdam(keras.optimizers.Optimizer):
     def finalize_variable_values(self, var_list):
         """Overwrite the variables with their EMA (`use_ema=True`) and put
         the weight vectors back on the unit sphere."""
-        self._ema_overwrite_renormalized = False
         super().finalize_variable_values(var_list)
-        if self.use_ema and not self._ema_overwrite_renormalized:
+        if self.use_ema:  # idempotent if the hook below already ran
             self._renormalize_vectors(var_list)
 
     def _overwrite_model_variables_with_average_value(self, trainable_variables):
@@ -718,10 +717,9 @@ class NDAdam(keras.optimizers.Optimizer):
         # inlines the periodic overwrite). If Keras renames it, this override
         # is never called: the periodic overwrite is then left unnormalized
         # and `finalize_variable_values` above still renormalizes at the end
-        # of `fit`. The flag only saves that second, idempotent pass.
+        # of `fit`.
         super()._overwrite_model_variables_with_average_value(trainable_variables)
         self._renormalize_vectors(trainable_variables)
-        self._ema_overwrite_renormalized = True
 
     def _use_weight_decay(self, variable):
         if self._var_key(variable) in getattr(self, "_vector_keys", ()):
