@@ -1,0 +1,81 @@
+"""Building SRU layers for the ports of Keras' RNN tests, and the references
+their properties are checked against."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from sru_numpy import layer_numpy  # tests/ is on pythonpath
+
+from keras_ndsru import SRU
+
+# Keras' RNN tests use these constant initializers; `weight_c` (v_f, v_r, the
+# SRU's only recurrent weights) takes the place of `recurrent_kernel`.
+KERAS_CONSTANTS = dict(
+    kernel_initializer=keras.initializers.Constant(0.01),
+    weight_c_initializer=keras.initializers.Constant(0.02),
+    bias_initializer=keras.initializers.Constant(0.03),
+)
+ATOL = RTOL = 1e-5  # float32 layer against the float64 oracle, as Keras' tests
+
+
+def build_sru(input_shape, weights="random", seed=0, **kwargs) -> SRU:
+    """A built SRU; `weights="random"` draws every weight (v terms included,
+    which start at zero), `"keras"` keeps Keras' test constants."""
+    if weights == "keras":
+        kwargs = {**KERAS_CONSTANTS, **kwargs}
+    layer = SRU(**kwargs)
+    layer.build(tuple(input_shape))
+    if weights == "random":
+        rng = np.random.default_rng(seed)
+        for w in layer.trainable_weights:
+            w.assign(rng.normal(scale=0.5, size=w.shape).astype(w.dtype))
+    return layer
+
+
+def twin(layer: SRU, input_shape, **overrides) -> SRU:
+    """A layer with `layer`'s config changed by `overrides` and its trainable
+    weights (not a stateful layer's stored state)."""
+    config = {**layer.get_config(), **overrides}
+    config.pop("name")
+    other = SRU.from_config(config)
+    other.build(tuple(input_shape))
+    for mine, theirs in zip(other.trainable_weights, layer.trainable_weights):
+        mine.assign(theirs)
+    return other
+
+
+def oracle(layer: SRU, x, mask=None, c0=None):
+    """`(output, c_last)` of `tests/sru_numpy.py` for `layer`'s weights."""
+    return layer_numpy(layer, x, mask, c0)
+
+
+def assert_close(actual, desired, atol=ATOL, rtol=RTOL):
+    np.testing.assert_allclose(
+        np.asarray(actual, np.float64), desired, atol=atol, rtol=rtol
+    )
+
+
+def sequence(shape, scale=None):
+    """Keras' test input `np.arange(n).reshape(shape)`, divided by `scale`
+    (default: its size) so that the gates do not saturate."""
+    n = int(np.prod(shape))
+    return (np.arange(n).reshape(shape) / (scale or n)).astype("float32")
+
+
+def compact(x_row, mask_row):
+    """The valid steps of one row, as a batch of one sequence."""
+    return x_row[np.asarray(mask_row, bool)][None]
+
+
+def graph_op_types(function, *args) -> set[str]:
+    """Op types in the traced graph of a `tf.function`, nested functions
+    included."""
+    graph_def = function.get_concrete_function(*args).graph.as_graph_def()
+    types = {node.op for node in graph_def.node}
+    for fn in graph_def.library.function:
+        types.update(node.op for node in fn.node_def)
+    return types
+
+
+FUSED_OP = "KerasNdsru>SruForward"
