@@ -42,6 +42,18 @@ def _outside_traced_function():
     return contextlib.nullcontext()
 
 
+def _has_value(variable) -> bool:
+    """False for a TensorFlow variable created inside the `tf.function`
+    trace under way (a model built by its first train step): such a variable
+    gets its initial value only when the function first runs, and reading it
+    now gives an empty placeholder. Call under `_outside_traced_function()`.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return True
+    is_initialized = getattr(variable.value, "is_initialized", None)
+    return is_initialized is None or bool(is_initialized())
+
+
 def _norm(x, axes):
     """Per-vector L2 norm of `x` over `axes` (keepdims).
 
@@ -577,11 +589,20 @@ class NDAdam(keras.optimizers.Optimizer):
                 stacklevel=2,
             )
         self._vector_keys = set()
+        # Indices, not variables: a list of variables set as an attribute
+        # would be tracked as optimizer state (and saved with it).
+        self._pending_vectors = []
+        moved = 0.0
         with _outside_traced_function():
-            for variable, axes in zip(var_list, self._axes):
-                if axes is not None:
-                    self._vector_keys.add(self._var_key(variable))
-                    self._normalize(variable, axes)
+            for index, (variable, axes) in enumerate(zip(var_list, self._axes)):
+                if axes is None:
+                    continue
+                self._vector_keys.add(self._var_key(variable))
+                if _has_value(variable):
+                    moved = max(moved, self._normalize(variable, axes))
+                else:
+                    self._pending_vectors.append(index)
+        self._warn_if_gradient_predates_normalization(moved)
         self._momentums = self.add_optimizer_variables(var_list, "momentum")
         velocities = []
         for variable, axes in zip(var_list, self._axes):
@@ -604,7 +625,53 @@ class NDAdam(keras.optimizers.Optimizer):
                 )
         self._velocities = velocities
 
-    def _normalize(self, variable, axes):
+    def apply(self, grads, trainable_variables=None):
+        # A model built inside the first traced train step: its variables got
+        # their values when that function first ran, before TensorFlow traced
+        # it again for every later call (this call); normalize them now, so
+        # the first step already runs on unit vectors.
+        if self.built and self._pending_vectors:
+            self._normalize_pending()
+        self._applying = True
+        try:
+            return super().apply(grads, trainable_variables)
+        finally:
+            self._applying = False
+
+    def _normalize_pending(self):
+        pending = [self._trainable_variables[i] for i in self._pending_vectors]
+        with _outside_traced_function():
+            if not all(_has_value(v) for v in pending):
+                return
+            for index, variable in zip(self._pending_vectors, pending):
+                self._normalize(variable, self._axes[index])
+        self._pending_vectors = []
+
+    def _warn_if_gradient_predates_normalization(self, moved: float):
+        """Warns when `apply` built the optimizer eagerly and that moved some
+        weight vector: the gradient in hand came from a forward pass on the
+        un-normalized weights (a model built by its first eager step)."""
+        if not getattr(self, "_applying", False) or moved <= 1e-6:
+            return
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            if not tf.executing_eagerly():
+                return
+        warnings.warn(
+            "NDAdam was built by its first `apply`, after the model's first "
+            "forward pass ran eagerly on weight vectors that were not yet "
+            "unit-norm (Algorithm 1 normalizes them first): that first "
+            "gradient is applied on the normalized vectors. For the exact "
+            "algorithm, build the optimizer once the model is built "
+            "(`model.optimizer.build(model.trainable_variables)`), or train "
+            "in a `tf.function` (`model.fit` without `run_eagerly=True`).",
+            stacklevel=3,
+        )
+
+    def _normalize(self, variable, axes) -> float:
+        """Scales every weight vector of `variable` to unit norm; returns the
+        largest change of a norm (0 for unit vectors)."""
         w = ops.cast(variable, "float32")
         norm = ops.sqrt(ops.sum(ops.square(w), axis=axes, keepdims=True))
         valid = ops.logical_and(ops.isfinite(norm), norm > 0)
@@ -622,6 +689,10 @@ class NDAdam(keras.optimizers.Optimizer):
             )
         safe_norm = ops.where(valid, norm, ops.ones_like(norm))
         variable.assign(ops.cast(ops.where(valid, w / safe_norm, w), variable.dtype))
+        try:
+            return float(ops.max(ops.abs(norm - 1.0)))
+        except Exception:  # noqa: BLE001 -- symbolic: no eager value
+            return 0.0
 
     def update_step(self, gradient, variable, learning_rate):
         """One Algorithm 1 step for a weight vector, an Adam step otherwise."""

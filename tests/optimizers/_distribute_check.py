@@ -5,6 +5,7 @@ separate process. Prints one JSON line.
 """
 
 import json
+import sys
 
 import tensorflow as tf
 
@@ -20,11 +21,15 @@ import numpy as np  # noqa: E402
 from keras_ndsru.optimizers import NDAdam  # noqa: E402
 
 
+# --lazy: no keras.Input, so the model is built in the first train step.
+LAZY = "--lazy" in sys.argv[1:]
+
+
 def make_model():
     keras.utils.set_random_seed(0)
     return keras.Sequential(
-        [
-            keras.Input((6, 6, 2)),
+        ([] if LAZY else [keras.Input((6, 6, 2))])
+        + [
             keras.layers.Conv2D(3, 3, use_bias=False),
             keras.layers.BatchNormalization(synchronized=True),
             keras.layers.Flatten(),
