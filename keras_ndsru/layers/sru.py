@@ -142,8 +142,9 @@ class SRU(keras.layers.Layer):
 
     Returns:
         `h` of shape `(batch, time, n_dir * units)` when `return_sequences`,
-        else `(batch, n_dir * units)`; with `return_state`, the list
-        `[output, c_last]` with `c_last` of shape `(batch, n_dir * units)`.
+        else `(batch, n_dir * units)`; with `return_state`, the tuple
+        `(output, c_last)` (as Keras' `LSTM` and `GRU`), `c_last` of shape
+        `(batch, n_dir * units)`.
 
     Example:
 
@@ -398,7 +399,7 @@ class SRU(keras.layers.Layer):
         else:
             output = h_last
         if self.return_state:
-            return [output, c_last]
+            return output, c_last
         return output
 
     def _initial_state(self, sequences, initial_state):
@@ -511,10 +512,10 @@ class SRU(keras.layers.Layer):
         shapes = self.compute_output_shape(sequences.shape)
         if not self.return_state:
             return keras.KerasTensor(shapes, dtype=self.compute_dtype)
-        return [
+        return (
             keras.KerasTensor(shapes[0], dtype=self.compute_dtype),
             keras.KerasTensor(shapes[1], dtype=state_dtype(self.compute_dtype)),
-        ]
+        )
 
     def compute_mask(self, sequences, mask=None):
         if isinstance(mask, (list, tuple)):

@@ -835,10 +835,11 @@ class NDAdam(keras.optimizers.Optimizer):
         return super().from_config(config, custom_objects=custom_objects)
 
 
-NDAdam.__doc__ = NDAdam.__doc__.replace(
-    "{{base_optimizer_keyword_args}}",
-    "clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum,\n"
-    "            ema_overwrite_frequency, loss_scale_factor,\n"
-    "            gradient_accumulation_steps, name: as for every\n"
-    "            `keras.optimizers.Optimizer`.",
-)
+if NDAdam.__doc__:  # None under `python -OO`
+    NDAdam.__doc__ = NDAdam.__doc__.replace(
+        "{{base_optimizer_keyword_args}}",
+        "clipnorm, clipvalue, global_clipnorm, use_ema, ema_momentum,\n"
+        "            ema_overwrite_frequency, loss_scale_factor,\n"
+        "            gradient_accumulation_steps, name: as for every\n"
+        "            `keras.optimizers.Optimizer`.",
+    )

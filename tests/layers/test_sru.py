@@ -158,6 +158,44 @@ def test_inside_keras_bidirectional_wrapper(return_state):
     assert clone.forward_layer.get_config()["units"] == 3
 
 
+@pytest.mark.parametrize("bidirectional_wrapper", [False, True])
+def test_return_state_is_a_tuple_like_keras_lstm(bidirectional_wrapper):
+    """Keras 3 RNN layers return `(output, *states)` as a tuple, eagerly and
+    symbolically; so do SRU and a `Bidirectional` SRU."""
+
+    def wrap(layer):
+        return keras.layers.Bidirectional(layer) if bidirectional_wrapper else layer
+
+    x = np.zeros((2, 3, 4), "float32")
+    for layer_class in (keras.layers.LSTM, SRU):
+        eager = wrap(layer_class(4, return_state=True))(x)
+        symbolic = wrap(layer_class(4, return_state=True))(keras.Input((3, 4)))
+        for outputs in (eager, symbolic):
+            assert type(outputs) is tuple, (layer_class, type(outputs))
+    sru = SRU(4, return_state=True)
+    shapes = sru.compute_output_shape((2, 3, 4))
+    assert type(shapes) is tuple and shapes == ((2, 4), (2, 4))
+    output, state = sru(x)
+    assert tuple(output.shape) == (2, 4) and tuple(state.shape) == (2, 4)
+
+
+def test_return_state_outputs_feed_tf_data_from_generator():
+    """A generator of layer outputs, as `tf.data` expects them (tuples)."""
+    layer = SRU(3, return_state=True)
+    x = np.random.default_rng(0).normal(size=(2, 4, 3)).astype("float32")
+    spec = (
+        tf.TensorSpec((2, 3), tf.float32),
+        tf.TensorSpec((2, 3), tf.float32),
+    )
+    dataset = tf.data.Dataset.from_generator(
+        lambda: iter([layer(x)]), output_signature=spec
+    )
+    output, state = next(iter(dataset))
+    want_output, want_state = layer(x)
+    np.testing.assert_allclose(output, want_output)
+    np.testing.assert_allclose(state, want_state)
+
+
 def test_one_layer_bidirectional_equals_the_wrapper():
     x = np.random.default_rng(5).normal(size=(3, 5, 4))
     wrapper = keras.layers.Bidirectional(SRU(4, return_sequences=True))
