@@ -20,7 +20,6 @@ import numpy as np  # noqa: E402
 
 from keras_ndsru.optimizers import NDAdam  # noqa: E402
 
-
 # --lazy: no keras.Input, so the model is built in the first train step.
 LAZY = "--lazy" in sys.argv[1:]
 
