@@ -11,7 +11,8 @@ from keras_ndsru.layers.bn_softmax import BNSoftmax
 from keras_ndsru.layers.logit_l2 import LogitL2
 from keras_ndsru.layers.sru import SRU
 from keras_ndsru.layers.sru_official import from_official_sru
-from keras_ndsru.optimizers.nd_adam import NDAdam, vector_axes_for_model
+from keras_ndsru.optimizers.nd_adam import NDAdam
+from keras_ndsru.optimizers.vector_partition import vector_axes_for_model
 
 __version__ = "0.1.0"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from keras_ndsru.optimizers.nd_adam import _path, vector_axes_for_model
+from keras_ndsru.optimizers.vector_partition import weight_vectors
 
 
 @keras.saving.register_keras_serializable(package="keras_ndsru")
@@ -68,12 +68,7 @@ class EffectiveLearningRate(keras.callbacks.Callback):
         vectors = getattr(optimizer, "vector_variables", None)
         if vectors:
             return list(vectors)
-        partition = vector_axes_for_model(self.model)
-        return [
-            (v, partition[_path(v)])
-            for v in self.model.trainable_variables
-            if partition.get(_path(v)) is not None
-        ]
+        return weight_vectors(self.model)
 
     def on_train_begin(self, logs=None):
         self._vectors = self._weight_vectors()

@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import warnings
-from collections.abc import Iterable, Mapping
 
 import keras
 from keras import ops
 
-# Layer-name components that Keras gives these layers by default; used only to
-# read the layer type from a variable path when no model scan is available.
-_DEFAULT_TRANSPOSE_NAME = re.compile(r"conv[123]d_transpose(_\d+)?")
-_DEFAULT_DEPTHWISE_NAME = re.compile(r"depthwise_conv[12]d(_\d+)?")
-_DEFAULT_CONV_NAME = re.compile(r"conv[123]d(_\d+)?")
-
-_CONV_TRANSPOSE_LAYERS = (
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
-)
-_SEPARABLE_LAYERS = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
-_DEPTHWISE_LAYERS = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
-_CONV_LAYERS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
-# The SRU layer (keras_ndsru.layers.SRU) is matched by class name so that this
-# module does not import the layer package (and its op loader).
-_SRU_CLASS_NAME = "SRU"
+from keras_ndsru.optimizers.vector_partition import PartitionRules, variable_path
 
 
 def _outside_traced_function():
@@ -74,218 +56,6 @@ def _unit(w, axes):
     """`w` (float32) with every vector over `axes` scaled to unit L2 norm; a
     zero vector stays zero (the `1e-30` floor keeps the scale finite)."""
     return w * (1 / ops.maximum(_norm(w, axes), 1e-30))
-
-
-def _path(variable) -> str:
-    path = getattr(variable, "path", None) or variable.name
-    return path.split(":")[0]
-
-
-def _lookup(table: Mapping, path: str):
-    """`(found, value)` for `path` in `table`: the exact path, else the longest
-    key that is a suffix of `path` or has `path` as a suffix at a `/` boundary
-    (the outer model's prefix of a path changes when a saved model is
-    loaded)."""
-    if path in table:
-        return True, table[path]
-    matches = [k for k in table if path.endswith("/" + k) or k.endswith("/" + path)]
-    if not matches:
-        return False, None
-    return True, table[max(matches, key=len)]
-
-
-def _all_but(rank: int, *kept: int) -> tuple[int, ...]:
-    kept = {k % rank for k in kept}
-    return tuple(i for i in range(rank) if i not in kept)
-
-
-def _axes_from_variable(variable) -> tuple[tuple[int, ...] | None, bool]:
-    """Reduction axes of a variable from its own name, rank and path alone.
-
-    Returns `(axes, ambiguous)`. `axes` is `None` for theta_s variables.
-    `ambiguous` is True for a rank >= 3 `kernel` of a layer without a default
-    Keras name: ConvND, ConvNDTranspose, DepthwiseConvND and EinsumDense
-    kernels look alike from the variable alone (the layer class decides).
-    """
-    parts = _path(variable).split("/")
-    name, layer_name = parts[-1], parts[-2] if len(parts) > 1 else ""
-    rank = len(variable.shape)
-    if name == "kernel" and rank == 2:
-        return (0,), False  # Dense, SRU, RNN cells: one vector per column
-    if name == "kernel" and 3 <= rank <= 5:
-        if _DEFAULT_TRANSPOSE_NAME.fullmatch(layer_name):
-            return _all_but(rank, -2), False
-        if _DEFAULT_DEPTHWISE_NAME.fullmatch(layer_name):
-            return _all_but(rank, -2, -1), False
-        ambiguous = not _DEFAULT_CONV_NAME.fullmatch(layer_name)
-        return _all_but(rank, -1), ambiguous
-    if name == "depthwise_kernel" and 3 <= rank <= 5:
-        return _all_but(rank, -2, -1), False
-    if name == "pointwise_kernel" and rank >= 2:
-        return _all_but(rank, -1), False
-    return None, False
-
-
-def _einsum_kernel_axes(layer, kernel) -> tuple[int, ...] | None:
-    """Axes of an EinsumDense kernel contracted away (the unit's inputs)."""
-    equation = getattr(layer, "equation", "")
-    if "->" not in equation or "," not in equation or "." in equation:
-        return None
-    left, output = equation.replace(" ", "").split("->")
-    kernel_spec = left.split(",")[1]
-    if len(kernel_spec) != len(kernel.shape):
-        return None
-    axes = tuple(i for i, c in enumerate(kernel_spec) if c not in output)
-    return axes or None
-
-
-def _layer_axes(layer) -> dict[int, tuple[int, ...] | None] | None:
-    """`{id(variable): axes}` for a layer whose class NDAdam knows, else None."""
-    is_sru = any(c.__name__ == _SRU_CLASS_NAME for c in type(layer).__mro__)
-    known = (
-        _CONV_TRANSPOSE_LAYERS
-        + _SEPARABLE_LAYERS
-        + _DEPTHWISE_LAYERS
-        + _CONV_LAYERS
-        + (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Embedding)
-    )
-    if not (is_sru or isinstance(layer, known)):
-        return None
-    result = {}
-    for variable in layer.trainable_weights:
-        name, rank = _path(variable).split("/")[-1], len(variable.shape)
-        axes = None
-        if isinstance(layer, _CONV_TRANSPOSE_LAYERS) and name == "kernel":
-            axes = _all_but(rank, -2)
-        elif isinstance(layer, _SEPARABLE_LAYERS + _DEPTHWISE_LAYERS):
-            if name in ("depthwise_kernel", "kernel"):
-                axes = _all_but(rank, -2, -1)
-            elif name == "pointwise_kernel":
-                axes = _all_but(rank, -1)
-        elif isinstance(layer, _CONV_LAYERS) and name == "kernel":
-            axes = _all_but(rank, -1)
-        elif isinstance(layer, keras.layers.EinsumDense) and name == "kernel":
-            axes = _einsum_kernel_axes(layer, variable)
-        elif (is_sru or isinstance(layer, keras.layers.Dense)) and name == "kernel":
-            axes = (0,) if rank == 2 else None
-        result[id(variable)] = axes
-    return result
-
-
-def _sublayers(layer) -> list:
-    found = list(getattr(layer, "layers", None) or [])
-    for value in vars(layer).values():
-        values = value.values() if isinstance(value, Mapping) else value
-        if isinstance(values, (list, tuple)):
-            found.extend(v for v in values if isinstance(v, keras.layers.Layer))
-        elif isinstance(value, keras.layers.Layer):
-            found.append(value)
-    return found
-
-
-def vector_axes_for_model(model) -> dict[str, tuple[int, ...] | None]:
-    """Partition a model's trainable variables by their layers' classes.
-
-    Walks every layer of `model` (nested models and layers held as
-    attributes included) and returns `{variable.path: axes}` for each
-    trainable variable: `axes` are the axes each weight vector spans (NDAdam
-    reduces over them) or `None` for theta_s. Layers of known classes (Dense,
-    EinsumDense, ConvND, ConvNDTranspose, DepthwiseConvND, SeparableConvND,
-    SRU, Embedding) are resolved from their class, so user-chosen layer names
-    do not matter; the variables of other layers follow NDAdam's automatic
-    rule. Pass the result as `NDAdam(vector_axes=...)`.
-
-    Args:
-        model: A built `keras.Model` or `keras.layers.Layer`.
-
-    Returns:
-        A dict from variable path to a tuple of axes, or `None`.
-    """
-    if not isinstance(model, keras.layers.Layer):
-        raise TypeError(
-            f"`model` must be a keras.Model or keras.layers.Layer. Received: model={model!r}"
-        )
-    known: dict[int, tuple[int, ...] | None] = {}
-    stack, seen = [model], set()
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        axes = _layer_axes(layer)
-        if axes is not None:
-            known.update(axes)
-        else:
-            stack.extend(_sublayers(layer))
-    partition: dict[str, tuple[int, ...] | None] = {}
-    for variable in model.trainable_variables:
-        axes = known.get(id(variable), _axes_from_variable(variable)[0])
-        path = _path(variable)
-        if path in partition and partition[path] != axes:
-            raise ValueError(
-                f"Two trainable variables share the path '{path}' but need "
-                "different vector axes; give the layers unique names. "
-                f"Received: axes={partition[path]} and {axes}"
-            )
-        partition[path] = axes
-    return partition
-
-
-def _patterns(entries, argument: str) -> list[str] | None:
-    """Regex patterns from a list of patterns and/or variables."""
-    if entries is None:
-        return None
-    if isinstance(entries, str) or not isinstance(entries, Iterable):
-        raise ValueError(
-            f"`{argument}` must be a list of variables or path regex patterns. "
-            f"Received: {argument}={entries!r}"
-        )
-    patterns = []
-    for entry in entries:
-        if isinstance(entry, str):
-            re.compile(entry)
-            patterns.append(entry)
-        elif hasattr(entry, "shape") and hasattr(entry, "name"):
-            # Layer and variable name only: the outer model's prefix of a
-            # path changes when a saved model is loaded.
-            short = "/".join(_path(entry).split("/")[-2:])
-            patterns.append("(^|/)" + re.escape(short) + "$")
-        else:
-            raise ValueError(
-                f"Each entry of `{argument}` must be a variable or a regex "
-                f"string. Received: {argument}={entries!r}"
-            )
-    return patterns
-
-
-def _vector_axes_map(vector_axes) -> dict[str, tuple[int, ...] | None]:
-    if vector_axes is None:
-        return {}
-    if not isinstance(vector_axes, Mapping):
-        raise ValueError(
-            "`vector_axes` must be a dict from variable path to a list of "
-            f"axes or None. Received: vector_axes={vector_axes!r}"
-        )
-    result = {}
-    for path, axes in vector_axes.items():
-        if not isinstance(path, str):
-            raise ValueError(
-                f"`vector_axes` keys must be variable paths (str). Received: vector_axes={vector_axes!r}"
-            )
-        if axes is not None:
-            if isinstance(axes, int):
-                axes = (axes,)
-            if (
-                not all(isinstance(a, int) and not isinstance(a, bool) for a in axes)
-                or not axes
-            ):
-                raise ValueError(
-                    "`vector_axes` values must be non-empty lists of int axes "
-                    f"or None. Received: vector_axes={vector_axes!r}"
-                )
-            axes = tuple(axes)
-        result[path] = axes
-    return result
 
 
 def _check_rate(value, argument: str):
@@ -477,11 +247,9 @@ class NDAdam(keras.optimizers.Optimizer):
                 "`weight_decay` must be None or a non-negative float. "
                 f"Received: weight_decay={weight_decay!r}"
             )
-        self._vector_patterns = _patterns(vector_variables, "vector_variables")
-        self._exclude_patterns = (
-            _patterns(exclude_from_vectors, "exclude_from_vectors") or []
+        self._rules = PartitionRules.from_arguments(
+            vector_variables, exclude_from_vectors, vector_axes
         )
-        self._given_vector_axes = _vector_axes_map(vector_axes)
         self._resolved_vector_axes: dict[str, tuple[int, ...] | None] = {}
 
         vector_learning_rate = _check_rate(vector_learning_rate, "vector_learning_rate")
@@ -536,34 +304,6 @@ class NDAdam(keras.optimizers.Optimizer):
             v for v, axes in zip(self._trainable_variables, self._axes) if axes is None
         ]
 
-    def _resolve_axes(self, variable) -> tuple[tuple[int, ...] | None, bool]:
-        path = _path(variable)
-        if any(re.search(p, path) for p in self._exclude_patterns):
-            return None, False
-        given, axes = _lookup(self._given_vector_axes, path)
-        if not given:
-            axes, ambiguous = _axes_from_variable(variable)
-            if self._vector_patterns is None:
-                return axes, ambiguous
-            if not any(re.search(p, path) for p in self._vector_patterns):
-                return None, False
-            if axes is None:
-                axes = (
-                    _all_but(len(variable.shape), -1)
-                    if len(variable.shape) > 1
-                    else (0,)
-                )
-            return axes, ambiguous
-        if axes is None:
-            return None, False
-        rank = len(variable.shape)
-        if any(not -rank <= a < rank for a in axes):
-            raise ValueError(
-                f"`vector_axes['{path}']` names an axis outside the variable's "
-                f"rank {rank}. Received: vector_axes['{path}']={axes}"
-            )
-        return tuple(sorted({a % rank for a in axes})), False
-
     def build(self, var_list):
         """Partition `var_list`, normalize weight vectors, create the state."""
         if self.built:
@@ -571,13 +311,13 @@ class NDAdam(keras.optimizers.Optimizer):
         super().build(var_list)
         self._axes, ambiguous = [], []
         for variable in var_list:
-            axes, is_ambiguous = self._resolve_axes(variable)
+            axes, is_ambiguous = self._rules.resolve(variable)
             if axes is not None and "float" not in str(variable.dtype):
                 axes = None
             self._axes.append(axes)
             if axes is not None and is_ambiguous:
-                ambiguous.append(_path(variable))
-            self._resolved_vector_axes[_path(variable)] = axes
+                ambiguous.append(variable_path(variable))
+            self._resolved_vector_axes[variable_path(variable)] = axes
         if ambiguous:
             warnings.warn(
                 f"NDAdam treats the kernels {ambiguous} as ConvND kernels (one "
@@ -620,7 +360,8 @@ class NDAdam(keras.optimizers.Optimizer):
                     self.add_variable(
                         shape=shape,
                         dtype="float32",
-                        name=_path(variable).replace("/", "_") + "_vector_velocity",
+                        name=variable_path(variable).replace("/", "_")
+                        + "_vector_velocity",
                     )
                 )
         self._velocities = velocities
@@ -682,7 +423,7 @@ class NDAdam(keras.optimizers.Optimizer):
         if invalid:
             raise ValueError(
                 "NDAdam normalizes every weight vector to unit L2 norm (Algorithm "
-                f"1), but variable '{_path(variable)}' has {invalid} zero or "
+                f"1), but variable '{variable_path(variable)}' has {invalid} zero or "
                 "non-finite vector(s): use a non-zero initializer or list it in "
                 f"`exclude_from_vectors`. Received: shape={tuple(variable.shape)}, "
                 f"axes={axes}"
@@ -806,15 +547,15 @@ class NDAdam(keras.optimizers.Optimizer):
             rate = float(ops.convert_to_numpy(rate))
         else:
             rate = keras.saving.serialize_keras_object(rate)
-        vector_axes = {**self._resolved_vector_axes, **self._given_vector_axes}
+        vector_axes = {**self._resolved_vector_axes, **self._rules.vector_axes}
         config.update(
             {
                 "vector_learning_rate": rate,
                 "beta_1": self.beta_1,
                 "beta_2": self.beta_2,
                 "epsilon": self.epsilon,
-                "vector_variables": self._vector_patterns,
-                "exclude_from_vectors": self._exclude_patterns or None,
+                "vector_variables": self._rules.vector_patterns,
+                "exclude_from_vectors": self._rules.exclude_patterns or None,
                 "vector_axes": {
                     path: None if axes is None else list(axes)
                     for path, axes in vector_axes.items()
