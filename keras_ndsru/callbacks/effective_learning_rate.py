@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from keras_ndsru import validation
 from keras_ndsru.optimizers.vector_partition import weight_vectors
 
 
@@ -44,21 +45,10 @@ class EffectiveLearningRate(keras.callbacks.Callback):
 
     def __init__(self, every_n_batches: int = 1, name: str = "effective_learning_rate"):
         super().__init__()
-        if (
-            isinstance(every_n_batches, bool)
-            or not isinstance(every_n_batches, int)
-            or every_n_batches < 1
-        ):
-            raise ValueError(
-                "`every_n_batches` must be a positive int. "
-                f"Received: every_n_batches={every_n_batches!r}"
-            )
-        if not isinstance(name, str) or not name:
-            raise ValueError(
-                f"`name` must be a non-empty string. Received: name={name!r}"
-            )
-        self.every_n_batches = every_n_batches
-        self.name = name
+        self.every_n_batches = validation.positive_int(
+            "every_n_batches", every_n_batches
+        )
+        self.name = validation.non_empty_str("name", name)
         self._vectors: list = []
         self._snapshot = None
 

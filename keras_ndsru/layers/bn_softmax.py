@@ -1,11 +1,11 @@
 """BNSoftmax: batch-normalized logits with a fixed scale gamma_C."""
 
-import math
 import warnings
 
 import keras
 from keras import ops
 
+from keras_ndsru import validation
 from keras_ndsru.losses import float32_or_wider
 
 _OUTPUTS = ("logits", "probabilities")
@@ -100,19 +100,11 @@ class BNSoftmax(keras.layers.Layer):
     ):
         kwargs["dtype"] = float32_or_wider(kwargs.get("dtype"))
         super().__init__(**kwargs)
-        self.gamma = _positive_float("gamma", gamma)
-        if output not in _OUTPUTS:
-            raise ValueError(
-                f"`output` must be one of {_OUTPUTS}. Received: output={output!r}"
-            )
-        self.output_type = output
+        self.gamma = validation.positive_float("gamma", gamma)
+        self.output_type = validation.one_of("output", output, _OUTPUTS)
         self.center = bool(center)
-        if not _is_real(momentum) or not 0.0 <= momentum < 1.0:
-            raise ValueError(
-                f"`momentum` must be a float in [0, 1). Received: momentum={momentum!r}"
-            )
-        self.momentum = float(momentum)
-        self.epsilon = _positive_float("epsilon", epsilon)
+        self.momentum = validation.fraction("momentum", momentum)
+        self.epsilon = validation.positive_float("epsilon", epsilon)
         self.beta_initializer = keras.initializers.get(beta_initializer)
         self.beta_regularizer = keras.regularizers.get(beta_regularizer)
         self.moving_mean_initializer = keras.initializers.get(moving_mean_initializer)
@@ -237,15 +229,3 @@ class BNSoftmax(keras.layers.Layer):
             }
         )
         return config
-
-
-def _is_real(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float))
-
-
-def _positive_float(name: str, value) -> float:
-    if not _is_real(value) or not math.isfinite(value) or value <= 0:
-        raise ValueError(
-            f"`{name}` must be a positive float. Received: {name}={value!r}"
-        )
-    return float(value)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_ndsru import validation
+from keras_ndsru.ops.sru_layout import state_dtype
 from keras_ndsru.ops.sru_recurrence import sru_recurrence, will_use_fused_kernel
-from keras_ndsru.ops.sru_reference import state_dtype
 
 _LAYER_NORM_EPSILON = 1e-5
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -187,7 +187,7 @@ class SRU(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.units = _positive_int("units", units)
+        self.units = validation.positive_int("units", units)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
@@ -195,31 +195,22 @@ class SRU(keras.layers.Layer):
         self.rescale = bool(rescale)
         _highway_alpha(highway_bias, self.rescale)  # validates highway_bias
         self.highway_bias = float(highway_bias)
-        if not _is_real(dropout) or not 0.0 <= dropout < 1.0:
-            raise ValueError(
-                f"`dropout` must be a float in [0, 1). Received: dropout={dropout!r}"
-            )
-        self.dropout = float(dropout)
+        self.dropout = validation.fraction("dropout", dropout)
         self.layer_norm = bool(layer_norm)
         if projection_size is not None:
-            projection_size = _positive_int("projection_size", projection_size)
+            projection_size = validation.positive_int(
+                "projection_size", projection_size
+            )
         self.projection_size = projection_size
         self.bidirectional = bool(bidirectional)
-        if highway_projection is not None and not isinstance(highway_projection, bool):
-            raise ValueError(
-                "`highway_projection` must be None, True or False. "
-                f"Received: highway_projection={highway_projection!r}"
-            )
-        self.highway_projection = highway_projection
+        self.highway_projection = validation.optional_bool(
+            "highway_projection", highway_projection
+        )
         # Validates the choice; raises when True and the op cannot run. The
         # fused op has no XLA kernel: keep jit_compile="auto" away from it.
         self.supports_jit = not will_use_fused_kernel(use_fused_kernel)
         self.use_fused_kernel = use_fused_kernel
-        if seed is not None and not isinstance(seed, numbers.Integral):
-            raise ValueError(
-                f"`seed` must be an integer or None. Received: seed={seed!r}"
-            )
-        self.seed = seed
+        self.seed = validation.optional_int("seed", seed)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.weight_c_initializer = keras.initializers.get(weight_c_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
@@ -564,14 +555,6 @@ def _swap_directions(tensor):
     return ops.concatenate([second, first], axis=-1)
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-    return int(value)
-
-
 def _highway_alpha(highway_bias, rescale: bool) -> float:
     """alpha of eq. (4) (Sec. 3.2), computed in float64, after checking that
     `highway_bias` (the initial `b_r`) and alpha are finite in float32: the
@@ -579,7 +562,7 @@ def _highway_alpha(highway_bias, rescale: bool) -> float:
     float32 unless the layer is float64."""
     # The range check first: math.isfinite overflows on a huge int.
     if (
-        not _is_real(highway_bias)
+        not validation.is_real(highway_bias)
         or abs(highway_bias) > _FLOAT32_MAX
         or not math.isfinite(highway_bias)
     ):
@@ -601,7 +584,3 @@ def _highway_alpha(highway_bias, rescale: bool) -> float:
             f"highway_bias or rescale=False. Received: highway_bias={highway_bias!r}"
         )
     return alpha
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -8,6 +8,7 @@ import warnings
 import keras
 from keras import ops
 
+from keras_ndsru import validation
 from keras_ndsru.optimizers.vector_partition import PartitionRules, variable_path
 
 
@@ -59,26 +60,15 @@ def _unit(w, axes):
 
 
 def _check_rate(value, argument: str):
+    """A positive float, a `LearningRateSchedule` or a callable."""
     if isinstance(value, keras.optimizers.schedules.LearningRateSchedule) or callable(
         value
     ):
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if not validation.is_real(value) or not value > 0:
         raise ValueError(
             f"`{argument}` must be a positive float, a LearningRateSchedule or a "
             f"callable. Received: {argument}={value!r}"
-        )
-    return float(value)
-
-
-def _check_fraction(value, argument: str) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 0 <= value < 1
-    ):
-        raise ValueError(
-            f"`{argument}` must be a float in [0, 1). Received: {argument}={value!r}"
         )
     return float(value)
 
@@ -227,26 +217,10 @@ class NDAdam(keras.optimizers.Optimizer):
             gradient_accumulation_steps=gradient_accumulation_steps,
             **kwargs,
         )
-        self.beta_1 = _check_fraction(beta_1, "beta_1")
-        self.beta_2 = _check_fraction(beta_2, "beta_2")
-        if (
-            isinstance(epsilon, bool)
-            or not isinstance(epsilon, (int, float))
-            or not epsilon > 0
-        ):
-            raise ValueError(
-                f"`epsilon` must be a positive float. Received: epsilon={epsilon!r}"
-            )
-        self.epsilon = float(epsilon)
-        if weight_decay is not None and (
-            isinstance(weight_decay, bool)
-            or not isinstance(weight_decay, (int, float))
-            or weight_decay < 0
-        ):
-            raise ValueError(
-                "`weight_decay` must be None or a non-negative float. "
-                f"Received: weight_decay={weight_decay!r}"
-            )
+        self.beta_1 = validation.fraction("beta_1", beta_1)
+        self.beta_2 = validation.fraction("beta_2", beta_2)
+        self.epsilon = validation.positive_float("epsilon", epsilon)
+        validation.optional_non_negative_float("weight_decay", weight_decay)
         self._rules = PartitionRules.from_arguments(
             vector_variables, exclude_from_vectors, vector_axes
         )
