@@ -9,10 +9,12 @@ sources. The loader:
 - loads the library at most once per process, on first use (loading two
   copies of the same ops breaks TensorFlow);
 - refuses a missing library, a library built for another TensorFlow version,
-  or one built from other sources than the current ones; the fused path then reports why, and the dispatch in
-  `sru_recurrence.py` warns once and runs the fallback (or raises when
-  `use_fused_kernel=True`);
-- honours `KERAS_NDSRU_DISABLE_FUSED=1`, which forces the fallback.
+  or one built from other sources than the current ones; the fused path then
+  reports why, and the dispatch in `sru_recurrence.py` warns once and runs
+  the fallback (or raises when `use_fused_kernel=True`);
+- honours `KERAS_NDSRU_DISABLE_FUSED=1`, which forces the fallback;
+- has the op's wrapper (`sru_fused.py`) register its gradient once the
+  library is loaded.
 
 `fused_kernel_status()` says which path runs and why.
 
@@ -55,7 +57,6 @@ SOURCE_DIR = (
 )
 _SOURCE_SUFFIXES = (".cc", ".h", ".cu")
 
-FORWARD_OP = "KerasNdsru>SruForward"
 BUILD_COMMAND = "python -m keras_ndsru.ops.build"
 BUILD_HINT = f"Build it with `{BUILD_COMMAND}` (see docs/fused_op.md)."
 
@@ -247,7 +248,11 @@ class OpLibraryLoader:
                 False,
                 None,
             )
-        _register_gradient(module)
+        # The op's gradient comes with the op, whoever loads the library (the
+        # dispatch, or a process serving a SavedModel that contains the op).
+        from keras_ndsru.ops import sru_fused
+
+        sru_fused.register_gradient(module)
         cuda = bool(info.get("cuda"))
         where = "CPU and CUDA kernels" if cuda else "CPU kernels"
         reason = (
@@ -267,8 +272,6 @@ def _gpu_present() -> bool:
 
 
 _default_loader = OpLibraryLoader()
-_gradient_lock = threading.Lock()
-_gradient_module = None
 
 
 def default_loader() -> OpLibraryLoader:
@@ -292,37 +295,3 @@ def fused_kernel_status() -> FusedKernelStatus:
     True
     """
     return _default_loader.status()
-
-
-def _register_gradient(module) -> None:
-    """Wires KerasNdsru>SruBackward as the gradient of SruForward, once."""
-    global _gradient_module
-    import tensorflow as tf
-
-    with _gradient_lock:
-        if _gradient_module is not None:
-            return
-        _gradient_module = module
-
-    @tf.RegisterGradient(FORWARD_OP)
-    def _sru_forward_grad(op, grad_h, grad_c_seq, grad_h_last, grad_c_last):
-        # c_seq is an internal output kept for this gradient; the public API
-        # never returns it, so its incoming gradient is always zero.
-        del grad_c_seq
-        u, x_highway, weight_c, bias, c0, lengths = op.inputs
-        h, _, h_last, c_last = op.outputs
-        grads = _gradient_module.keras_ndsru_sru_backward(
-            u,
-            x_highway,
-            weight_c,
-            bias,
-            c0,
-            lengths,
-            op.outputs[1],
-            tf.zeros_like(h) if grad_h is None else grad_h,
-            tf.zeros_like(h_last) if grad_h_last is None else grad_h_last,
-            tf.zeros_like(c_last) if grad_c_last is None else grad_c_last,
-            alpha=op.get_attr("alpha"),
-            direction=op.get_attr("direction"),
-        )
-        return [*grads, None]

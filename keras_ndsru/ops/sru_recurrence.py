@@ -26,8 +26,8 @@ dtypes: `u` and `x_highway` may be float16, bfloat16, float32 or float64
 (`x_highway` is cast to the dtype of `u`); `weight_c`, `bias` and `c0` are cast
 to the state dtype (float64 for float64 `u`, else float32). The fused op
 computes in the state dtype and stores `h` in the dtype of `u`, like the
-reference. float16/bfloat16 inputs of an op placed on the CPU are cast to
-float32 around it (same values, vectorized); its half kernels serve the GPU.
+reference. How the op is called (casts, alpha, devices) and its gradient are
+in `sru_fused.py`; this module only chooses the path.
 
 Backends: the fused op is a TensorFlow op, so it exists only when Keras runs
 on TensorFlow. On the other backends (torch, JAX) `"auto"` runs the
@@ -43,15 +43,20 @@ import keras
 import numpy as np
 
 from keras_ndsru.ops import op_library
-from keras_ndsru.ops.sru_reference import (
+from keras_ndsru.ops.sru_layout import (
     SRUOutputs,
     num_directions,
-    sru_reference,
     state_dtype,
+    static_alpha,
 )
+from keras_ndsru.ops.sru_reference import sru_reference
 
 _CHOICES = ("auto", True, False)
-_FUSED_DTYPES = ("float16", "bfloat16", "float32", "float64")
+_NOT_RIGHT_PADDED = (
+    "The fused SRU op needs a right-padded mask (valid steps first, then "
+    "padding), and this mask is not. Pass use_fused_kernel='auto' to run "
+    "the keras.ops recurrence for such masks."
+)
 
 
 def _check_choice(use_fused_kernel) -> None:
@@ -110,63 +115,10 @@ def will_use_fused_kernel(use_fused_kernel="auto") -> bool:
     return False
 
 
-def _static_alpha(alpha):
-    """alpha as a Python float, or None when it is only known at run time."""
-    if isinstance(alpha, (int, float, np.floating, np.integer)):
-        return float(alpha)
-    if not _on_tensorflow():
-        return None  # a tensor (possibly traced): checked nowhere else either
-    import tensorflow as tf
-
-    value = tf.get_static_value(alpha)
-    return None if value is None else float(value)
-
-
-def _placed_on_cpu(u) -> bool:
-    """Whether an op with a GPU kernel would be placed on the CPU here: an
-    explicit CPU device scope, or in eager mode where `tf.identity` runs. An
-    unset device in a graph counts as GPU, since the placer prefers it."""
-    import tensorflow as tf
-
-    device = tf.identity(u).device
-    return bool(device) and tf.DeviceSpec.from_string(device).device_type == "CPU"
-
-
-def _runs_on_cpu(u, loader) -> bool:
-    """Whether the fused op will be placed on the CPU: when the library has
-    no CUDA kernels, no GPU is visible, or `_placed_on_cpu(u)`."""
-    import tensorflow as tf
-
-    if not loader.status().cuda or not tf.config.list_logical_devices("GPU"):
-        return True
-    return _placed_on_cpu(u)
-
-
-def _warn_if_cpu_kernels_on_gpu(u, loader) -> None:
-    """One warning per process when a GPU is visible but the library has no
-    CUDA kernels: the op then runs on the CPU with copies around it. The fused
-    CPU op stays (it is correct); the user chooses between rebuilding and
-    `use_fused_kernel=False`. Silent under an explicit CPU device scope."""
-    import tensorflow as tf
-
-    if (
-        not loader.status().cuda
-        and tf.config.list_logical_devices("GPU")
-        and not _placed_on_cpu(u)
-    ):
-        loader.warn_once("no_cuda_kernels", loader.no_cuda_kernels_note())
-
-
-def _exact_in_float32(value: float) -> bool:
-    if abs(value) > float(np.finfo(np.float32).max):
-        return False
-    return float(np.float32(value)) == value
-
-
 def _check_alpha(alpha, u) -> None:
     """A static alpha must be finite in the state dtype: the op takes it as
     a float32 attribute, and the reference as a state-dtype constant."""
-    value = _static_alpha(alpha)
+    value = static_alpha(alpha)
     if value is None:
         return
     dtype = state_dtype(getattr(u, "dtype", "float32"))
@@ -175,14 +127,6 @@ def _check_alpha(alpha, u) -> None:
             f"`alpha` must be finite in the recurrence state dtype ({dtype}). "
             f"Received: alpha={value!r}"
         )
-
-
-def _right_padded(mask, lengths):
-    """Whether every row of the boolean mask is valid steps then padding."""
-    import tensorflow as tf
-
-    steps = tf.shape(mask)[1]
-    return tf.reduce_all(tf.equal(mask, tf.sequence_mask(lengths, steps)))
 
 
 def sru_recurrence(
@@ -222,7 +166,7 @@ def sru_recurrence(
     >>> tuple(sru_recurrence(u, x, w, w).h.shape)
     (2, 5, 4)
     """
-    n_dir = num_directions(direction)
+    num_directions(direction)  # a bad direction is the first error
     _check_alpha(alpha, u)
     if not will_use_fused_kernel(use_fused_kernel):
         # Off TensorFlow the reference is the only path: nothing to warn about.
@@ -230,68 +174,23 @@ def sru_recurrence(
             loader = op_library.default_loader()
             loader.warn_fallback_once(loader.status().reason)
         return sru_reference(u, x_highway, weight_c, bias, c0, mask, alpha, direction)
+    from keras_ndsru.ops import sru_fused  # imports TensorFlow
+
+    inputs = sru_fused.prepare_inputs(
+        u, x_highway, weight_c, bias, c0, alpha, direction
+    )
+    if mask is None:
+        return sru_fused.sru_fused(inputs)
+    return _fused_with_mask(inputs, mask, strict=use_fused_kernel is True)
+
+
+def _fused_with_mask(inputs, mask, strict: bool) -> SRUOutputs:
+    """The fused op for a right-padded mask. Any other mask runs the
+    reference (`strict=False`) or is an error (`strict=True`), decided at
+    run time inside a graph."""
     import tensorflow as tf
 
-    strict = use_fused_kernel is True
-    loader = op_library.default_loader()
-    module = loader.module()
-
-    u = tf.convert_to_tensor(u)
-    if u.dtype.name not in _FUSED_DTYPES:
-        raise ValueError(
-            f"`u` must be float16, bfloat16, float32 or float64. "
-            f"Received: u.dtype={u.dtype.name}"
-        )
-    if u.shape.rank != 3 or u.shape[-1] is None or u.shape[-1] % (3 * n_dir):
-        raise ValueError(
-            f"`u` must have shape (batch, time, n_dir * 3 * units) with a known "
-            f"last dimension divisible by {3 * n_dir} for direction="
-            f"{direction!r}. Received: u.shape={u.shape}"
-        )
-    _warn_if_cpu_kernels_on_gpu(u, loader)
-    s_dtype = state_dtype(u.dtype)
-    x_highway = tf.cast(x_highway, u.dtype)
-    weight_c = tf.cast(weight_c, s_dtype)
-    bias = tf.cast(bias, s_dtype)
-    batch, steps = tf.shape(u)[0], tf.shape(u)[1]
-    width = n_dir * (u.shape[-1] // (3 * n_dir))
-    c0 = tf.zeros((batch, width), s_dtype) if c0 is None else tf.cast(c0, s_dtype)
-
-    # The op takes alpha as a float32 attribute. When that would round or
-    # overflow it (float64 state) or it is only known at run time, fold it
-    # into x_highway instead: exact, and differentiable with respect to alpha.
-    static_alpha = _static_alpha(alpha)
-    if static_alpha is None or (
-        s_dtype == "float64" and not _exact_in_float32(static_alpha)
-    ):
-        # tf.cast would first round a Python float to a float32 tensor.
-        if isinstance(alpha, (int, float, np.number)):
-            alpha = tf.constant(alpha, u.dtype)
-        x_highway = x_highway * tf.cast(alpha, u.dtype)
-        static_alpha = 1.0
-
-    # The CPU kernels for float16/bfloat16 convert element by element (6-10x
-    # slower than float32); a vectorized cast to float32 around the op gives
-    # the same values, since the kernels compute in float32 anyway.
-    op_dtype = u.dtype
-    if u.dtype in (tf.float16, tf.bfloat16) and _runs_on_cpu(u, loader):
-        op_dtype = tf.float32
-
-    def fused(lengths):
-        h, _, h_last, c_last = module.keras_ndsru_sru_forward(
-            tf.cast(u, op_dtype),
-            tf.cast(x_highway, op_dtype),
-            weight_c,
-            bias,
-            c0,
-            lengths,
-            alpha=static_alpha,
-            direction=direction,
-        )
-        return SRUOutputs(tf.cast(h, u.dtype), tf.cast(h_last, u.dtype), c_last)
-
-    if mask is None:
-        return fused(tf.fill(tf.reshape(batch, [1]), steps))
+    from keras_ndsru.ops import sru_fused
 
     mask = tf.cast(mask, tf.bool)
     if mask.shape.rank != 2:
@@ -299,26 +198,35 @@ def sru_recurrence(
             f"`mask` must have shape (batch, time). Received: mask.shape={mask.shape}"
         )
     lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
-    right_padded = _right_padded(mask, lengths)
-    message = (
-        "The fused SRU op needs a right-padded mask (valid steps first, then "
-        "padding), and this mask is not. Pass use_fused_kernel='auto' to run "
-        "the keras.ops recurrence for such masks."
+    right_padded = tf.reduce_all(
+        tf.equal(mask, tf.sequence_mask(lengths, tf.shape(mask)[1]))
     )
 
     def reference():
+        # From the op's inputs, so that both branches compute from the same
+        # values (x_highway cast, alpha possibly folded into it).
         return sru_reference(
-            u, x_highway, weight_c, bias, c0, mask, static_alpha, direction
+            inputs.u,
+            inputs.x_highway,
+            inputs.weight_c,
+            inputs.bias,
+            inputs.c0,
+            mask,
+            inputs.alpha,
+            inputs.direction,
         )
 
     if tf.executing_eagerly():
         if bool(right_padded):
-            return fused(lengths)
+            return sru_fused.sru_fused(inputs, lengths)
         if strict:
-            raise ValueError(message)
+            raise ValueError(_NOT_RIGHT_PADDED)
         return reference()
     if strict:
-        with tf.control_dependencies([tf.debugging.Assert(right_padded, [message])]):
+        assertion = tf.debugging.Assert(right_padded, [_NOT_RIGHT_PADDED])
+        with tf.control_dependencies([assertion]):
             lengths = tf.identity(lengths)
-        return fused(lengths)
-    return SRUOutputs(*tf.cond(right_padded, lambda: fused(lengths), reference))
+        return sru_fused.sru_fused(inputs, lengths)
+    return SRUOutputs(
+        *tf.cond(right_padded, lambda: sru_fused.sru_fused(inputs, lengths), reference)
+    )

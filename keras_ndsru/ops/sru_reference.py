@@ -41,43 +41,11 @@ shapes are always static, so an empty time axis is handled before the scan.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import keras
 import numpy as np
 from keras import ops
 
-DIRECTIONS = ("forward", "backward", "bidirectional")
-
-
-class SRUOutputs(NamedTuple):
-    """Outputs of the SRU recurrence.
-
-    Attributes:
-        h: `(batch, time, n_dir * units)` hidden outputs, in the dtype of `u`.
-        h_last: `(batch, n_dir * units)` last valid hidden output per row.
-        c_last: `(batch, n_dir * units)` final cell state (float32/float64).
-    """
-
-    h: object
-    h_last: object
-    c_last: object
-
-
-def num_directions(direction: str) -> int:
-    """Returns 2 for `"bidirectional"`, 1 for `"forward"`/`"backward"`."""
-    if direction not in DIRECTIONS:
-        raise ValueError(
-            f"`direction` must be one of {DIRECTIONS}. Received: direction={direction!r}"
-        )
-    return 2 if direction == "bidirectional" else 1
-
-
-def state_dtype(dtype) -> str:
-    """The dtype the recurrence state is carried in for inputs of `dtype`."""
-    return (
-        "float64" if keras.backend.standardize_dtype(dtype) == "float64" else "float32"
-    )
+from keras_ndsru.ops.sru_layout import SRUOutputs, num_directions, state_dtype
 
 
 def _reversed_flags(direction: str) -> list[bool]:

@@ -2,11 +2,9 @@
 (missing library, other TensorFlow version, stale sources, environment
 variable), each with exactly one warning, and the build record."""
 
-import contextlib
 import json
 import re
 import shutil
-import sys
 import warnings
 
 import numpy as np
@@ -21,10 +19,6 @@ from keras_ndsru.ops import (
     sru_recurrence,
     sru_reference,
 )
-
-# `keras_ndsru.ops.sru_recurrence` is the function; the module is needed to
-# swap the loader it uses.
-recurrence_module = sys.modules["keras_ndsru.ops.sru_recurrence"]
 
 
 @pytest.fixture(autouse=True)
@@ -147,91 +141,14 @@ def test_build_record_matches_this_checkout():
         assert info["cuda"], info["cuda_note"]
 
 
-# A GPU visible to TensorFlow while the op library has no CUDA kernels: the
-# fused CPU op still runs (TensorFlow copies the tensors to the host and back)
-# with ONE warning saying how to avoid the copies. Faked on this CPU machine.
-
 NO_CUDA_MESSAGE = "a GPU is visible but the op library was built without CUDA"
 
 
-def fake_gpu(monkeypatch, visible=True):
-    gpus = [tf.config.LogicalDevice("/device:GPU:0", "GPU")] if visible else []
-    for name in ("list_logical_devices", "list_physical_devices"):
-        real = getattr(tf.config, name)
-        monkeypatch.setattr(
-            tf.config,
-            name,
-            lambda device_type=None, real=real: (
-                gpus if device_type == "GPU" else real(device_type)
-            ),
-        )
-
-
-def loaded_loader(monkeypatch, cuda):
-    loader = op_library.OpLibraryLoader()
-    assert loader.module() is not None
-    monkeypatch.setattr(loader, "_cuda", cuda)
-    monkeypatch.setattr(loader, "_cuda_note", "--cpu-only" if not cuda else None)
-    use_loader(monkeypatch, loader)
-    return loader
-
-
-def fused_warnings_of_two_traced_calls(device=None):
-    """The FusedKernelWarnings of two traces (as two `model.fit` calls would
-    do), each checked against the reference; graphs leave the device unset
-    like a GPU program does, unless `device` scopes the call inside them."""
-
-    def call():
-        with tf.device(device) if device else contextlib.nullcontext():
-            return sru_recurrence(**inputs())
-
-    expected = sru_reference(**inputs())
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for _ in range(2):
-            out = tf.function(call)()
-            np.testing.assert_allclose(out.h, expected.h, rtol=1e-6, atol=1e-6)
-            np.testing.assert_allclose(out.c_last, expected.c_last, rtol=1e-6)
-    return [w for w in caught if w.category is FusedKernelWarning]
-
-
-def test_gpu_without_cuda_kernels_warns_once_and_runs_the_fused_op(monkeypatch):
-    loaded_loader(monkeypatch, cuda=False)
-    fake_gpu(monkeypatch)
-    calls = []
-    real_forward = op_library.default_loader().module().keras_ndsru_sru_forward
-    monkeypatch.setattr(
-        op_library.default_loader().module(),
-        "keras_ndsru_sru_forward",
-        lambda *a, **k: calls.append(1) or real_forward(*a, **k),
-    )
-    caught = fused_warnings_of_two_traced_calls()
-    assert len(caught) == 1, [str(w.message) for w in caught]
-    message = str(caught[0].message)
-    assert (
-        NO_CUDA_MESSAGE in message
-        and "(python -m keras_ndsru.ops.build: --cpu-only)" in message
-    )
-    assert "use_fused_kernel=False" in message and "nvcc on PATH" in message
-    assert len(calls) == 2  # the fused op ran, not the fallback
-
-
-@pytest.mark.parametrize(
-    ("cuda", "gpu", "device"),
-    [(True, True, None), (False, False, None), (False, True, "/CPU:0")],
-    ids=["cuda_kernels", "no_gpu", "explicit_cpu_scope"],
-)
-def test_no_warning_when_the_op_runs_where_it_should(monkeypatch, cuda, gpu, device):
-    loaded_loader(monkeypatch, cuda=cuda)
-    fake_gpu(monkeypatch, visible=gpu)
-    assert fused_warnings_of_two_traced_calls(device) == []
-
-
 def test_status_says_a_gpu_is_visible_without_initializing_the_runtime(
-    monkeypatch,
+    monkeypatch, fake_gpu, loaded_loader
 ):
-    loaded_loader(monkeypatch, cuda=False)
-    fake_gpu(monkeypatch)
+    loaded_loader(cuda=False)
+    fake_gpu()
 
     def initializes_the_runtime(device_type=None):
         raise AssertionError("status() must not list logical devices")
@@ -240,5 +157,5 @@ def test_status_says_a_gpu_is_visible_without_initializing_the_runtime(
     status = fused_kernel_status()
     assert status.path == "fused" and not status.cuda
     assert NO_CUDA_MESSAGE in status.reason and "loaded" in status.reason
-    fake_gpu(monkeypatch, visible=False)
+    fake_gpu(visible=False)
     assert NO_CUDA_MESSAGE not in fused_kernel_status().reason
