@@ -27,11 +27,12 @@ DEFAULT_LR = {"ndadam": 0.05, "adam": 1e-3, "sgd": 0.1}
 
 
 def run_script(main) -> None:
-    """Runs `main()`; a dataset that cannot be had is one line, not a traceback."""
+    """Runs `main()`; a dataset that cannot be had or read is one line, not a
+    traceback."""
     try:
         main()
     except Exception as error:
-        if type(error).__name__ != "DatasetUnavailableError":
+        if type(error).__name__ not in ("DatasetUnavailableError", "DataError"):
             raise
         sys.exit(f"error: {error}")
 
@@ -41,9 +42,16 @@ def add_training_args(
     *,
     epochs: int,
     batch_size: int,
-    out: str,
+    out: str | None,
+    out_help: str | None = None,
+    seeds_help: str | None = None,
 ) -> None:
-    """Adds `--epochs`, `--batch-size`, `--seed`, `--out`, `--verbose`."""
+    """Adds `--epochs`, `--batch-size`, `--seed`, `--out`, `--verbose`.
+
+    With `seeds_help`, `--seeds S [S ...]` (default None: the script picks)
+    replaces `--seed`. With `out=None`, `--out` defaults to None and
+    `out_help` says what the script makes of that.
+    """
     parser.add_argument(
         "--epochs", type=positive_int, default=epochs, help=f"default {epochs}"
     )
@@ -53,11 +61,17 @@ def add_training_args(
         default=batch_size,
         help=f"default {batch_size}",
     )
-    parser.add_argument("--seed", type=int, default=0, help="default 0")
+    if seeds_help:
+        parser.add_argument(
+            "--seeds", type=int, nargs="+", default=None, help=seeds_help
+        )
+    else:
+        parser.add_argument("--seed", type=int, default=0, help="default 0")
     parser.add_argument(
         "--out",
         default=out,
-        help=f"folder for the results JSON and the PNG plots (default {out})",
+        help="folder for the results JSON and the PNG plots "
+        f"(default {out_help or out})",
     )
     parser.add_argument(
         "--verbose",
@@ -80,13 +94,25 @@ def add_recurrent_args(
     embed_dim: int,
     dropout: float,
     lr_help: str = "learning rate",
+    several_cells: bool = False,
 ) -> None:
     """Adds the model and optimizer arguments of the recurrent examples:
     `--cell`, `--layers`, `--units`, `--embed-dim`, `--dropout`,
-    `--optimizer`, `--lr`."""
-    parser.add_argument(
-        "--cell", choices=RECURRENT_CELLS, default="sru", help="default sru"
-    )
+    `--optimizer`, `--lr`. With `several_cells`, `--cell` takes a list
+    (default `["sru"]`)."""
+    if several_cells:
+        parser.add_argument(
+            "--cell",
+            choices=RECURRENT_CELLS,
+            nargs="+",
+            default=["sru"],
+            help="one or more cells, trained on the same data and seeds and "
+            "compared in one table (default sru)",
+        )
+    else:
+        parser.add_argument(
+            "--cell", choices=RECURRENT_CELLS, default="sru", help="default sru"
+        )
     parser.add_argument(
         "--layers", type=positive_int, default=layers, help=f"default {layers}"
     )
@@ -199,14 +225,27 @@ def effective_lr_callback() -> keras.callbacks.Callback:
 
 
 class EpochTimer(keras.callbacks.Callback):
-    """Adds `seconds` (wall-clock time of the epoch) to the epoch logs."""
+    """Adds `seconds` (wall-clock time of the epoch) and `train_seconds`
+    (the same without the validation at its end) to the epoch logs."""
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
+        self._train_seconds = None
+
+    def on_test_begin(self, logs=None):
+        if getattr(self, "_train_seconds", 0) is None:
+            self._train_seconds = time.perf_counter() - self._start
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["seconds"] = time.perf_counter() - self._start
+            logs["train_seconds"] = self._train_seconds or logs["seconds"]
+
+
+def steady_seconds(seconds: Sequence[float]) -> float:
+    """Median seconds per epoch without the first epoch (which includes
+    tracing and compilation), or the first epoch when it is the only one."""
+    return float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
 
 
 class LearningRateLogger(keras.callbacks.Callback):

@@ -1,0 +1,497 @@
+"""SRU against LSTM, GRU and the official PyTorch SRU on real sentences (SST).
+
+The SRU paper's Table 1 claim on the Stanford Sentiment Treebank, measured
+side by side in one run: every model reads the same batches (bucketed by
+length, padded per batch, same shuffling per seed), starts from the same
+embedding and classifier weights, trains the same epochs, and is scored on
+test at the epoch with the best dev accuracy (ties: the earlier epoch). The
+table gives mean +- std over seeds and the steady-state training seconds per
+epoch (median over epochs 2..N, which excludes tracing; no evaluation).
+
+Models are specs, `NAME[:key=value,...]`:
+
+- `sru`: `keras_ndsru.SRU` layers (the recipe of examples/text_classification.py)
+- `lstm`, `gru`: Keras' layers
+- `official`: the official PyTorch `sru.SRU` 2.6.0 (CPU, its trainable
+  eager path), with the same embedding and head in PyTorch.
+
+Keys (defaults: the example's recipe): layers, units, embed_dim, dropout
+(variational dropout on each recurrent layer's input), embed_dropout,
+output_dropout (before the classifier), head (last | mean | max),
+bidirectional, optimizer (adam | ndadam), lr, vector_lr, batch, and for SRU
+highway_bias, rescale, layer_norm, forget_bias (initial b_f), weight_c
+(zeros | official: uniform with variance 0.5 and gate columns scaled by
+sqrt(0.5)); for `official` also its own `dropout` between layers (`hidden_dropout`).
+
+    .venv/bin/python benchmarks/sst_accuracy.py --task sst2 --seeds 0 1 \\
+        --models sru official lstm --epochs 10
+    .venv/bin/python benchmarks/sst_accuracy.py --models sru:head=mean sru:highway_bias=-1
+
+Every finished run is appended to `--out`/runs.jsonl; an identical run
+(task, spec, seed, epochs) found there is reused, so an interrupted sweep
+resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "examples"))
+
+import _text_data  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_ndsru  # noqa: E402
+
+TASKS = {"sst2": "stsa.binary", "sst5": "stsa.fine"}
+DEFAULTS = {
+    "layers": 2,
+    "units": 128,
+    "embed_dim": 128,
+    "dropout": 0.3,
+    "embed_dropout": 0.0,
+    "output_dropout": 0.0,
+    "head": "last",
+    "bidirectional": False,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "vector_lr": 0.05,
+    "batch": 32,
+    "highway_bias": 0.0,
+    "rescale": True,
+    "layer_norm": False,
+    "forget_bias": 0.0,
+    "weight_c": "zeros",
+    "hidden_dropout": None,
+}
+
+
+def parse_spec(spec: str) -> tuple[str, dict]:
+    name, _, rest = spec.partition(":")
+    if name not in ("sru", "lstm", "gru", "official"):
+        raise SystemExit(f"unknown model {name!r} in spec {spec!r}")
+    options = dict(DEFAULTS)
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        if key not in DEFAULTS:
+            raise SystemExit(f"unknown key {key!r} in spec {spec!r}")
+        try:
+            options[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            options[key] = value
+    return name, options
+
+
+# ----------------------------------------------------------------- data
+
+
+def load_task(data_dir: str, task: str) -> dict:
+    stem = os.path.join(data_dir, TASKS[task])
+    splits = {
+        split: _text_data.read_labeled_lines(f"{stem}.{split}")
+        for split in ("train", "dev", "test")
+    }
+    classes = _text_data.class_names(splits["train"].labels)
+    tokens = {s: [_text_data.tokenize(t) for t in d.texts] for s, d in splits.items()}
+    vocabulary = _text_data.build_vocabulary(tokens["train"])
+    data = {"classes": classes, "vocabulary": vocabulary}
+    for split, examples in splits.items():
+        encoded = _text_data.encode_texts(tokens[split], vocabulary)
+        data[split] = (encoded.ids, _text_data.encode_labels(classes, examples))
+    return data
+
+
+def batches(data, split, batch, seed=None):
+    ids, labels = data[split]
+    return _text_data.bucketed_batches(ids, labels, batch, shuffle_seed=seed)
+
+
+# ----------------------------------------------------------------- keras
+
+
+def sru_kwargs(options: dict) -> dict:
+    kwargs = {
+        "highway_bias": float(options["highway_bias"]),
+        "rescale": bool(options["rescale"]),
+        "layer_norm": bool(options["layer_norm"]),
+    }
+    forget_bias = float(options["forget_bias"])
+    units = options["units"]
+    n_dir = 2 if options["bidirectional"] else 1
+    if forget_bias:
+        bias = np.concatenate([np.full(units, forget_bias), np.zeros(units)] * n_dir)
+        kwargs["bias_initializer"] = keras.initializers.Constant(bias)
+    if options["weight_c"] == "official":
+        kwargs["weight_c_initializer"] = keras.initializers.RandomUniform(
+            -(1.5**0.5), 1.5**0.5
+        )
+        kwargs["kernel_initializer"] = OfficialKernel(n_dir, units)
+    return kwargs
+
+
+class OfficialKernel(keras.initializers.Initializer):
+    """lecun_uniform with the gate blocks [W_f | W_r] scaled by sqrt(0.5)."""
+
+    def __init__(self, n_dir, units):
+        self.n_dir, self.units = n_dir, units
+
+    def __call__(self, shape, dtype=None):
+        w = keras.initializers.LecunUniform()(shape, dtype)
+        scale = np.ones(shape[-1], np.float32)
+        for k in range(self.n_dir):
+            scale[(3 * k + 1) * self.units : (3 * k + 3) * self.units] = 0.5**0.5
+        return w * scale
+
+
+def build_keras(name: str, options: dict, vocab: int, classes: int) -> keras.Model:
+    inputs = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(vocab, options["embed_dim"], mask_zero=True)(inputs)
+    if options["embed_dropout"]:
+        x = keras.layers.Dropout(options["embed_dropout"])(x)
+    pooled = options["head"] != "last"
+    for i in range(options["layers"]):
+        sequences = pooled or i < options["layers"] - 1
+        if name == "sru":
+            x = keras_ndsru.SRU(
+                options["units"],
+                return_sequences=sequences,
+                dropout=options["dropout"],
+                bidirectional=options["bidirectional"],
+                **sru_kwargs(options),
+            )(x)
+            continue
+        cell = keras.layers.LSTM if name == "lstm" else keras.layers.GRU
+        layer = cell(
+            options["units"], return_sequences=sequences, dropout=options["dropout"]
+        )
+        x = (
+            keras.layers.Bidirectional(layer)(x)
+            if options["bidirectional"]
+            else layer(x)
+        )
+    if options["head"] == "mean":
+        x = keras.layers.GlobalAveragePooling1D()(x)
+    elif options["head"] == "max":
+        x = keras.layers.GlobalMaxPooling1D()(x)
+    if options["output_dropout"]:
+        x = keras.layers.Dropout(options["output_dropout"])(x)
+    logits = keras.layers.Dense(classes)(x)
+    return keras.Model(inputs, logits)
+
+
+def make_optimizer(options, model):
+    if options["optimizer"] == "ndadam":
+        return keras_ndsru.NDAdam(
+            learning_rate=options["lr"],
+            vector_learning_rate=options["vector_lr"],
+            vector_axes=keras_ndsru.vector_axes_for_model(model),
+        )
+    return keras.optimizers.Adam(options["lr"])
+
+
+class Scores(keras.callbacks.Callback):
+    """Per epoch: training seconds (before any evaluation), dev and test acc."""
+
+    def __init__(self, predict, evaluations):
+        super().__init__()
+        self.predict, self.evaluations = predict, evaluations
+        self.log = {"seconds": [], "loss": [], "train_accuracy": []}
+        self.log.update({name: [] for name in evaluations})
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.log["seconds"].append(time.perf_counter() - self.start)
+        self.log["loss"].append(float(logs["loss"]))
+        self.log["train_accuracy"].append(float(logs["accuracy"]))
+        for name, dataset in self.evaluations.items():
+            self.log[name].append(accuracy(self.predict, dataset))
+
+
+def accuracy(predict, dataset) -> float:
+    correct = total = 0
+    for x, y in dataset:
+        logits = predict(x)
+        correct += int(np.sum(np.argmax(logits, -1) == np.asarray(y)))
+        total += len(y)
+    return correct / total
+
+
+def keras_run(name, options, data, seed, epochs) -> dict:
+    keras.utils.set_random_seed(seed)
+    model = build_keras(name, options, len(data["vocabulary"]), len(data["classes"]))
+    model.compile(
+        optimizer=make_optimizer(options, model),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    predict = tf.function(
+        lambda x: model(x, training=False),
+        input_signature=[tf.TensorSpec((None, None), tf.int32)],
+    )
+    evaluations = {s: batches(data, s, 256) for s in ("dev", "test")}
+    scores = Scores(lambda x: predict(x).numpy(), evaluations)
+    model.fit(
+        batches(data, "train", options["batch"], seed),
+        epochs=epochs,
+        callbacks=[scores],
+        verbose=0,
+    )
+    return {"parameters": model.count_params(), **scores.log}
+
+
+# ----------------------------------------------------------------- torch
+
+
+def import_official_sru():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its CUDA build warns on CPU machines
+        import sru
+    warnings.filterwarnings("ignore", "Running SRU on CPU with grad_enabled")
+    return sru
+
+
+def torch_run(options, data, seed, epochs) -> dict:
+    import torch
+
+    sru = import_official_sru()
+    torch.set_num_threads(
+        max(1, tf.config.threading.get_intra_op_parallelism_threads() or 2)
+    )
+    # The same embedding and head as the Keras models, from the same seed.
+    keras.utils.set_random_seed(seed)
+    init = build_keras("sru", options, len(data["vocabulary"]), len(data["classes"]))
+    embedding = init.layers[1].get_weights()[0]
+    head_w, head_b = init.layers[-1].get_weights()
+    torch.manual_seed(seed)
+    model = OfficialClassifier(torch, sru, options, embedding, head_w, head_b)
+    if options["optimizer"] != "adam":
+        raise SystemExit("official: only optimizer=adam")
+    optimizer = torch.optim.Adam(model.parameters(), lr=options["lr"], eps=1e-7)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    evaluations = {s: batches(data, s, 256) for s in ("dev", "test")}
+
+    def predict(x):
+        model.eval()
+        with torch.no_grad():
+            return model(torch.as_tensor(np.asarray(x), dtype=torch.long)).numpy()
+
+    log = {"seconds": [], "loss": [], "train_accuracy": [], "dev": [], "test": []}
+    train = batches(data, "train", options["batch"], seed)
+    for _ in range(epochs):
+        start = time.perf_counter()
+        model.train()
+        losses, correct, total = [], 0, 0
+        for x, y in train.as_numpy_iterator():
+            logits = model(torch.as_tensor(x, dtype=torch.long))
+            target = torch.as_tensor(y, dtype=torch.long)
+            loss = loss_fn(logits, target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss) * len(y))
+            correct += int((logits.argmax(-1) == target).sum())
+            total += len(y)
+        log["seconds"].append(time.perf_counter() - start)
+        log["loss"].append(sum(losses) / total)
+        log["train_accuracy"].append(correct / total)
+        for name, dataset in evaluations.items():
+            log[name].append(accuracy(predict, dataset))
+    return {"parameters": sum(p.numel() for p in model.parameters()), **log}
+
+
+def OfficialClassifier(torch, sru, options, embedding, head_w, head_b):  # noqa: N802
+    nn = torch.nn
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding.from_pretrained(
+                torch.tensor(embedding), freeze=False, padding_idx=0
+            )
+            hidden = options["hidden_dropout"]
+            self.rnn = sru.SRU(
+                embedding.shape[1],
+                options["units"],
+                num_layers=options["layers"],
+                dropout=options["dropout"] if hidden is None else hidden,
+                rnn_dropout=options["dropout"] if hidden is not None else 0.0,
+                bidirectional=options["bidirectional"],
+                highway_bias=options["highway_bias"],
+                rescale=options["rescale"],
+                layer_norm=options["layer_norm"],
+            )
+            self.embed_dropout = nn.Dropout(options["embed_dropout"])
+            self.output_dropout = nn.Dropout(options["output_dropout"])
+            self.head = nn.Linear(head_w.shape[0], head_w.shape[1])
+            with torch.no_grad():
+                self.head.weight.copy_(torch.tensor(head_w.T))
+                self.head.bias.copy_(torch.tensor(head_b))
+
+        def forward(self, ids):
+            valid = ids != 0
+            x = self.embed_dropout(self.embedding(ids)).transpose(0, 1)
+            h, _ = self.rnn(x, mask_pad=~valid.T)
+            h = h.transpose(0, 1)  # (batch, time, features)
+            lengths = valid.sum(1)
+            if options["head"] == "mean":
+                out = (h * valid[..., None]).sum(1) / lengths[:, None]
+            elif options["head"] == "max":
+                out = h.masked_fill(~valid[..., None], -1e9).max(1).values
+            else:
+                out = h[torch.arange(len(ids)), lengths - 1]
+            return self.head(self.output_dropout(out))
+
+    return Classifier()
+
+
+# ----------------------------------------------------------------- report
+
+
+def select(run: dict) -> dict:
+    best = int(np.argmax(run["dev"]))  # first maximum: the earlier epoch
+    steady = run["seconds"][1:] or run["seconds"]
+    return {
+        "epoch": best + 1,
+        "dev": run["dev"][best],
+        "test": run["test"][best],
+        "seconds": statistics.median(steady),
+        "train_accuracy": run["train_accuracy"][best],
+    }
+
+
+def mean_std(values) -> str:
+    values = [100 * v for v in values]
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def report(runs: list[dict], reference: str | None) -> str:
+    rows, by_key = [], {}
+    for run in runs:
+        by_key.setdefault((run["task"], run["spec"]), []).append(run)
+    for (task, spec), group in by_key.items():
+        picked = [select(r) for r in group]
+        seconds = statistics.median(p["seconds"] for p in picked)
+        ref = by_key.get((task, reference))
+        ratio = ""
+        if ref and reference != spec:
+            ref_seconds = statistics.median(select(r)["seconds"] for r in ref)
+            ratio = f"{ref_seconds / seconds:.1f}x"
+        rows.append(
+            [
+                task,
+                spec,
+                len(group),
+                mean_std([p["dev"] for p in picked]),
+                mean_std([p["test"] for p in picked]),
+                " ".join(str(p["epoch"]) for p in picked),
+                f"{seconds:.1f}",
+                ratio,
+                f"{statistics.mean(p['train_accuracy'] for p in picked):.3f}",
+            ]
+        )
+    headers = [
+        "task",
+        "model",
+        "seeds",
+        "dev acc %",
+        "test acc % (dev-selected epoch)",
+        "epochs",
+        "s/epoch",
+        f"faster than {reference}" if reference else "",
+        "train acc",
+    ]
+    widths = [
+        max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)
+    ]
+
+    def line(cells):
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument("--task", nargs="+", choices=sorted(TASKS), default=["sst2"])
+    parser.add_argument("--models", nargs="+", default=["sru", "official", "lstm"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--data-dir", default="/work/shared/data/sst")
+    parser.add_argument("--out", default="results/sst_accuracy")
+    parser.add_argument(
+        "--reference", default="lstm", help="spec the s/epoch ratios use"
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    log_path = os.path.join(args.out, "runs.jsonl")
+    done = []
+    if os.path.exists(log_path):
+        with open(log_path) as file:
+            done = [json.loads(line) for line in file if line.strip()]
+    status = keras_ndsru.ops.fused_kernel_status()
+    print(f"SRU recurrence: {status.path} ({status.reason})", flush=True)
+    runs = []
+    for task in args.task:
+        data = load_task(args.data_dir, task)
+        print(
+            f"{task}: {len(data['train'][1])} train / {len(data['dev'][1])} dev / "
+            f"{len(data['test'][1])} test, {len(data['classes'])} classes, "
+            f"vocabulary {len(data['vocabulary'])}",
+            flush=True,
+        )
+        for spec in args.models:
+            name, options = parse_spec(spec)
+            for seed in args.seeds:
+                key = {"task": task, "spec": spec, "seed": seed, "epochs": args.epochs}
+                cached = [r for r in done if all(r.get(k) == v for k, v in key.items())]
+                if cached:
+                    runs.append(cached[-1])
+                    continue
+                start = time.perf_counter()
+                if name == "official":
+                    result = torch_run(options, data, seed, args.epochs)
+                else:
+                    result = keras_run(name, options, data, seed, args.epochs)
+                run = {**key, **result, "wall": time.perf_counter() - start}
+                with open(log_path, "a") as file:
+                    file.write(json.dumps(run) + "\n")
+                runs.append(run)
+                picked = select(run)
+                print(
+                    f"{task} {spec} seed {seed}: dev {picked['dev']:.4f} test "
+                    f"{picked['test']:.4f} @ epoch {picked['epoch']}, "
+                    f"{picked['seconds']:.1f} s/epoch, wall {run['wall']:.0f} s; "
+                    f"dev per epoch {' '.join(f'{v:.3f}' for v in run['dev'])}",
+                    flush=True,
+                )
+    print()
+    print(report(runs, args.reference if args.reference in args.models else None))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,343 @@
+"""Sentence-classification data: labeled files, word vectors, batches by length.
+
+Helpers of `examples/text_classification.py` and `benchmarks/sst_accuracy.py`.
+Files are read as they are found in practice: a UTF-8 byte-order mark is
+dropped, a file that is not UTF-8 is read as cp1252 (the Windows superset of
+Latin-1), lines with a label and no text are skipped, and every such repair is
+reported in `notes`. What cannot be read correctly raises a one-line
+`DataError` (a `ValueError`) naming the file, the line and the fix.
+"""
+
+from __future__ import annotations
+
+import codecs
+import collections
+import io
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PAD, OOV = "", "[UNK]"  # Vocabulary indices 0 (masked) and 1.
+FALLBACK_ENCODING = "cp1252"
+_TOKEN = re.compile(r"\w+(?:[-']\w+)*|'\w*|[^\w\s]")
+_SHOWN_LINES = 5
+
+
+class DataError(ValueError):
+    """A file that cannot be read correctly; the message names the fix."""
+
+
+@dataclass
+class LabeledText:
+    """The examples of one file and what was done to read them."""
+
+    path: str
+    labels: list[str]
+    texts: list[str]
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def decode_file(path: str, encoding: str | None = None) -> tuple[str, list[str]]:
+    """The text of `path` and notes on how it was decoded.
+
+    A UTF-8 byte-order mark is dropped. With `encoding=None` the file is read
+    as UTF-8 (as UTF-16 after a UTF-16 mark), else as cp1252; an explicit
+    `encoding` is used as is.
+    """
+    with open(path, "rb") as file:
+        raw = file.read()
+    notes = []
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+        notes.append(f"{path}: dropped the UTF-8 byte-order mark at its start")
+    if encoding is not None:
+        return _decode(raw, encoding, path), notes
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        notes.append(f"{path}: UTF-16 byte-order mark: read as UTF-16")
+        return _decode(raw, "utf-16", path), notes
+    try:
+        return raw.decode("utf-8"), notes
+    except UnicodeDecodeError as error:
+        text = _decode(raw, FALLBACK_ENCODING, path, utf8_error=error)
+        notes.append(
+            f"{path}: not UTF-8 (line {_line_of(raw, error.start)}, byte "
+            f"0x{raw[error.start]:02x}): read as {FALLBACK_ENCODING} (Windows "
+            "Latin-1); pass --encoding if that is wrong"
+        )
+        return text, notes
+
+
+def _decode(raw: bytes, encoding: str, path: str, utf8_error=None) -> str:
+    try:
+        return raw.decode(encoding)
+    except LookupError:
+        raise DataError(
+            f"{path}: unknown encoding; pass a Python codec name such as utf-8, "
+            f"cp1252 or latin-1. Received: encoding={encoding!r}"
+        ) from None
+    except UnicodeDecodeError as error:
+        tried = f"UTF-8 nor {encoding}" if utf8_error else encoding
+        raise DataError(
+            f"{path}:{_line_of(raw, error.start)}: byte 0x{raw[error.start]:02x} "
+            f"is not valid {tried}; pass the file's encoding with --encoding "
+            f"(e.g. latin-1). Received: encoding={None if utf8_error else encoding!r}"
+        ) from None
+
+
+def _line_of(raw: bytes, offset: int) -> int:
+    return raw.count(b"\n", 0, offset) + 1
+
+
+def read_labeled_lines(path: str, encoding: str | None = None) -> LabeledText:
+    """Reads a file with one `LABEL text...` example per line.
+
+    The label is the first whitespace-separated token. Blank lines are
+    ignored; lines with a label and no text are skipped and reported.
+    """
+    text, notes = decode_file(path, encoding)
+    labels, texts, label_only = [], [], []
+    lines = io.StringIO(text, newline=None)  # \n, \r\n and \r alike
+    for number, line in enumerate(lines, start=1):
+        parts = line.split(None, 1)
+        if not parts:
+            continue
+        if len(parts) == 1:
+            label_only.append(number)
+            continue
+        labels.append(parts[0])
+        texts.append(parts[1].strip())
+    if label_only:
+        shown = ", ".join(map(str, label_only[:_SHOWN_LINES]))
+        more = ", ..." if len(label_only) > _SHOWN_LINES else ""
+        notes.append(
+            f"{path}: skipped {len(label_only)} line(s) with a label and no "
+            f"text (line {shown}{more})"
+        )
+    if not texts:
+        raise DataError(
+            f"{path}: no `LABEL text` lines; each example is one line, the label "
+            "first, e.g. `pos a fine film`. "
+            f"Received: path={path!r} ({number if text else 0} lines)"
+        )
+    distinct = len(set(labels))
+    if len(texts) >= 20 and distinct > max(20, len(texts) // 2):
+        raise DataError(
+            f"{path}: {distinct} distinct labels in {len(texts)} lines, so the "
+            "first token is probably not a label; put the label first on each "
+            f"line, e.g. `pos a fine film`. Received: first labels={labels[:3]}"
+        )
+    return LabeledText(path, labels, texts, notes)
+
+
+def class_names(labels: Iterable[str]) -> list[str]:
+    """Sorted distinct labels; integer labels in numeric order."""
+    names = set(labels)
+    if all(re.fullmatch(r"[-+]?\d+", name) for name in names):
+        return sorted(names, key=int)
+    return sorted(names)
+
+
+def encode_labels(
+    classes: Sequence[str], data: LabeledText, option: str = "--test-data"
+) -> np.ndarray:
+    """Class indices of `data.labels`; unknown labels raise one line."""
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = [label for label in data.labels if label not in index]
+    if unknown:
+        names = sorted(set(unknown))
+        raise DataError(
+            f"{data.path}: {len(unknown)} example(s) have labels that the training "
+            f"data lacks; {option} must use the training labels {list(classes)}. "
+            f"Received: unknown labels={names[:_SHOWN_LINES]}"
+        )
+    return np.array([index[label] for label in data.labels], np.int32)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased words (with inner - and ', e.g. `n't`) and punctuation."""
+    return _TOKEN.findall(text.lower())
+
+
+def build_vocabulary(
+    token_lists: Iterable[Sequence[str]],
+    max_size: int | None = None,
+    extra_words: Iterable[str] = (),
+) -> list[str]:
+    """`[PAD, OOV]`, then the words by falling frequency (ties: alphabetical),
+    at most `max_size` entries in all, then `extra_words` not yet in it."""
+    counts = collections.Counter(token for tokens in token_lists for token in tokens)
+    words = sorted(counts, key=lambda word: (-counts[word], word))
+    if max_size is not None:
+        words = words[: max(0, max_size - 2)]
+    known = set(words)
+    extra = sorted(set(extra_words) - known - {PAD, OOV})
+    return [PAD, OOV, *words, *extra]
+
+
+@dataclass
+class EncodedTexts:
+    """Token ids of each text (no padding) and what truncation did."""
+
+    ids: list[np.ndarray]
+    truncated: int
+    longest: int
+    oov_tokens: int
+    tokens: int
+
+
+def encode_texts(
+    token_lists: Sequence[Sequence[str]],
+    vocabulary: Sequence[str],
+    max_length: int | None = None,
+) -> EncodedTexts:
+    index = {word: i for i, word in enumerate(vocabulary)}
+    ids, truncated, longest, oov, total = [], 0, 0, 0, 0
+    for tokens in token_lists:
+        row = np.array([index.get(token, 1) for token in tokens] or [1], np.int32)
+        longest = max(longest, len(row))
+        oov += int(np.sum(row == 1))
+        total += len(row)
+        if max_length is not None and len(row) > max_length:
+            row = row[:max_length]
+            truncated += 1
+        ids.append(row)
+    return EncodedTexts(ids, truncated, longest, oov, total)
+
+
+def length_boundaries(longest: int, buckets: int = 16) -> list[int]:
+    """Bucket boundaries every `ceil(longest / buckets)` tokens."""
+    step = max(1, math.ceil(longest / buckets))
+    return list(range(step + 1, longest + 1, step))
+
+
+def bucketed_batches(
+    sequences: Sequence[np.ndarray],
+    labels: np.ndarray,
+    batch_size: int,
+    *,
+    shuffle_seed: int | None = None,
+):
+    """A `tf.data.Dataset` of `(ids, labels)` batches, each padded with 0 to
+    the length of its own longest row.
+
+    Rows of similar length are batched together (`bucket_by_sequence_length`),
+    so padding stays small. With `shuffle_seed`, the rows are reshuffled every
+    epoch (deterministically from the seed); without it, the order is fixed.
+    """
+    import tensorflow as tf
+
+    lengths = np.array([len(row) for row in sequences], np.int32)
+    padded = np.zeros((len(sequences), lengths.max(initial=1)), np.int32)
+    for row, ids in zip(padded, sequences):
+        row[: len(ids)] = ids
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (padded, lengths, labels.astype(np.int32))
+    )
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(
+            len(labels), seed=shuffle_seed, reshuffle_each_iteration=True
+        )
+    dataset = dataset.map(lambda ids, length, label: (ids[:length], label))
+    boundaries = length_boundaries(int(lengths.max(initial=1)))
+    dataset = dataset.bucket_by_sequence_length(
+        lambda ids, label: tf.shape(ids)[0],
+        bucket_boundaries=boundaries,
+        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+    )
+    # The batch count does not depend on the order: Keras then knows the
+    # epoch length (progress bars, no "ran out of data" warning).
+    count = num_batches(lengths, boundaries, batch_size)
+    return dataset.apply(tf.data.experimental.assert_cardinality(count)).prefetch(2)
+
+
+def num_batches(lengths: np.ndarray, boundaries: Sequence[int], batch_size: int) -> int:
+    """Batches that `bucket_by_sequence_length` makes: bucket `i` holds the
+    lengths in `[boundaries[i - 1], boundaries[i])`, batched separately."""
+    buckets = np.searchsorted(boundaries, lengths, side="right")
+    sizes = np.bincount(buckets, minlength=len(boundaries) + 1)
+    return int(np.sum(-(-sizes // batch_size)))
+
+
+def read_word_vectors(
+    path: str, words: set[str], encoding: str = "utf-8"
+) -> tuple[dict[str, np.ndarray], int]:
+    """Vectors of `words` from a word2vec or GloVe text file, and their size.
+
+    word2vec text files start with a `COUNT DIM` line, GloVe files do not;
+    every other line is a word and its values. A word missing in lower case
+    takes the vector of its first other-case spelling (word2vec is cased).
+    """
+    vectors: dict[str, np.ndarray] = {}
+    exact: set[str] = set()
+    dim = None
+    with open(path, "rb") as file:
+        for number, raw in enumerate(file, start=1):
+            try:
+                line = raw.decode(encoding).rstrip()
+            except UnicodeDecodeError:
+                hint = (
+                    "a binary word2vec file? Convert it to text, e.g. with gensim's "
+                    "KeyedVectors.save_word2vec_format(path, binary=False)"
+                    if number <= 2
+                    else "pass the encoding of the vectors file"
+                )
+                raise DataError(
+                    f"{path}:{number}: not {encoding} text ({hint}). "
+                    f"Received: encoding={encoding!r}"
+                ) from None
+            if number == 1 and re.fullmatch(r"\d+\s+\d+", line.strip()):
+                dim = int(line.split()[1])
+                continue
+            if not line.strip():
+                continue
+            if dim is None:
+                dim = len(line.split(" ")) - 1
+            parts = line.rsplit(" ", dim)
+            if len(parts) != dim + 1:
+                raise DataError(
+                    f"{path}:{number}: expected a word and {dim} values (the size "
+                    f"of the vectors above); is this a word2vec/GloVe text file? "
+                    f"Received: {len(parts) - 1} values"
+                )
+            word = parts[0].strip()
+            key = word if word in words else word.lower()
+            if key not in words or key in exact or (key != word and key in vectors):
+                continue
+            try:
+                vectors[key] = np.array(parts[1:], np.float32)
+            except ValueError:
+                raise DataError(
+                    f"{path}:{number}: the values after the word must be numbers. "
+                    f"Received: line={line[:60]!r}"
+                ) from None
+            if key == word:
+                exact.add(key)
+    if dim is None:
+        raise DataError(f"{path}: no word vectors in the file. Received: path={path!r}")
+    return vectors, dim
+
+
+def embedding_matrix(
+    vocabulary: Sequence[str],
+    vectors: dict[str, np.ndarray],
+    dim: int,
+    seed: int = 0,
+) -> np.ndarray:
+    """Rows of unit L2 norm: the pretrained vector of each word, or (words
+    without one) uniform in [-0.25, 0.25] before normalization, as the SRU
+    paper's code; row 0 (padding) is zero."""
+    rng = np.random.default_rng(seed)
+    matrix = rng.uniform(-0.25, 0.25, (len(vocabulary), dim)).astype(np.float32)
+    for i, word in enumerate(vocabulary):
+        if word in vectors:
+            matrix[i] = vectors[word]
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    matrix /= np.where(norms > 0, norms, 1.0)
+    matrix[0] = 0.0
+    return matrix

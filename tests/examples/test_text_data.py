@@ -1,0 +1,180 @@
+"""The sentence-file, word-vector and batching helpers of the text examples."""
+
+import numpy as np
+import pytest
+from _text_data import (
+    OOV,
+    PAD,
+    bucketed_batches,
+    build_vocabulary,
+    class_names,
+    embedding_matrix,
+    encode_labels,
+    encode_texts,
+    read_labeled_lines,
+    read_word_vectors,
+    tokenize,
+)
+
+
+def test_utf8_file_with_blank_lines_and_crlf(tmp_path):
+    path = tmp_path / "data.txt"
+    path.write_bytes(b"pos  a fine film \r\n\r\nneg\tdull\r\n")
+    data = read_labeled_lines(str(path))
+    assert (data.labels, data.texts, data.notes) == (
+        ["pos", "neg"],
+        ["a fine film", "dull"],
+        [],
+    )
+
+
+def test_cp1252_file_is_read_and_reported(tmp_path):
+    path = tmp_path / "latin.txt"
+    path.write_bytes("pos un film très réussi\nneg “ennuyeux”\n".encode("cp1252"))
+    data = read_labeled_lines(str(path))
+    assert data.texts == ["un film très réussi", "“ennuyeux”"]
+    assert len(data.notes) == 1
+    assert "latin.txt: not UTF-8 (line 1, byte 0xe8): read as cp1252" in data.notes[0]
+
+
+def test_undecodable_file_names_file_line_and_fix(tmp_path):
+    path = tmp_path / "bad.txt"
+    # 0x81 is undefined in cp1252 and invalid as UTF-8.
+    path.write_bytes(b"pos fine\nneg bad \x81 byte\n")
+    with pytest.raises(ValueError) as error:
+        read_labeled_lines(str(path))
+    message = str(error.value)
+    assert "\n" not in message
+    assert "bad.txt:2: byte 0x81 is not valid UTF-8 nor cp1252" in message
+    assert "--encoding" in message and message.endswith("Received: encoding=None")
+
+
+def test_explicit_encoding(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("pos ça va\n".encode("latin-1"))
+    assert read_labeled_lines(str(path), encoding="latin-1").texts == ["ça va"]
+    path.write_bytes("pos ça va\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.txt:1: .*Received: encoding='utf-8'"):
+        read_labeled_lines(str(path), encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown encoding.*Received: encoding='nope'"):
+        read_labeled_lines(str(path), encoding="nope")
+
+
+def test_byte_order_mark_is_not_part_of_the_first_label(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbf1 good\n0 bad\n1 fine\n")
+    data = read_labeled_lines(str(path))
+    assert class_names(data.labels) == ["0", "1"]
+    assert data.notes == [f"{path}: dropped the UTF-8 byte-order mark at its start"]
+    path.write_bytes("1 good\n0 bad\n".encode("utf-16"))
+    assert read_labeled_lines(str(path)).labels == ["1", "0"]
+
+
+def test_label_only_lines_are_skipped_and_reported(tmp_path):
+    path = tmp_path / "gaps.txt"
+    path.write_text("pos fine\nneg\npos good\nneg   \nneg dull\n")
+    data = read_labeled_lines(str(path))
+    assert data.texts == ["fine", "good", "dull"]
+    assert data.notes == [
+        f"{path}: skipped 2 line(s) with a label and no text (line 2, 4)"
+    ]
+
+
+def test_files_that_cannot_be_examples(tmp_path):
+    path = tmp_path / "empty.txt"
+    path.write_text("\n\npos\n")
+    with pytest.raises(ValueError, match=r"empty.txt: no `LABEL text` lines"):
+        read_labeled_lines(str(path))
+    path.write_text("".join(f"word{i} is not a label\n" for i in range(40)))
+    with pytest.raises(ValueError, match=r"40 distinct labels in 40 lines.*'word2'\]$"):
+        read_labeled_lines(str(path))
+
+
+def test_labels_encode_in_numeric_order_and_unknown_labels_fail(tmp_path):
+    assert class_names(["10", "2", "1"]) == ["1", "2", "10"]
+    assert class_names(["pos", "neg"]) == ["neg", "pos"]
+    path = tmp_path / "test.txt"
+    path.write_text("a x\nmeh y\n")
+    data = read_labeled_lines(str(path))
+    with pytest.raises(ValueError, match=r"test.txt: 1 example\(s\).*\['meh'\]$"):
+        encode_labels(["a", "b"], data)
+    np.testing.assert_array_equal(encode_labels(["a", "meh"], data), [0, 1])
+
+
+def test_tokenize_keeps_contractions_and_punctuation():
+    assert tokenize("It's a re-imagining , isn't it? wo n't") == [
+        "it's", "a", "re-imagining", ",", "isn't", "it", "?", "wo", "n't",
+    ]  # fmt: skip
+
+
+def test_vocabulary_and_truncation():
+    tokens = [["b", "a", "b"], ["c", "b", "a", "a", "d"], ["z"]]
+    vocabulary = build_vocabulary(tokens, max_size=4, extra_words=["q", "a"])
+    assert vocabulary == [PAD, OOV, "a", "b", "q"]
+    encoded = encode_texts(tokens, vocabulary, max_length=4)
+    assert [row.tolist() for row in encoded.ids] == [[3, 2, 3], [1, 3, 2, 2], [1]]
+    assert (encoded.truncated, encoded.longest) == (1, 5)
+    assert (encoded.oov_tokens, encoded.tokens) == (3, 9)
+
+
+def test_batches_are_padded_to_their_own_longest_row():
+    lengths = [1, 2, 3, 30, 31, 32, 2, 33]
+    sequences = [np.arange(1, n + 1, dtype=np.int32) for n in lengths]
+    labels = np.arange(len(lengths))
+    batches = list(bucketed_batches(sequences, labels, 3).as_numpy_iterator())
+    seen = []
+    for x, y in batches:
+        longest = max(lengths[i] for i in y)
+        assert x.shape == (len(y), longest)  # padded per batch, not to 33
+        for row, i in zip(x, y):
+            np.testing.assert_array_equal(row[: lengths[i]], sequences[i])
+            assert not row[lengths[i] :].any()
+        seen.extend(y.tolist())
+    assert sorted(seen) == list(range(len(lengths)))
+    assert len(batches) == bucketed_batches(sequences, labels, 3).cardinality()
+    assert {x.shape[1] for x, _ in batches} < {3, 2, 33, 32, 31, 30, 1}
+
+
+def test_shuffled_batches_are_reproducible_and_reshuffled():
+    sequences = [np.full(n % 5 + 1, n + 1, np.int32) for n in range(40)]
+    dataset = bucketed_batches(sequences, np.arange(40), 4, shuffle_seed=3)
+    first = [y.tolist() for _, y in dataset.as_numpy_iterator()]
+    second = [y.tolist() for _, y in dataset.as_numpy_iterator()]
+    again = bucketed_batches(sequences, np.arange(40), 4, shuffle_seed=3)
+    assert [y.tolist() for _, y in again.as_numpy_iterator()] == first
+    assert first != second
+
+
+def test_word2vec_and_glove_text_files(tmp_path):
+    glove = tmp_path / "glove.txt"
+    glove.write_text("the 1 0 0\nfilm 0 3 4\nunused 1 1 1\n")
+    vectors, dim = read_word_vectors(str(glove), {"the", "film", "dull"})
+    assert dim == 3 and sorted(vectors) == ["film", "the"]
+    np.testing.assert_array_equal(vectors["film"], [0, 3, 4])
+    word2vec = tmp_path / "w2v.txt"
+    word2vec.write_text("3 2\nFilm 1 0\nfilm 0 2\nDull 5 0\n")
+    vectors, dim = read_word_vectors(str(word2vec), {"film", "dull"})
+    assert dim == 2
+    np.testing.assert_array_equal(vectors["film"], [0, 2])  # exact case wins
+    np.testing.assert_array_equal(vectors["dull"], [5, 0])  # cased fallback
+
+
+def test_word_vector_errors_name_file_and_line(tmp_path):
+    path = tmp_path / "vec.txt"
+    path.write_text("the 1 0 0\nfilm 0 3\n")
+    with pytest.raises(ValueError, match=r"vec.txt:2: expected a word and 3 values"):
+        read_word_vectors(str(path), {"film"})
+    path.write_text("the 1 0 x\n")
+    with pytest.raises(ValueError, match=r"vec.txt:1: the values .* numbers"):
+        read_word_vectors(str(path), {"the"})
+    path.write_bytes(b"2 3\n\x80\xfe\xff binary")
+    with pytest.raises(ValueError, match=r"vec.txt:2: .*binary word2vec"):
+        read_word_vectors(str(path), {"the"})
+
+
+def test_embedding_matrix_rows_are_unit_norm_and_pad_is_zero():
+    vocabulary = [PAD, OOV, "film", "dull"]
+    matrix = embedding_matrix(vocabulary, {"film": np.array([0, 3, 4], "f")}, 3)
+    np.testing.assert_array_equal(matrix[0], 0)
+    np.testing.assert_allclose(np.linalg.norm(matrix[1:], axis=1), 1, rtol=1e-6)
+    np.testing.assert_allclose(matrix[2], [0, 0.6, 0.8], rtol=1e-6)
