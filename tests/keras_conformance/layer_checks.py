@@ -77,8 +77,9 @@ def run_layer_test(
     call_kwargs: dict | None = None,
     tmp_path=None,
 ):
-    """Serialization, build, symbolic and eager calls, one `fit` step,
-    mixed precision and (with `tmp_path`) a `.keras` save/load round trip."""
+    """Serialization, build, symbolic and eager calls, the training flag and
+    masks, one `fit` step, mixed precision and (with `tmp_path`) a `.keras`
+    save/load round trip."""
     call_kwargs = call_kwargs or {}
     check_serialization(layer_cls(**init_kwargs))
     if supports_masking is not None:
@@ -105,6 +106,7 @@ def run_layer_test(
     _assert_shapes(outputs, expected_output_shape)
     if expected_num_losses is not None:
         assert len(layer.losses) == expected_num_losses
+    check_inference_calls(layer, x, supports_masking)
 
     # One compiled training step (jit_compile="auto", as Keras' check): the
     # weights must move.
@@ -128,6 +130,23 @@ def run_layer_test(
 
     if tmp_path is not None:
         check_keras_file_round_trip(layer_cls(**init_kwargs), x, tmp_path)
+
+
+def check_inference_calls(layer, x, supports_masking):
+    """`training=False` is the default and deterministic; an all-valid mask
+    changes nothing, and output masks are `None` or `(batch, time)`."""
+    plain = keras.tree.flatten(layer(x))
+    for call in (layer(x, training=False), layer(x, training=False)):
+        for got, want in zip(keras.tree.flatten(call), plain):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    if not supports_masking:
+        return
+    mask = np.ones(x.shape[:2], bool)
+    for got, want in zip(keras.tree.flatten(layer(x, mask=mask)), plain):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
+    output_masks = layer.compute_mask(x, mask)
+    for output_mask in keras.tree.flatten(output_masks):
+        assert output_mask is None or tuple(output_mask.shape) == x.shape[:2]
 
 
 def check_keras_file_round_trip(layer, x, tmp_path):

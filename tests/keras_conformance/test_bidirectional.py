@@ -58,6 +58,15 @@ def halves(bidi, x, mask=None, initial_state=(None, None)):
     return y, y_rev
 
 
+def wrapper_like(bidi, x_shape, **sru_kwargs):
+    """`Bidirectional(SRU(...))` with `bidi`'s weights and other SRU args."""
+    copy = keras.layers.Bidirectional(SRU(bidi.forward_layer.units, **sru_kwargs))
+    copy.build(x_shape)
+    for mine, theirs in zip(copy.trainable_weights, bidi.trainable_weights):
+        mine.assign(theirs)
+    return copy
+
+
 def test_basics(use_fused_kernel, tmp_path):
     """bidirectional_test::test_basics: the default backward layer, and a
     given backward layer with `merge_mode="sum"`."""
@@ -141,12 +150,9 @@ def test_statefulness(use_fused_kernel):
     )
     layer.build(x.shape)
     randomize(layer)
-    explicit = keras.layers.Bidirectional(
-        SRU(2, return_state=True, use_fused_kernel=use_fused_kernel)
+    explicit = wrapper_like(
+        layer, x.shape, return_state=True, use_fused_kernel=use_fused_kernel
     )
-    explicit.build(x.shape)
-    for mine, theirs in zip(explicit.trainable_weights, layer.trainable_weights):
-        mine.assign(theirs)
     want_first, c_forward, c_backward = explicit(x)
     want_second = explicit(x, initial_state=[c_forward, c_backward])[0]
     assert_close(
@@ -183,7 +189,8 @@ def test_pass_initial_state(use_fused_kernel):
 @pytest.mark.parametrize("pattern", ["right_padded", "gaps"])
 def test_masking(use_fused_kernel, pattern):
     """bidirectional_test::test_masking: each row equals its valid steps run
-    alone. Keras' mask has gaps, which the fused op does not take
+    alone, also with `return_sequences` (masked steps 0, as the wrapper
+    forces). Keras' mask has gaps, which the fused op does not take
     (documented): there it must raise, and `"auto"` fall back. A
     right-padded mask runs on both paths."""
     x = sequence((2, 4, 3))
@@ -197,20 +204,25 @@ def test_masking(use_fused_kernel, pattern):
     if use_fused_kernel and pattern == "gaps":
         with pytest.raises(ValueError, match="right-padded"):
             layer(x, mask=mask)
-        fallback = keras.layers.Bidirectional(SRU(2, use_fused_kernel="auto"))
-        fallback.build(x.shape)
-        for mine, theirs in zip(fallback.trainable_weights, layer.trainable_weights):
-            mine.assign(theirs)
-        layer = fallback
+        layer = wrapper_like(layer, x.shape, use_fused_kernel="auto")
+    path = layer.forward_layer.use_fused_kernel
     output = np.asarray(layer(x, mask=mask))
-    y, y_rev = halves(layer, x, mask)
-    assert_close(output, np.concatenate([y, y_rev], -1))
+    assert_close(output, np.concatenate(halves(layer, x, mask), -1))
+    sequences = wrapper_like(
+        layer, x.shape, return_sequences=True, use_fused_kernel=path
+    )
+    output_seq = np.asarray(sequences(x, mask=mask))
+    assert_close(output_seq, np.concatenate(halves(sequences, x, mask), -1))
+    np.testing.assert_array_equal(output_seq[~mask], 0.0)
+
+    reference = wrapper_like(layer, x.shape, use_fused_kernel=False)
+    reference_seq = wrapper_like(
+        layer, x.shape, return_sequences=True, use_fused_kernel=False
+    )
     for row in range(2):
-        reference = keras.layers.Bidirectional(SRU(2, use_fused_kernel=False))
-        reference.build(x.shape)
-        for mine, theirs in zip(reference.trainable_weights, layer.trainable_weights):
-            mine.assign(theirs)
-        assert_close(output[row], reference(compact(x[row], mask[row]))[0])
+        valid = compact(x[row], mask[row])
+        assert_close(output[row], reference(valid)[0])
+        assert_close(output_seq[row][mask[row]], reference_seq(valid)[0])
 
 
 def test_return_state(use_fused_kernel):
