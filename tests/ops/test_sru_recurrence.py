@@ -5,6 +5,7 @@ loader's refusals and their one warning are in test_op_library.py, the op's
 numbers in test_sru_fused.py."""
 
 import functools
+import re
 
 import numpy as np
 import pytest
@@ -144,3 +145,21 @@ def test_bad_arguments_are_clear_errors(make_inputs):
                 direction="up",
                 use_fused_kernel=use_fused_kernel,
             )
+
+
+@pytest.mark.parametrize("use_fused_kernel", ["auto", False])
+def test_recurrence_rejects_an_alpha_the_state_dtype_cannot_hold(use_fused_kernel):
+    u, x, w = np.zeros((1, 2, 3)), np.ones((1, 2, 1)), np.zeros(2)
+    for alpha in (float("inf"), float("nan"), 1e39):
+        with pytest.raises(ValueError, match=re.escape(f"Received: alpha={alpha!r}")):
+            sru_recurrence(
+                u.astype("float32"),
+                x,
+                w,
+                w,
+                alpha=alpha,
+                use_fused_kernel=use_fused_kernel,
+            )
+    # A float64 state holds 1e39: the fused path folds it into x_highway.
+    h = sru_recurrence(u, x, w, w, alpha=1e39, use_fused_kernel=use_fused_kernel).h
+    np.testing.assert_array_equal(h, np.full((1, 2, 1), 0.5e39))

@@ -1,7 +1,6 @@
 // Op definitions of the fused SRU recurrence: REGISTER_OP and shape functions
 // only. Kernels: ../kernels/sru_kernels.cc (CPU), ../kernels/sru_kernels_gpu.cc
-// (CUDA). Python wrapper and gradient: keras_ndsru/ops/sru_recurrence.py and
-// keras_ndsru/ops/op_library.py.
+// (CUDA). Python wrapper and gradient: keras_ndsru/ops/sru_fused.py.
 //
 // Shapes (n_dir = 2 for direction "bidirectional", else 1; d = units):
 //   u          [B, L, n_dir * 3 * d]   per direction: W x | W_f x | W_r x
