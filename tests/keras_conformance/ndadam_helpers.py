@@ -87,6 +87,24 @@ def assert_close(actual, desired, atol=1e-6, rtol=1e-5):
     )
 
 
+def ema_run(optimizer, initial, gradient, steps, learning_rate):
+    """`steps` steps of `optimizer` (built with `use_ema`) on a theta_s
+    variable (`initial`, the same `gradient` every step) and a kernel.
+
+    Returns `(variable, kernel)`, their values after each step, and the
+    values after each step without a moving average (Adam, Algorithm 1).
+    """
+    variable, kernel = keras.Variable(np.asarray(initial, "float32")), new_kernel()
+    kernel_grads = kernel_gradients(steps)
+    seen = []
+    for kernel_grad in kernel_grads:
+        optimizer.apply_gradients([(gradient, variable), (kernel_grad, kernel)])
+        seen.append((np.array(variable), np.array(kernel)))
+    want = adam_trajectory(initial, [gradient] * steps, learning_rate=learning_rate)
+    want_kernel = vector_trajectory(kernel_value(), kernel_grads)
+    return (variable, kernel), seen, list(zip(want, want_kernel))
+
+
 def dense_mse_trajectory(x, y, kernel, steps, vector_learning_rate, eager=False):
     """Kernels of a bias-free `Dense` trained on one batch with mean squared
     error by Algorithm 1: the gradient is `(2 / y.size) x^T (x W - y)`.

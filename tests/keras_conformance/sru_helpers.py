@@ -68,6 +68,21 @@ def compact(x_row, mask_row):
     return x_row[np.asarray(mask_row, bool)][None]
 
 
+def check_masked_rows(layer: SRU, x, mask):
+    """Keras' masking property: each row of `layer(x, mask=mask)` equals its
+    valid steps run alone (a masked step leaves the state unchanged), also
+    step by step with `return_sequences`, where masked steps output 0."""
+    output = np.asarray(layer(x, mask=mask))
+    assert_close(output, oracle(layer, x, mask)[0])
+    sequences = twin(layer, x.shape, return_sequences=True)
+    output_seq = np.asarray(sequences(x, mask=mask))
+    for row, valid in enumerate(np.asarray(mask, bool)):
+        alone = compact(x[row], valid)
+        assert_close(output[row], layer(alone)[0])
+        assert_close(output_seq[row][valid], sequences(alone)[0])
+        np.testing.assert_array_equal(output_seq[row][~valid], 0.0)
+
+
 def graph_op_types(function, *args) -> set[str]:
     """Op types in the traced graph of a `tf.function`, nested functions
     included."""

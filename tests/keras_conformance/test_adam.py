@@ -16,6 +16,7 @@ from keras_conformance.ndadam_helpers import (
     assert_close,
     dense_mse_trajectory,
     ema,
+    ema_run,
     kernel_gradients,
     kernel_value,
     new_kernel,
@@ -152,20 +153,15 @@ def test_ema():
     moving average (first value, then momentum 0.9) into the variables;
     NDAdam puts weight vectors back to unit norm (documented)."""
     optimizer = NDAdam(learning_rate=1.0, use_ema=True, ema_momentum=0.9)
-    variable = keras.Variable([1.0, 2.0], dtype="float32")
-    kernel = new_kernel()
     grads = np.array([0.1, 0.2], "float32")
-    kernel_grads = kernel_gradients(2)
-    want = adam_trajectory([1.0, 2.0], [grads, grads], learning_rate=1.0)
-    want_kernel = vector_trajectory(kernel_value(), kernel_grads)
-    assert not np.allclose(want_kernel[1], want_kernel[0])
-    for step in range(2):
-        optimizer.apply_gradients([(grads, variable), (kernel_grads[step], kernel)])
-        assert_close(variable, want[step])
-        assert_close(kernel, want_kernel[step])
+    (variable, kernel), seen, want = ema_run(optimizer, [1.0, 2.0], grads, 2, 1.0)
+    for (got, got_kernel), (value, want_kernel) in zip(seen, want):
+        assert_close(got, value)
+        assert_close(got_kernel, want_kernel)
+    assert not np.allclose(want[1][1], want[0][1])
     optimizer.finalize_variable_values([variable, kernel])
-    assert_close(variable, ema(want, 0.9))
-    assert_close(kernel, unit_columns(ema(want_kernel, 0.9)))
+    assert_close(variable, ema([w for w, _ in want], 0.9))
+    assert_close(kernel, unit_columns(ema([k for _, k in want], 0.9)))
 
 
 @pytest.mark.parametrize("with_input", [True, False], ids=["input", "deferred_build"])
@@ -196,19 +192,12 @@ def test_ema_overwrite_frequency():
     optimizer = NDAdam(
         learning_rate=1.0, use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=2
     )
-    variable = keras.Variable([1.0, 2.0], dtype="float32")
-    kernel = new_kernel()
     grads = np.array([0.1, 0.2], "float32")
-    kernel_grads = kernel_gradients(2)
-    want = adam_trajectory([1.0, 2.0], [grads, grads], learning_rate=1.0)
-    want_kernel = vector_trajectory(kernel_value(), kernel_grads)
-
-    optimizer.apply_gradients([(grads, variable), (kernel_grads[0], kernel)])
-    assert_close(variable, want[0])
-    assert_close(kernel, want_kernel[0])
-    optimizer.apply_gradients([(grads, variable), (kernel_grads[1], kernel)])
-    assert_close(variable, ema(want, 0.9))
-    assert_close(kernel, unit_columns(ema(want_kernel, 0.9)))
+    _, seen, want = ema_run(optimizer, [1.0, 2.0], grads, 2, 1.0)
+    assert_close(seen[0][0], want[0][0])
+    assert_close(seen[0][1], want[0][1])
+    assert_close(seen[1][0], ema([w for w, _ in want], 0.9))
+    assert_close(seen[1][1], unit_columns(ema([k for _, k in want], 0.9)))
 
 
 def embedding_model(with_input):

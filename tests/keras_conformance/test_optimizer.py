@@ -20,6 +20,7 @@ from keras_conformance.ndadam_helpers import (
     assert_close,
     dense_mse_trajectory,
     ema,
+    ema_run,
     kernel_gradients,
     kernel_value,
     new_kernel,
@@ -95,17 +96,12 @@ def test_ema():
     optimizer = NDAdam(
         learning_rate=1.0, use_ema=True, ema_momentum=0.9, ema_overwrite_frequency=3
     )
-    v, kernel = keras.Variable(V0), new_kernel()
-    kernel_grads = kernel_gradients(3)
-    want = adam_trajectory(V0, [ONES] * 3, learning_rate=1.0)
-    want_kernel = vector_trajectory(kernel_value(), kernel_grads)
+    _, seen, want = ema_run(optimizer, V0, ONES, 3, 1.0)
     for step in range(2):
-        optimizer.apply_gradients([(ONES, v), (kernel_grads[step], kernel)])
-        assert_close(v, want[step])
-        assert_close(kernel, want_kernel[step])
-    optimizer.apply_gradients([(ONES, v), (kernel_grads[2], kernel)])
-    assert_close(v, ema(want, 0.9))
-    assert_close(kernel, unit_columns(ema(want_kernel, 0.9)))
+        assert_close(seen[step][0], want[step][0])
+        assert_close(seen[step][1], want[step][1])
+    assert_close(seen[2][0], ema([w for w, _ in want], 0.9))
+    assert_close(seen[2][1], unit_columns(ema([k for _, k in want], 0.9)))
 
 
 @pytest.mark.parametrize("with_input", [True, False], ids=["input", "deferred_build"])
