@@ -379,7 +379,7 @@ class SRU(keras.layers.Layer):
             mask,
             self.alpha,
             direction,
-            use_fused_kernel=self.use_fused_kernel,
+            use_fused_kernel=self._call_path(training),
         )
         if swap:
             h, h_last, c_last = map(_swap_directions, (h, h_last, c_last))
@@ -392,6 +392,23 @@ class SRU(keras.layers.Layer):
         if self.return_state:
             return output, c_last
         return output
+
+    def _call_path(self, training):
+        """`use_fused_kernel` for this call.
+
+        `"auto"` keeps the fused op out of inference graphs (traced with
+        `training` not True): those are what `model.export`, the TFLite
+        converter and other exporters save, and a graph holding our op
+        loads only where our library does. Graphs that train (`fit`) and
+        eager calls run the fused op. `True` puts it everywhere.
+        """
+        if self.use_fused_kernel == "auto" and training is not True:
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+
+                if tf.inside_function():
+                    return False
+        return self.use_fused_kernel
 
     def _initial_state(self, sequences, initial_state):
         """Validates `initial_state`; returns it, the stored state, or None."""
