@@ -17,10 +17,18 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 
 
-def run_script(args, backend: str = "tensorflow", timeout: int = 300) -> str:
-    """Runs `python *args` with `KERAS_BACKEND=backend`; returns its stdout
-    and fails the test with the end of its output on a non-zero exit."""
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+def run_script(
+    args, backend: str = "tensorflow", timeout: int = 300, env: dict | None = None
+) -> str:
+    """Runs `python *args` with `KERAS_BACKEND=backend` (and the variables in
+    `env`); returns its stdout and fails the test with the end of its output
+    on a non-zero exit."""
+    env = {
+        **os.environ,
+        **(env or {}),
+        "KERAS_BACKEND": backend,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
     done = subprocess.run(
         [sys.executable, *map(str, args)],
@@ -33,6 +41,9 @@ def run_script(args, backend: str = "tensorflow", timeout: int = 300) -> str:
     return done.stdout
 
 
-def run_json(args, backend: str = "tensorflow", timeout: int = 300):
+def run_json(
+    args, backend: str = "tensorflow", timeout: int = 300, env: dict | None = None
+):
     """`run_script`, returning the JSON object on the last line of stdout."""
-    return json.loads(run_script(args, backend, timeout).strip().splitlines()[-1])
+    out = run_script(args, backend, timeout, env)
+    return json.loads(out.strip().splitlines()[-1])

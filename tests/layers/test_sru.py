@@ -1,9 +1,5 @@
 """keras_ndsru.SRU against a NumPy transcription of the layer (eqs. (1)-(4))."""
 
-import subprocess
-import sys
-import textwrap
-
 import keras
 import numpy as np
 import pytest
@@ -367,48 +363,6 @@ def test_keras_file_save_and_load(tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model(x), rtol=1e-5)
-
-
-def test_saved_model_export_runs_in_a_fresh_process(tmp_path):
-    # A SavedModel holding the fused op needs the op library in the serving
-    # process (keras_ndsru.ops.fused_kernel_status() loads it); one built
-    # with use_fused_kernel=False is plain TensorFlow.
-    x = np.random.default_rng(9).normal(size=(3, 7, 4)).astype("float32")
-    np.save(tmp_path / "x.npy", x)
-    for name, use_fused_kernel in (("plain", False), ("auto", "auto")):
-        model = _model(use_fused_kernel)
-        np.save(tmp_path / f"{name}.npy", np.asarray(model(x)))
-        model.export(str(tmp_path / name), verbose=False)
-    script = textwrap.dedent(
-        """
-        import sys
-        import numpy as np
-        import tensorflow as tf
-
-        def check(name):
-            reloaded = tf.saved_model.load(f"{root}/{name}")
-            x = np.load(f"{root}/x.npy")
-            got = reloaded.serve(tf.constant(x)).numpy()
-            want = np.load(f"{root}/{name}.npy")
-            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-            assert reloaded.serve(tf.constant(x[:2, :3])).shape == (2, 2)
-
-        root = sys.argv[1]
-        check("plain")
-        assert "keras_ndsru" not in sys.modules
-        import keras_ndsru
-        keras_ndsru.ops.fused_kernel_status()
-        check("auto")
-        print("ok")
-        """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-3000:]
 
 
 def test_mixed_precision_matmul_in_float16_state_in_float32():
