@@ -265,12 +265,23 @@ class NDAdam(keras.optimizers.Optimizer):
 
     @vector_learning_rate.setter
     def vector_learning_rate(self, value):
-        if not isinstance(self._vector_learning_rate, keras.Variable):
-            raise TypeError(
-                "`vector_learning_rate` was given as a schedule or callable and "
-                f"cannot be set. Received: vector_learning_rate={value!r}"
-            )
-        self._vector_learning_rate.assign(_check_rate(value, "vector_learning_rate"))
+        # As Keras' `learning_rate` setter: a schedule or callable replaces
+        # the variable (which is then no longer optimizer state); a float is
+        # assigned to the variable, unless the rate was given as a schedule.
+        value = _check_rate(value, "vector_learning_rate")
+        previous = self._vector_learning_rate
+        if isinstance(value, float):
+            if not isinstance(previous, keras.Variable):
+                raise TypeError(
+                    "`vector_learning_rate` was given as a schedule or callable "
+                    "and cannot be set to a float; create the optimizer with a "
+                    f"float rate to set it. Received: vector_learning_rate={value!r}"
+                )
+            previous.assign(value)
+            return
+        self._vector_learning_rate = value
+        if isinstance(previous, keras.Variable):
+            self._untrack_variable(previous)
 
     @property
     def vector_variables(self) -> list:
@@ -388,13 +399,14 @@ class NDAdam(keras.optimizers.Optimizer):
             if not tf.executing_eagerly():
                 return
         warnings.warn(
-            "NDAdam was built by its first `apply`, after the model's first "
-            "forward pass ran eagerly on weight vectors that were not yet "
-            "unit-norm (Algorithm 1 normalizes them first): that first "
-            "gradient is applied on the normalized vectors. For the exact "
-            "algorithm, build the optimizer once the model is built "
-            "(`model.optimizer.build(model.trainable_variables)`), or train "
-            "in a `tf.function` (`model.fit` without `run_eagerly=True`).",
+            "NDAdam was built by its first `apply`, so the gradients it got "
+            "were computed before Algorithm 1 normalized the weight vectors "
+            "(e.g. by the model's first eager forward pass); they are applied "
+            "on the normalized vectors. For the exact algorithm, build the "
+            "optimizer before the first gradient "
+            "(`optimizer.build(model.trainable_variables)` once the model is "
+            "built), or train in a `tf.function` (`model.fit` without "
+            "`run_eagerly=True`).",
             stacklevel=3,
         )
 
