@@ -17,11 +17,14 @@ the sources, the git commit and the compile commands); the loader in
 keras_ndsru/ops/op_library.py refuses a library whose record does not match.
 Running it again skips an up-to-date build (use --force to rebuild).
 
-Object files go to `build/sru_ops/` in a checkout, else to
-`keras_ndsru/_ops/build/`.
+The library goes to `keras_ndsru/_ops/` of the package that runs this module
+(`--library-dir` elsewhere: setup.py compiles the op into a wheel that way);
+object files to `build/sru_ops/` in a checkout, else to
+`keras_ndsru/_ops/build/` (`--build-dir`).
 
 Usage:
     python -m keras_ndsru.ops.build [--cpu-only] [--force] [--jobs N]
+        [--library-dir DIR] [--build-dir DIR]
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ CUDA_WRAPPER = SRC / "kernels" / "sru_kernels_gpu.cc"
 BUILD_DIR = (
     ROOT / "build" / "sru_ops" if ROOT is not None else op_library.LIBRARY_DIR / "build"
 )
+CPU_COMPILER = "g++"
 CXX_FLAGS = [
     "-std=c++17",
     "-O3",
@@ -128,7 +132,7 @@ def run_all(commands: list[list[str]], jobs: int) -> list[str | None]:
 
 
 def cuda_commands(
-    nvcc: str, cuda_home: Path, tf_compile: list[str]
+    nvcc: str, cuda_home: Path, tf_compile: list[str], build_dir: Path
 ) -> tuple[list[list[str]], list[Path], list[str]]:
     """The compile commands and objects of the CUDA part, and link flags."""
     gencode = []
@@ -138,8 +142,8 @@ def cuda_commands(
         "-gencode",
         f"arch=compute_{CUDA_ARCHS[-1]},code=compute_{CUDA_ARCHS[-1]}",
     ]
-    cu_obj = BUILD_DIR / "sru_kernels.cu.o"
-    wrapper_obj = BUILD_DIR / "sru_kernels_gpu.o"
+    cu_obj = build_dir / "sru_kernels.cu.o"
+    wrapper_obj = build_dir / "sru_kernels_gpu.o"
     abi = [f for f in tf_compile if f.startswith("-D_GLIBCXX_USE_CXX11_ABI")]
     nvcc_cmd = [
         nvcc,
@@ -156,7 +160,7 @@ def cuda_commands(
         str(cu_obj),
     ]
     wrapper_cmd = [
-        "g++",
+        CPU_COMPILER,
         *CXX_FLAGS,
         *tf_compile,
         "-DGOOGLE_CUDA=1",
@@ -177,10 +181,10 @@ def cuda_commands(
 
 
 @contextlib.contextmanager
-def build_lock():
+def build_lock(build_dir: Path):
     """Serializes concurrent builds (e.g. pytest-xdist workers)."""
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    with open(BUILD_DIR / ".lock", "w") as lock:
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -188,9 +192,9 @@ def build_lock():
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def is_up_to_date(want_cuda: bool) -> bool:
-    info_path = op_library.LIBRARY_DIR / op_library.BUILD_INFO_NAME
-    if not (op_library.LIBRARY_DIR / op_library.LIBRARY_NAME).exists():
+def is_up_to_date(library_dir: Path, want_cuda: bool) -> bool:
+    info_path = library_dir / op_library.BUILD_INFO_NAME
+    if not (library_dir / op_library.LIBRARY_NAME).exists():
         return False
     try:
         info = json.loads(info_path.read_text())
@@ -206,9 +210,27 @@ def is_up_to_date(want_cuda: bool) -> bool:
     )
 
 
-def build(cpu_only: bool = False, force: bool = False, jobs: int | None = None) -> Path:
-    """Builds the library if needed and returns its path."""
+def build(
+    cpu_only: bool = False,
+    force: bool = False,
+    jobs: int | None = None,
+    library_dir: Path | None = None,
+    build_dir: Path | None = None,
+) -> Path:
+    """Builds the library if needed and returns its path.
+
+    Args:
+        cpu_only: skip the CUDA kernels even when nvcc is on PATH.
+        force: rebuild even when the library is up to date.
+        jobs: parallel compiles; defaults to `None`, all CPUs.
+        library_dir: where the library and its build_info.json go; defaults
+            to `None`, `keras_ndsru/_ops/` of this package.
+        build_dir: where object files go; defaults to `None`, `build/sru_ops/`
+            in a checkout, else `keras_ndsru/_ops/build/`.
+    """
     jobs = jobs or os.cpu_count() or 1
+    library_dir = Path(library_dir or op_library.LIBRARY_DIR)
+    build_dir = Path(build_dir or BUILD_DIR)
     nvcc = None if cpu_only else shutil.which("nvcc")
     cuda_home = find_cuda_home(nvcc) if nvcc else None
     cuda_reason = None
@@ -221,6 +243,12 @@ def build(cpu_only: bool = False, force: bool = False, jobs: int | None = None) 
     elif not (CUDA_SOURCE.exists() and CUDA_WRAPPER.exists()):
         cuda_reason = f"{CUDA_SOURCE.name} or {CUDA_WRAPPER.name} is missing"
     want_cuda = cuda_reason is None
+    if shutil.which(CPU_COMPILER) is None:
+        raise SystemExit(
+            f"[build_ops] {CPU_COMPILER} is not on PATH: install a C++ compiler, or "
+            f"install the keras-ndsru wheel built for your TensorFlow (see "
+            f"docs/deploy.md). Received: PATH={os.environ.get('PATH', '')}"
+        )
     missing = [str(p) for p in CPU_SOURCES if not p.exists()]
     if missing:
         raise SystemExit(
@@ -229,15 +257,20 @@ def build(cpu_only: bool = False, force: bool = False, jobs: int | None = None) 
             f"build from a source checkout. Received: source_dir={SRC}"
         )
 
-    with build_lock():
-        if not force and is_up_to_date(want_cuda):
-            log(f"up to date: {op_library.LIBRARY_DIR / op_library.LIBRARY_NAME}")
-            return op_library.LIBRARY_DIR / op_library.LIBRARY_NAME
-        return _build_locked(nvcc, cuda_home, cuda_reason, jobs)
+    with build_lock(build_dir):
+        if not force and is_up_to_date(library_dir, want_cuda):
+            log(f"up to date: {library_dir / op_library.LIBRARY_NAME}")
+            return library_dir / op_library.LIBRARY_NAME
+        return _build_locked(nvcc, cuda_home, cuda_reason, jobs, library_dir, build_dir)
 
 
 def _build_locked(
-    nvcc: str | None, cuda_home: Path | None, cuda_reason: str | None, jobs: int
+    nvcc: str | None,
+    cuda_home: Path | None,
+    cuda_reason: str | None,
+    jobs: int,
+    library_dir: Path,
+    build_dir: Path,
 ) -> Path:
     want_cuda = cuda_reason is None
     start = time.monotonic()
@@ -245,20 +278,26 @@ def _build_locked(
     source_hash = op_library.source_hash(SRC)
     commands, objects = [], []
     for src in CPU_SOURCES:
-        obj = BUILD_DIR / (src.stem + ".o")
+        obj = build_dir / (src.stem + ".o")
         commands.append(
-            ["g++", *CXX_FLAGS, *tf_compile, "-c", str(src), "-o", str(obj)]
+            [CPU_COMPILER, *CXX_FLAGS, *tf_compile, "-c", str(src), "-o", str(obj)]
         )
         objects.append(obj)
     cuda_link: list[str] = []
     n_cpu = len(commands)
+    compiled = [src.name for src in CPU_SOURCES]
     if cuda_reason is None:
-        cmds, objs, cuda_link = cuda_commands(nvcc, cuda_home, tf_compile)
+        cmds, objs, cuda_link = cuda_commands(nvcc, cuda_home, tf_compile, build_dir)
         commands += cmds
         objects += objs
-        log(f"compiling the CPU and CUDA kernels ({nvcc}, sm_{'/'.join(CUDA_ARCHS)})")
+        compiled += [CUDA_SOURCE.name, CUDA_WRAPPER.name]
+        log(f"CPU and CUDA kernels ({nvcc}, sm_{'/'.join(CUDA_ARCHS)})")
     else:
-        log(f"compiling the CPU kernels only: {cuda_reason}")
+        log(f"CPU kernels only: {cuda_reason}")
+    log(
+        f"compiling {', '.join(compiled)} from {SRC} against TensorFlow "
+        f"{tf_version} ({jobs} parallel jobs)"
+    )
 
     errors = run_all(commands, jobs)
     for err in errors[:n_cpu]:
@@ -270,12 +309,12 @@ def _build_locked(
         log(cuda_reason)
         objects, cuda_link = objects[:n_cpu], []
 
-    op_library.LIBRARY_DIR.mkdir(parents=True, exist_ok=True)
-    target = op_library.LIBRARY_DIR / op_library.LIBRARY_NAME
+    library_dir.mkdir(parents=True, exist_ok=True)
+    target = library_dir / op_library.LIBRARY_NAME
     # Link to a new file and rename: a process that has the old library
     # mapped keeps its copy instead of crashing.
     tmp = target.with_suffix(f".so.tmp{os.getpid()}")
-    link_cmd = ["g++", "-shared", *map(str, objects), "-o", str(tmp), *tf_link]
+    link_cmd = [CPU_COMPILER, "-shared", *map(str, objects), "-o", str(tmp), *tf_link]
     link_cmd += cuda_link
     proc = subprocess.run(link_cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -299,7 +338,7 @@ def _build_locked(
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "build_seconds": round(seconds, 1),
     }
-    info_path = op_library.LIBRARY_DIR / op_library.BUILD_INFO_NAME
+    info_path = library_dir / op_library.BUILD_INFO_NAME
     info_path.write_text(json.dumps(info, indent=2) + "\n")
     kind = "CPU + CUDA" if cuda_reason is None else "CPU-only"
     log(f"built {target} ({kind}) in {seconds:.0f} s")
@@ -315,8 +354,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--jobs", type=int, default=None, help="parallel compiles (default: all CPUs)"
     )
+    parser.add_argument(
+        "--library-dir",
+        type=Path,
+        default=None,
+        help=f"where the library goes (default: {op_library.LIBRARY_DIR})",
+    )
+    parser.add_argument(
+        "--build-dir",
+        type=Path,
+        default=None,
+        help=f"where object files go (default: {BUILD_DIR})",
+    )
     args = parser.parse_args(argv)
-    build(cpu_only=args.cpu_only, force=args.force, jobs=args.jobs)
+    build(
+        cpu_only=args.cpu_only,
+        force=args.force,
+        jobs=args.jobs,
+        library_dir=args.library_dir,
+        build_dir=args.build_dir,
+    )
     return 0
 
 

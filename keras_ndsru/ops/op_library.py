@@ -2,13 +2,14 @@
 
 The library `keras_ndsru/_ops/_sru_ops.so` is built by
 `python -m keras_ndsru.ops.build` (`scripts/build_ops.py` in a checkout;
-nothing compiles at import time) together with `build_info.json`, which
-records the TensorFlow version it was built against and a hash of its
-sources. The loader:
+nothing compiles at import time), or comes compiled in a platform wheel
+(setup.py), together with `build_info.json`, which records the TensorFlow
+version it was built against and a hash of its sources. The loader:
 
 - loads the library at most once per process, on first use (loading two
   copies of the same ops breaks TensorFlow);
-- refuses a missing library, a library built for another TensorFlow version,
+- refuses a missing library, a library built for another TensorFlow release
+  (`tensorflow_release`: major.minor, or the exact version of a pre-release),
   or one built from other sources than the current ones; the fused path then
   reports why, and the dispatch in `sru_recurrence.py` warns once and runs
   the fallback (or raises when `use_fused_kernel=True`);
@@ -26,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 import warnings
 from pathlib import Path
@@ -35,7 +37,9 @@ DISABLE_ENV_VAR = "KERAS_NDSRU_DISABLE_FUSED"
 LIBRARY_DIR = Path(__file__).resolve().parent.parent / "_ops"
 LIBRARY_NAME = "_sru_ops.so"
 BUILD_INFO_NAME = "build_info.json"
-_SOURCE_SUBDIRS = ("ops", "kernels")
+# The library's sources: these subfolders of custom_ops/sru, these suffixes.
+SOURCE_SUBDIRS = ("ops", "kernels")
+SOURCE_SUFFIXES = (".cc", ".h", ".cu")
 
 
 def _checkout_root() -> Path | None:
@@ -43,7 +47,7 @@ def _checkout_root() -> Path | None:
     None for an installed wheel."""
     root = Path(__file__).resolve().parent.parent.parent
     sru = root / "custom_ops" / "sru"
-    return root if all((sru / sub).is_dir() for sub in _SOURCE_SUBDIRS) else None
+    return root if all((sru / sub).is_dir() for sub in SOURCE_SUBDIRS) else None
 
 
 CHECKOUT_ROOT = _checkout_root()
@@ -55,7 +59,6 @@ SOURCE_DIR = (
     if CHECKOUT_ROOT is not None
     else Path(__file__).resolve().parent.parent / "_ops_src"
 )
-_SOURCE_SUFFIXES = (".cc", ".h", ".cu")
 
 BUILD_COMMAND = "python -m keras_ndsru.ops.build"
 BUILD_HINT = f"Build it with `{BUILD_COMMAND}` (see docs/fused_op.md)."
@@ -87,10 +90,10 @@ def source_hash(source_dir: Path = SOURCE_DIR) -> str | None:
     """SHA-256 of the library's C++/CUDA sources, or None without sources."""
     files = sorted(
         p
-        for sub in _SOURCE_SUBDIRS
+        for sub in SOURCE_SUBDIRS
         if (source_dir / sub).is_dir()
         for p in (source_dir / sub).iterdir()
-        if p.suffix in _SOURCE_SUFFIXES
+        if p.suffix in SOURCE_SUFFIXES
     )
     if not files:
         return None
@@ -100,6 +103,36 @@ def source_hash(source_dir: Path = SOURCE_DIR) -> str | None:
         digest.update(path.read_bytes())
         digest.update(b"\0")
     return digest.hexdigest()
+
+
+def tensorflow_release(version: str) -> tuple[int, int] | str:
+    """The part of a TensorFlow version an op library is tied to.
+
+    Custom ops link against TensorFlow's C++ ABI, which TensorFlow keeps
+    within a release series (2.21.0, 2.21.1, ...), as TF Addons' and
+    tensorflow-text's wheels assume. Pre-releases and nightlies promise
+    nothing, so there the whole version counts.
+
+    Args:
+        version: a TensorFlow version, e.g. `"2.21.0"` or `"2.22.0rc1"`.
+
+    Returns:
+        `(major, minor)` for a final release, else `version` itself.
+    """
+    match = re.fullmatch(r"(\d+)\.(\d+)\.\d+", version)
+    return (int(match[1]), int(match[2])) if match else version
+
+
+def tensorflow_requirement(version: str) -> str:
+    """The PEP 440 specifier of the TensorFlow versions that can load an op
+    library built against `version`: `">=2.21,<2.22"` for 2.21.x,
+    `"==2.22.0rc1"` for a pre-release. Platform wheels pin their TensorFlow
+    extras with it (setup.py)."""
+    release = tensorflow_release(version)
+    if isinstance(release, str):
+        return f"=={version}"
+    major, minor = release
+    return f">={major}.{minor},<{major}.{minor + 1}"
 
 
 def fused_disabled_by_env() -> bool:
@@ -215,12 +248,17 @@ class OpLibraryLoader:
                 {},
             )
         built_for = info.get("tf_version")
-        if built_for != tf.__version__:
+        if not isinstance(built_for, str) or tensorflow_release(
+            built_for
+        ) != tensorflow_release(tf.__version__):
             return (
-                f"the op library was built for TensorFlow {built_for}, but "
-                f"TensorFlow {tf.__version__} is running (custom ops are not "
-                f"ABI compatible across versions). Rebuild it: "
-                f"`{BUILD_COMMAND}`.",
+                f"the op library {self.library_path} was built for TensorFlow "
+                f"{built_for}, but TensorFlow {tf.__version__} is running (a "
+                f"custom op loads only in the TensorFlow release it was built "
+                f"against). Rebuild it for this TensorFlow with "
+                f"`{BUILD_COMMAND}` (needs g++), or install the keras-ndsru "
+                f"wheel built for TensorFlow {tf.__version__} (see "
+                f"docs/deploy.md).",
                 info,
             )
         current = source_hash(self.source_dir)

@@ -1,63 +1,54 @@
-"""An installed wheel (not a source checkout) can build and load its op.
+"""Wheels of keras-ndsru and the fused op they carry, installed away from the
+checkout.
 
-`pip install keras-ndsru` installs no compiled op: the wheel carries the op's
-sources (setup.py) and `python -m keras_ndsru.ops.build` compiles them into
-the installed package. This builds a wheel from a copy of the project,
-installs it into a temporary directory, builds the op there (CPU only: about
-10 s on 2 cores) and runs the fused SRU layer against the fallback from that
-installation, in subprocesses away from this checkout.
+`pip wheel . --no-build-isolation` next to TensorFlow and g++ compiles the op
+into the wheel (setup.py): a `py3-none-<platform>` wheel whose TensorFlow
+extras pin the release it was built against. These tests build one from a copy
+of the project (CPU kernels only: about 25 s on 2 cores) and
+
+- install it into a fresh virtual environment with no compiler on PATH, where
+  the fused SRU layer runs from the wheel's library and matches the fallback;
+- install it where its library counts as built for another TensorFlow: one
+  warning naming `python -m keras_ndsru.ops.build`, the fallback's numbers;
+  that command rebuilds the op from the sources the wheel carries, and the
+  fused op runs again.
+
+`KERAS_NDSRU_WHEEL_OP=skip` (like an isolated build, which has no TensorFlow)
+makes the sources-only `py3-none-any` wheel. Checks run in subprocesses
+(`_installed_wheel_check.py`).
 """
 
+import email.parser
 import json
 import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 
 from keras_ndsru.ops import op_library
 
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("g++") is None, reason="no g++"),
+]
+
 ROOT = Path(__file__).resolve().parents[2]
-
-CHECK = """
-import json, numpy as np, keras, keras_ndsru
-from keras_ndsru.ops import fused_kernel_status
-status = fused_kernel_status()
-x = np.random.default_rng(0).normal(size=(3, 5, 4)).astype("float32")
-mask = np.arange(5)[None, :] < np.array([5, 3, 1])[:, None]
-out = {}
-for fused in (True, False):
-    layer = keras_ndsru.SRU(4, return_sequences=True, bidirectional=True,
-                            use_fused_kernel=fused, seed=1)
-    layer.build(x.shape)
-    for w in layer.weights:
-        w.assign(np.random.default_rng(2).normal(scale=0.5, size=w.shape))
-    out[fused] = np.asarray(layer(x, mask=mask))
-print("RESULT " + json.dumps({
-    "package": keras_ndsru.__file__,
-    "path": status.path,
-    "library": status.library,
-    "max_diff": float(np.abs(out[True] - out[False]).max()),
-}))
-"""
+CHECK = Path(__file__).resolve().parent / "_installed_wheel_check.py"
+PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+OP_FILES = [
+    f"keras_ndsru/_ops/{op_library.LIBRARY_NAME}",
+    "keras_ndsru/_ops/build_info.json",
+]
 
 
-def _copy_project(dest: Path) -> None:
-    """What a wheel is built from: metadata, package, op sources."""
-    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
-        shutil.copy2(ROOT / name, dest / name)
-    ignore = shutil.ignore_patterns("__pycache__", "_ops", "*.egg-info")
-    shutil.copytree(ROOT / "keras_ndsru", dest / "keras_ndsru", ignore=ignore)
-    for sub in ("ops", "kernels"):
-        shutil.copytree(
-            ROOT / "custom_ops" / "sru" / sub, dest / "custom_ops" / "sru" / sub
-        )
-
-
-def _run(args, cwd, env=None, timeout=300):
+def _run(args, cwd, env=None, timeout=300) -> str:
     proc = subprocess.run(
         args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -67,50 +58,196 @@ def _run(args, cwd, env=None, timeout=300):
     return proc.stdout
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="no g++")
-def test_installed_wheel_builds_and_runs_its_op(tmp_path):
-    project, wheels, site = tmp_path / "project", tmp_path / "wheels", tmp_path / "site"
-    project.mkdir()
-    _copy_project(project)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    _run(
-        [*pip, "wheel", ".", "--no-deps", "--no-build-isolation", "-w", wheels], project
-    )
-    (wheel,) = wheels.glob("keras_ndsru-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    sources = {
-        f"keras_ndsru/_ops_src/{p.parent.name}/{p.name}"
-        for sub in ("ops", "kernels")
-        for p in (ROOT / "custom_ops" / "sru" / sub).iterdir()
-        if p.suffix in (".cc", ".h", ".cu")
-    }
-    assert sources <= names, sources - names
-    assert "keras_ndsru/ops/build.py" in names
-    assert not [n for n in names if n.startswith("keras_ndsru/_ops/")], (
-        "a wheel must not carry a compiled op"
-    )
+def _check(python, mode, cwd, env) -> dict:
+    return json.loads(_run([python, CHECK, mode], cwd, env).strip().splitlines()[-1])
 
-    _run([*pip, "install", "--no-deps", "--target", site, wheel], tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(site), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env.pop(op_library.DISABLE_ENV_VAR, None)
-    build_log = _run(
-        [sys.executable, "-m", "keras_ndsru.ops.build", "--cpu-only", "--jobs", "2"],
+
+def _op_sources() -> set[str]:
+    return {
+        f"keras_ndsru/_ops_src/{sub}/{p.name}"
+        for sub in op_library.SOURCE_SUBDIRS
+        for p in (ROOT / "custom_ops" / "sru" / sub).iterdir()
+        if p.suffix in op_library.SOURCE_SUFFIXES
+    }
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """What a wheel is built from: metadata, package, op sources."""
+    dest = tmp_path_factory.mktemp("project")
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
+        shutil.copy2(ROOT / name, dest / name)
+    ignore = shutil.ignore_patterns("__pycache__", "_ops", "*.egg-info")
+    shutil.copytree(ROOT / "keras_ndsru", dest / "keras_ndsru", ignore=ignore)
+    for sub in op_library.SOURCE_SUBDIRS:
+        shutil.copytree(
+            ROOT / "custom_ops" / "sru" / sub, dest / "custom_ops" / "sru" / sub
+        )
+    return dest
+
+
+def _build_wheel(project: Path, out: Path, **env) -> Path:
+    _run(
+        [*PIP, "wheel", ".", "--no-deps", "--no-build-isolation", "-w", out],
+        project,
+        {**os.environ, **env},
+    )
+    (wheel,) = out.glob("keras_ndsru-*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def platform_wheel(project, tmp_path_factory) -> Path:
+    """The wheel with the compiled op (CPU kernels only, to keep it short)."""
+    out = tmp_path_factory.mktemp("wheels")
+    return _build_wheel(project, out, KERAS_NDSRU_BUILD_ARGS="--cpu-only --jobs 2")
+
+
+def _metadata(wheel: Path, name: str) -> str:
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.read(f"keras_ndsru-0.1.0.dist-info/{name}").decode()
+
+
+def _requirements(wheel: Path) -> dict:
+    """{extra or None: {"name[extras]": specifier}} of a wheel's metadata."""
+    metadata = email.parser.Parser().parsestr(_metadata(wheel, "METADATA"))
+    extras = [None, *metadata.get_all("Provides-Extra")]
+    found = {extra: {} for extra in extras}
+    for line in metadata.get_all("Requires-Dist"):
+        requirement = Requirement(line)
+        for extra in extras:
+            marker = requirement.marker
+            if (marker is None) == (extra is None) and (
+                marker is None or marker.evaluate({"extra": extra})
+            ):
+                extras_of = ",".join(sorted(requirement.extras))
+                name = (
+                    f"{requirement.name}[{extras_of}]"
+                    if extras_of
+                    else requirement.name
+                )
+                found[extra][name] = requirement.specifier
+    return found
+
+
+def test_platform_wheel_carries_the_op_and_pins_its_tensorflow(platform_wheel):
+    import tensorflow as tf
+
+    platform = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+    assert platform_wheel.name == f"keras_ndsru-0.1.0-py3-none-{platform}.whl"
+    assert "Root-Is-Purelib: false" in _metadata(platform_wheel, "WHEEL")
+    names = set(zipfile.ZipFile(platform_wheel).namelist())
+    assert set(OP_FILES) <= names
+    assert _op_sources() <= names, _op_sources() - names
+    assert not [n for n in names if n.startswith("keras_ndsru/_ops/build/")]
+    with zipfile.ZipFile(platform_wheel) as archive:
+        info = json.loads(archive.read(OP_FILES[1]))
+    assert info["tf_version"] == tf.__version__
+    assert info["source_hash"] == op_library.source_hash()
+    assert info["cuda"] is False
+    series = SpecifierSet(op_library.tensorflow_requirement(tf.__version__))
+    major, minor = op_library.tensorflow_release(tf.__version__)
+    assert f"{major}.{minor}.99" in series and f"{major}.{minor + 1}.0" not in series
+    requirements = _requirements(platform_wheel)
+    assert requirements["cpu"] == {"tensorflow-cpu": series}
+    assert requirements["gpu"] == {"tensorflow[and-cuda]": series}
+    assert requirements["tensorflow"] == {"tensorflow": series}
+    # No distribution of TensorFlow is a plain requirement: that would install
+    # `tensorflow` next to an installed `tensorflow-cpu`.
+    assert set(requirements[None]) == {"keras", "numpy"}, requirements
+
+
+def test_sources_only_wheel_when_asked(project, tmp_path):
+    wheel = _build_wheel(project, tmp_path, KERAS_NDSRU_WHEEL_OP="skip")
+    assert wheel.name == "keras_ndsru-0.1.0-py3-none-any.whl"
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert _op_sources() <= names
+    assert not [n for n in names if n.startswith("keras_ndsru/_ops/")]
+    assert _requirements(wheel)["cpu"] == {"tensorflow-cpu": SpecifierSet(">=2.16")}
+
+
+def _venv_with_our_dependencies(path: Path) -> Path:
+    """A fresh virtual environment that sees this environment's packages
+    (TensorFlow, Keras, pip: installing TensorFlow again would take minutes)
+    but not its keras-ndsru: a .pth line naming a folder of links to them."""
+    _run([sys.executable, "-m", "venv", "--without-pip", path], path.parent)
+    python = path / "bin" / "python"
+    site = _run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        path,
+    ).strip()
+    links = path / "dependencies"
+    links.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        skip = ("keras_ndsru", "__editable__")
+        if not entry.name.startswith(skip) and entry.suffix != ".pth":
+            (links / entry.name).symlink_to(entry)
+    Path(site, "dependencies.pth").write_text(f"{links}\n")
+    return python
+
+
+def test_platform_wheel_runs_its_op_without_a_compiler(platform_wheel, tmp_path):
+    python = _venv_with_our_dependencies(tmp_path / "venv")
+    home = tmp_path / "home"
+    home.mkdir()
+    # Only the environment's own bin/ on PATH: no gcc, g++ or nvcc.
+    env = {
+        "PATH": str(python.parent),
+        "HOME": str(home),
+        "KERAS_BACKEND": "tensorflow",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+    }
+    _run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            platform_wheel,
+        ],
         tmp_path,
         env,
     )
-    library = site / "keras_ndsru" / "_ops" / op_library.LIBRARY_NAME
-    assert library.exists(), build_log
-    info = json.loads((library.parent / op_library.BUILD_INFO_NAME).read_text())
-    # Built from the packed copy of the sources: same hash as this checkout's.
-    assert info["source_hash"] == op_library.source_hash()
-    assert info["git_commit"] is None and info["cuda"] is False
-    # A second run finds it up to date.
-    assert "up to date" in _run(
-        [sys.executable, "-m", "keras_ndsru.ops.build", "--cpu-only"], tmp_path, env
-    )
+    result = _check(python, "fused", tmp_path, env)
+    package = Path(result["package"]).parent
+    assert package.is_relative_to(tmp_path / "venv"), result
+    assert result["compilers_on_path"] == [], result
+    assert result["path"] == "fused", result
+    assert result["library"] == str(package / "_ops" / op_library.LIBRARY_NAME)
+    assert result["max_diff"] < 1e-5, result
+    # It ran the wheel's library as installed: nothing was compiled.
+    with zipfile.ZipFile(platform_wheel) as archive:
+        assert Path(result["library"]).read_bytes() == archive.read(OP_FILES[0])
+    assert not (package / "_ops" / "build").exists()
 
-    out = _run([sys.executable, "-c", CHECK], tmp_path, env)
-    result = json.loads(out.split("RESULT ", 1)[1])
-    assert result["package"].startswith(str(site)), result
-    assert result["path"] == "fused" and result["library"] == str(library), result
+
+def test_installed_op_for_another_tensorflow_warns_then_rebuilds(
+    platform_wheel, tmp_path
+):
+    site = tmp_path / "site"
+    _run([*PIP, "install", "--no-deps", "--target", site, platform_wheel], tmp_path)
+    info_path = site / "keras_ndsru" / "_ops" / op_library.BUILD_INFO_NAME
+    info = json.loads(info_path.read_text())
+    running = info["tf_version"]
+    major, minor = op_library.tensorflow_release(running)
+    other = f"{major}.{minor + 1}.0"
+    info_path.write_text(json.dumps({**info, "tf_version": other}))
+
+    env = {**os.environ, "PYTHONPATH": str(site), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop(op_library.DISABLE_ENV_VAR, None)
+    result = _check(sys.executable, "rebuild", tmp_path, env)
+    assert Path(result["package"]).is_relative_to(site), result
+    assert result["refused_path"] == "fallback", result
+    (warning,) = result["warnings"]
+    for text in (warning, result["fused_true_error"]):
+        assert f"built for TensorFlow {other}" in text, text
+        assert "python -m keras_ndsru.ops.build" in text, text
+    assert result["auto_equals_fallback"], result
+    # The fix, from the sources the wheel carries, into the installed package.
+    assert "compiling sru_ops.cc, sru_kernels.cc" in result["build_log"], result
+    assert json.loads(info_path.read_text())["tf_version"] == running
+    assert result["path"] == "fused", result
     assert result["max_diff"] < 1e-5, result
