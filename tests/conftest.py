@@ -9,6 +9,13 @@ os.environ.setdefault("KERAS_NDSRU_OFFLINE", "1")
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+from shared_data import shared_path  # noqa: E402  (tests/support)
+
+
+@pytest.fixture
+def shared_data():
+    """`shared_data("acasxu/x.nnet")`: the path under ../shared, or a skip."""
+    return shared_path
 
 
 @pytest.fixture

@@ -1,13 +1,8 @@
 """Bound propagation and LP tightening contain every reachable pre-activation."""
 
-import pathlib
-import sys
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from verify_brute import def1_min_margin, random_net  # noqa: E402
+from verify_brute import def1_min_margin, random_net
 
 from keras_ndsru.verify import ReluNetwork, local_robustness  # noqa: E402
 from keras_ndsru.verify.bounds import InputRegion, layer_bounds  # noqa: E402

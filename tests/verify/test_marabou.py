@@ -5,7 +5,6 @@ One Marabou query per disjunct, with explicit input bounds (not its
 verifier reports a violation of that disjunct's property.
 """
 
-import pathlib
 import warnings
 
 import numpy as np
@@ -23,10 +22,7 @@ with warnings.catch_warnings():
 
 from keras_ndsru.verify import load_nnet, local_robustness  # noqa: E402
 
-ACASXU = (
-    pathlib.Path(__file__).resolve().parents[3]
-    / "shared/acasxu/ACASXU_experimental_v2a_1_1.nnet"
-)
+ACASXU = "acasxu/ACASXU_experimental_v2a_1_1.nnet"  # under ../shared
 
 
 def _marabou_def1_robust(path, lower, upper, label):
@@ -50,7 +46,6 @@ def _marabou_def1_robust(path, lower, upper, label):
     return True
 
 
-@pytest.mark.skipif(not ACASXU.exists(), reason="shared ACAS Xu network not present")
 @pytest.mark.parametrize(
     "x0, delta",
     [
@@ -58,10 +53,11 @@ def _marabou_def1_robust(path, lower, upper, label):
         ([0.0, 0.0, 0.0, 0.0, 0.0], 0.05),  # not robust
     ],
 )
-def test_def1_agrees_with_marabou_on_acasxu(x0, delta):
-    net = load_nnet(ACASXU)
+def test_def1_agrees_with_marabou_on_acasxu(x0, delta, shared_data):
+    acasxu = shared_data(ACASXU)
+    net = load_nnet(acasxu)
     x0 = np.array(x0)
     ours = local_robustness(net, x0, delta, label_mode="argmin", workers=1)
     lower = np.maximum(x0 - delta, net.input_domain[0])
     upper = np.minimum(x0 + delta, net.input_domain[1])
-    assert ours.robust is _marabou_def1_robust(ACASXU, lower, upper, ours.label)
+    assert ours.robust is _marabou_def1_robust(acasxu, lower, upper, ours.label)

@@ -1,16 +1,11 @@
 """The .nnet reader against hand-computed values, and the shared ACAS Xu network."""
 
-import pathlib
-
 import numpy as np
 import pytest
 
 from keras_ndsru.verify import load_nnet, local_robustness
 
-ACASXU = (
-    pathlib.Path(__file__).resolve().parents[3]
-    / "shared/acasxu/ACASXU_experimental_v2a_1_1.nnet"
-)
+ACASXU = "acasxu/ACASXU_experimental_v2a_1_1.nnet"  # under ../shared
 
 TINY = """// a hand-made network
 // two inputs, one hidden layer of two ReLUs, one output
@@ -59,14 +54,14 @@ def test_malformed_file_is_reported(tmp_path):
         load_nnet(path)
 
 
-@pytest.mark.skipif(not ACASXU.exists(), reason="shared ACAS Xu network not present")
-def test_acasxu_network_and_a_query():
-    net = load_nnet(ACASXU)
+def test_acasxu_network_and_a_query(shared_data):
+    acasxu = shared_data(ACASXU)
+    net = load_nnet(acasxu)
     assert net.n_inputs == 5 and net.n_outputs == 5 and net.hidden_sizes == [50] * 6
     # Reference evaluation straight from the text rows, independent of the reader.
     rows = [
         [float(v) for v in line.strip().strip(",").split(",")]
-        for line in ACASXU.read_text().splitlines()
+        for line in acasxu.read_text().splitlines()
         if line.strip() and not line.startswith("//")
     ]
     x = np.array([0.1, -0.2, 0.3, 0.0, -0.1])

@@ -3,14 +3,12 @@
 import concurrent.futures
 import os
 import pathlib
-import sys
 
 import numpy as np
 import pytest
 
 # The brute-force oracle sits beside this file (pytest runs in importlib mode).
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from verify_brute import (  # noqa: E402
+from verify_brute import (
     def1_min_margin,
     def3_min_margin,
     forward,

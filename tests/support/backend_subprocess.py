@@ -2,8 +2,9 @@
 
 The test process runs Keras on TensorFlow and a backend cannot be switched
 in-process, so other backends (and multi-device set-ups) are checked in a
-subprocess. `tests/` is put on its PYTHONPATH so that scripts can import the
-NumPy oracles. Imported by tests through pytest's `pythonpath`.
+subprocess. This folder (`tests/support/`, the NumPy oracles and test
+helpers) is put on its PYTHONPATH so that scripts can import the oracles.
+Imported by tests through pytest's `pythonpath`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-TESTS = Path(__file__).resolve().parent
+SUPPORT = Path(__file__).resolve().parent
 
 
 def run_script(
@@ -29,7 +30,7 @@ def run_script(
         "KERAS_BACKEND": backend,
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), env.get("PYTHONPATH", "")])
     done = subprocess.run(
         [sys.executable, *map(str, args)],
         env=env,
