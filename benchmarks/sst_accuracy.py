@@ -54,29 +54,37 @@ import _text_data  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import text_classification  # noqa: E402
 
 import keras_ndsru  # noqa: E402
 
 TASKS = {"sst2": "stsa.binary", "sst5": "stsa.fine"}
+# Options that are arguments of examples/text_classification.py.
+EXAMPLE_KEYS = (
+    "layers",
+    "units",
+    "embed_dim",
+    "dropout",
+    "embed_dropout",
+    "output_dropout",
+    "head",
+    "bidirectional",
+)
+# The example's defaults (its parser's), then the benchmark-only knobs.
+_EXAMPLE = vars(text_classification.build_parser().parse_args([]))
 DEFAULTS = {
-    "layers": 2,
-    "units": 128,
-    "embed_dim": 128,
-    "dropout": 0.3,
-    "embed_dropout": 0.0,
-    "output_dropout": 0.0,
-    "head": "last",
-    "bidirectional": False,
-    "optimizer": "adam",
+    **{key: _EXAMPLE[key] for key in EXAMPLE_KEYS},
+    "optimizer": _EXAMPLE["optimizer"],
     "lr": 1e-3,
     "vector_lr": 0.05,
-    "batch": 32,
+    "batch": _EXAMPLE["batch_size"],
     "highway_bias": 0.0,
     "rescale": True,
     "layer_norm": False,
     "forget_bias": 0.0,
     "weight_c": "zeros",
     "hidden_dropout": None,
+    "nd_classifier": "vector",
 }
 
 
@@ -158,47 +166,26 @@ class OfficialKernel(keras.initializers.Initializer):
 
 
 def build_keras(name: str, options: dict, vocab: int, classes: int) -> keras.Model:
-    inputs = keras.Input((None,), dtype="int32")
-    x = keras.layers.Embedding(vocab, options["embed_dim"], mask_zero=True)(inputs)
-    if options["embed_dropout"]:
-        x = keras.layers.Dropout(options["embed_dropout"])(x)
-    pooled = options["head"] != "last"
-    for i in range(options["layers"]):
-        sequences = pooled or i < options["layers"] - 1
-        if name == "sru":
-            x = keras_ndsru.SRU(
-                options["units"],
-                return_sequences=sequences,
-                dropout=options["dropout"],
-                bidirectional=options["bidirectional"],
-                **sru_kwargs(options),
-            )(x)
-            continue
-        cell = keras.layers.LSTM if name == "lstm" else keras.layers.GRU
-        layer = cell(
-            options["units"], return_sequences=sequences, dropout=options["dropout"]
-        )
-        x = (
-            keras.layers.Bidirectional(layer)(x)
-            if options["bidirectional"]
-            else layer(x)
-        )
-    if options["head"] == "mean":
-        x = keras.layers.GlobalAveragePooling1D()(x)
-    elif options["head"] == "max":
-        x = keras.layers.GlobalMaxPooling1D()(x)
-    if options["output_dropout"]:
-        x = keras.layers.Dropout(options["output_dropout"])(x)
-    logits = keras.layers.Dense(classes)(x)
-    return keras.Model(inputs, logits)
+    """The example's model (`text_classification.build_model`)."""
+    args = argparse.Namespace(
+        train_embeddings=False,
+        **{key: options[key] for key in EXAMPLE_KEYS},
+    )
+    sru_options = sru_kwargs(options) if name == "sru" else None
+    return text_classification.build_model(
+        args, name, vocab, classes, sru_options=sru_options
+    )
 
 
 def make_optimizer(options, model):
     if options["optimizer"] == "ndadam":
+        axes = keras_ndsru.vector_axes_for_model(model)
+        if options["nd_classifier"] == "scalar":  # Adam on the classifier kernel
+            axes[model.layers[-1].kernel.path] = None
         return keras_ndsru.NDAdam(
             learning_rate=options["lr"],
             vector_learning_rate=options["vector_lr"],
-            vector_axes=keras_ndsru.vector_axes_for_model(model),
+            vector_axes=axes,
         )
     return keras.optimizers.Adam(options["lr"])
 

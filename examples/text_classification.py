@@ -53,7 +53,7 @@ import _text_data  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-HEADS = ("mean", "last")
+HEADS = ("mean", "max", "last")
 DEFAULT_HEAD = "mean"
 DEFAULT_SEEDS = (0, 1, 2)
 # The held-out dev split does not depend on --seeds: every run selects its
@@ -107,8 +107,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--head",
         choices=HEADS,
         default=DEFAULT_HEAD,
-        help="classifier input: the mean of the last layer's outputs over the "
-        f"valid steps, or its last output (default {DEFAULT_HEAD})",
+        help="classifier input: the mean or the maximum of the last layer's "
+        f"outputs over the valid steps, or its last output (default {DEFAULT_HEAD})",
+    )
+    parser.add_argument(
+        "--embed-dropout",
+        type=_common.non_negative_float,
+        default=0.0,
+        help="dropout on the word vectors (default 0)",
+    )
+    parser.add_argument(
+        "--output-dropout",
+        type=_common.non_negative_float,
+        default=0.0,
+        help="dropout on the classifier input (default 0)",
     )
     parser.add_argument(
         "--bidirectional", action="store_true", help="bidirectional layers"
@@ -390,6 +402,8 @@ def build_model(
             trainable=args.train_embeddings,
         )
     x = embedding(inputs)
+    if args.embed_dropout:
+        x = keras.layers.Dropout(args.embed_dropout)(x)
     for i in range(args.layers):
         sequences = args.head != "last" or i < args.layers - 1
         if cell == "sru":
@@ -407,8 +421,29 @@ def build_model(
         x = keras.layers.Bidirectional(layer)(x) if args.bidirectional else layer(x)
     if args.head == "mean":
         x = keras.layers.GlobalAveragePooling1D()(x)  # over the valid steps
+    elif args.head == "max":
+        x = MaskedGlobalMax()(x)
+    if args.output_dropout:
+        x = keras.layers.Dropout(args.output_dropout)(x)
     logits = keras.layers.Dense(num_classes)(x)
     return keras.Model(inputs, logits, name=f"{cell}_x{args.layers}")
+
+
+class MaskedGlobalMax(keras.layers.Layer):
+    """Maximum over the valid time steps (`GlobalMaxPooling1D` ignores masks)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs, mask=None):
+        if mask is not None:
+            lowest = keras.ops.full_like(inputs, float("-inf"))
+            inputs = keras.ops.where(mask[..., None], inputs, lowest)
+        return keras.ops.max(inputs, axis=1)
+
+    def compute_mask(self, inputs, mask=None):
+        return None
 
 
 # ------------------------------------------------------------------ training

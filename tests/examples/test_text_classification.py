@@ -189,3 +189,11 @@ def test_mocked_glue_sst2_uses_the_validation_split_as_test(online, tmp_path):
         results["data"]["train"]["examples"],
         results["data"]["dev"]["examples"],
     ) == (11, 1)
+
+
+def test_max_head_ignores_padded_steps():
+    x = np.full((2, 3, 2), -1.0, "float32")
+    x[0, 0] = [-5.0, -7.0]
+    mask = np.array([[True, False, False], [True, True, True]])
+    pooled = text_classification.MaskedGlobalMax()(x, mask=mask)
+    np.testing.assert_array_equal(pooled, [[-5.0, -7.0], [-1.0, -1.0]])
