@@ -7,29 +7,126 @@ python -m keras_ndsru.verify MODEL POINTS ...
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
 
 
-def _load_model(path: str):
-    from keras_ndsru.verify.nnet import load_nnet
+def _positive(option: str, integer: bool = False):
+    """An argparse `type` accepting only positive (finite) numbers."""
 
+    def parse(text: str):
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            value = None
+        if value is None or not np.isfinite(value) or value <= 0:
+            kind = "a positive integer" if integer else "a positive number"
+            raise argparse.ArgumentTypeError(
+                f"{option} must be {kind}. Received: {text}"
+            )
+        return value
+
+    return parse
+
+
+def _load_model(path: str, parser: argparse.ArgumentParser):
+    if not os.path.isfile(path):
+        parser.error(f"{path}: model file not found (a .keras or .nnet file)")
     if path.endswith(".nnet"):
-        return load_nnet(path)
+        from keras_ndsru.verify.nnet import load_nnet
+
+        try:
+            return load_nnet(path)
+        except ValueError as error:
+            parser.error(str(error))
     import keras
 
-    return keras.saving.load_model(path, compile=False)
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001 -- any load failure is one line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        parser.error(
+            f"{path}: cannot load it as a Keras model ({type(error).__name__}: "
+            f"{first}); pass a .keras file saved with model.save or a .nnet file"
+        )
 
 
-def _load_points(path: str) -> np.ndarray:
+def _input_size(model) -> int:
+    size = getattr(model, "n_inputs", None)
+    if size is None:
+        size = int(np.prod(model.input_shape[1:]))
+    return int(size)
+
+
+def _read_csv(path: str, parser: argparse.ArgumentParser) -> np.ndarray:
+    """Rows of comma- or space-separated numbers; `#` comments and blank
+    lines are skipped, and so (with a note) is a header as the first line."""
+    rows, width = [], None
+    with open(path, encoding="utf-8-sig") as file:
+        for number, line in enumerate(file, start=1):
+            text = line.split("#", 1)[0].strip()
+            if not text:
+                continue
+            fields = text.replace(",", " ").split()
+            try:
+                row = [float(v) for v in fields]
+            except ValueError:
+                if not rows and width is None:
+                    print(
+                        f"{path}:{number}: skipped the header line {text!r}",
+                        file=sys.stderr,
+                    )
+                    width = -1
+                    continue
+                bad = next(v for v in fields if not _is_number(v))
+                parser.error(
+                    f"{path}:{number}: expected numbers separated by commas, "
+                    f"found {bad!r}"
+                )
+            if rows and len(row) != len(rows[0]):
+                parser.error(
+                    f"{path}:{number}: expected {len(rows[0])} values like the "
+                    f"first point, found {len(row)}"
+                )
+            rows.append(row)
+    if not rows:
+        return np.zeros((0, 0))
+    return np.asarray(rows, np.float64)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _load_points(path: str, size: int, parser: argparse.ArgumentParser):
+    if not os.path.isfile(path):
+        parser.error(f"{path}: points file not found (a .npy or .csv file)")
     if path.endswith(".npy"):
-        points = np.load(path)
+        try:
+            points = np.asarray(np.load(path), np.float64)
+        except (ValueError, OSError) as error:
+            parser.error(f"{path}: not a readable .npy array of points ({error})")
+        points = points.reshape(1, -1) if points.ndim <= 1 else points
+        points = points.reshape(len(points), -1)
     else:
-        points = np.loadtxt(path, delimiter=",", ndmin=2, comments="#")
-    if points.ndim == 1:
-        points = points[None]
-    return np.asarray(points, np.float64)
+        points = _read_csv(path, parser)
+    if len(points) == 0:
+        parser.error(f"{path} holds no points: write one point per row")
+    if points.shape[1] != size:
+        parser.error(
+            f"{path}: {points.shape[1]} values per point, but the model has "
+            f"{size} inputs. Received: points of shape {points.shape}"
+        )
+    if not np.all(np.isfinite(points)):
+        row = int(np.argwhere(~np.isfinite(points))[0][0])
+        parser.error(f"{path}: point {row} is not finite (NaN or inf)")
+    return points
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,15 +139,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("model", help="a .keras model file or a .nnet file")
     parser.add_argument("points", help=".npy (points, *input_shape) or .csv rows")
-    parser.add_argument("--delta", type=float, required=True, help="radius (> 0)")
-    parser.add_argument("--eps", type=float, default=None, help="Def. 3 tolerance")
+    parser.add_argument(
+        "--delta", type=_positive("--delta"), required=True, help="radius (> 0)"
+    )
+    parser.add_argument(
+        "--eps", type=_positive("--eps"), default=None, help="Def. 3 tolerance"
+    )
     parser.add_argument("--norm", choices=["inf", "1"], default="inf")
     parser.add_argument(
         "--argmin", action="store_true", help="label = argmin (ACAS Xu advisories)"
     )
-    parser.add_argument("--timeout", type=float, default=None, help="seconds per point")
     parser.add_argument(
-        "--workers", type=int, default=1, help="processes (1 = sequential)"
+        "--timeout", type=_positive("--timeout"), default=None, help="seconds per point"
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive("--workers", integer=True),
+        default=1,
+        help="processes (1 = sequential)",
     )
     parser.add_argument("--method", choices=["auto", "milp", "split"], default="auto")
     parser.add_argument(
@@ -58,16 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also binary-search the largest robust delta (up to --delta)",
     )
-    parser.add_argument("--precision", type=float, default=1e-3)
+    parser.add_argument("--precision", type=_positive("--precision"), default=1e-3)
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from keras_ndsru.verify.queries import local_robustness, max_robust_delta
 
-    model = _load_model(args.model)
-    points = _load_points(args.points)
+    model = _load_model(args.model, parser)
+    points = _load_points(args.points, _input_size(model), parser)
     common = dict(
         norm=args.norm,
         eps=args.eps,

@@ -53,8 +53,53 @@ class NNetNetwork(ReluNetwork):
         return self.denormalize_output(self(self.normalize_input(x_raw)))
 
 
-def _numbers(line: str) -> list[float]:
-    return [float(v) for v in line.replace(",", " ").split()]
+class _Lines:
+    """The value lines of a `.nnet` file (comments and blank lines skipped),
+    read in order; every error names the file, the line and what was
+    expected there."""
+
+    def __init__(self, path: str):
+        self.path = path
+        with open(path) as file:
+            self._lines = [
+                (number, text.strip())
+                for number, text in enumerate(file, start=1)
+                if text.strip() and not text.lstrip().startswith("//")
+            ]
+        self._next = 0
+        self._last_number = 0
+
+    def error(self, number: int | None, expected: str, found: str) -> ValueError:
+        where = f"{self.path}:{number}" if number else self.path
+        return ValueError(
+            f"{where}: malformed .nnet file: expected {expected}, found {found}. "
+            "Check the file against the .nnet layout (Julian et al.)."
+        )
+
+    def values(self, count: int, what: str, integers: bool = False) -> list:
+        """The first `count` numbers of the next line."""
+        if self._next >= len(self._lines):
+            where = f"ends after line {self._last_number}" if self._last_number else ""
+            raise ValueError(
+                f"{self.path}: malformed .nnet file: it {where or 'has no header'}"
+                f" line; expected {count} {what} next."
+            )
+        number, text = self._lines[self._next]
+        self._next += 1
+        self._last_number = number
+        fields = [v for v in text.replace(",", " ").split()]
+        if len(fields) < count:
+            raise self.error(number, f"{count} {what}", f"{len(fields)}: {text!r}")
+        numbers = []
+        for field in fields[:count]:
+            try:
+                value = float(field)
+            except ValueError:
+                raise self.error(number, f"a number in {what}", repr(field)) from None
+            if integers and (not value.is_integer() or value < 1):
+                raise self.error(number, f"positive integers in {what}", repr(field))
+            numbers.append(int(value) if integers else value)
+        return numbers
 
 
 def load_nnet(path) -> NNetNetwork:
@@ -70,46 +115,52 @@ def load_nnet(path) -> NNetNetwork:
 
     Returns:
         An `NNetNetwork` (normalized input space, ReLU on all hidden layers).
+
+    Raises:
+        ValueError: the file does not follow the layout; the message names
+            the file, the line and what was expected there.
     """
     path = os.fspath(path)
-    with open(path) as f:
-        lines = [ln.strip() for ln in f if ln.strip() and not ln.startswith("//")]
-    try:
-        header = [int(v) for v in _numbers(lines[0])]
-        n_layers, n_inputs, n_outputs = header[:3]
-        sizes = [int(v) for v in _numbers(lines[1])]
-        if len(sizes) != n_layers + 1 or sizes[0] != n_inputs or sizes[-1] != n_outputs:
-            raise ValueError(f"layer sizes {sizes} disagree with header {header}")
-        input_min, input_max = _numbers(lines[3]), _numbers(lines[4])
-        means, ranges = _numbers(lines[5]), _numbers(lines[6])
-        for what, values, count in (
-            ("input minimums", input_min, n_inputs),
-            ("input maximums", input_max, n_inputs),
-            ("means", means, n_inputs + 1),
-            ("ranges", ranges, n_inputs + 1),
-        ):
-            if len(values) < count:
-                raise ValueError(f"expected {count} {what}, found {len(values)}")
-        row = 7
-        weights, biases = [], []
-        for k in range(n_layers):
-            n_in, n_out = sizes[k], sizes[k + 1]
-            w = np.array([_numbers(lines[row + i])[:n_in] for i in range(n_out)])
-            row += n_out
-            b = np.array([_numbers(lines[row + i])[0] for i in range(n_out)])
-            row += n_out
-            if w.shape != (n_out, n_in):
-                raise ValueError(f"layer {k}: weight rows have the wrong length")
-            weights.append(w)
-            biases.append(b)
-    except (IndexError, ValueError) as error:
-        raise ValueError(f"Malformed .nnet file {path!r}: {error}") from error
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"{path}: .nnet file not found. Received: path={path!r}"
+        )
+    lines = _Lines(path)
+    n_layers, n_inputs, n_outputs, _ = lines.values(
+        4, "header values (layers, inputs, outputs, max size)", integers=True
+    )
+    sizes = lines.values(n_layers + 1, "layer sizes", integers=True)
+    if sizes[0] != n_inputs or sizes[-1] != n_outputs:
+        raise lines.error(
+            lines._last_number,
+            f"layer sizes starting with {n_inputs} and ending with {n_outputs} "
+            "(the header's inputs and outputs)",
+            str(sizes),
+        )
+    lines.values(1, "the deprecated symmetric flag")
+    input_min = lines.values(n_inputs, "input minimums")
+    input_max = lines.values(n_inputs, "input maximums")
+    means = lines.values(n_inputs + 1, "means (inputs, then the output)")
+    ranges = lines.values(n_inputs + 1, "ranges (inputs, then the output)")
+    weights, biases = [], []
+    for k in range(n_layers):
+        n_in, n_out = sizes[k], sizes[k + 1]
+        rows = [
+            lines.values(n_in, f"weights (layer {k + 1}, row {i + 1})")
+            for i in range(n_out)
+        ]
+        bias = [
+            lines.values(1, f"bias (layer {k + 1}, unit {i + 1})")[0]
+            for i in range(n_out)
+        ]
+        weights.append(np.array(rows))
+        biases.append(np.array(bias))
     return NNetNetwork(
         weights,
         biases,
-        input_min[:n_inputs],
-        input_max[:n_inputs],
-        means[: n_inputs + 1],
-        ranges[: n_inputs + 1],
+        input_min,
+        input_max,
+        means,
+        ranges,
         name=os.path.basename(path),
     )

@@ -85,3 +85,71 @@ def test_cli_help():
     with pytest.raises(SystemExit) as info:
         cli.main(["--help"])
     assert info.value.code == 0
+
+
+# -- bad input: one line naming the input and the fix, exit status 2 ----------
+
+
+def _run_cli(tmp_path, capsys, *args, points="0.5,0.0\n", nnet=NNET):
+    model = tmp_path / "net.nnet"
+    model.write_text(nnet)
+    path = tmp_path / "points.csv"
+    path.write_text(points)
+    with pytest.raises(SystemExit) as info:
+        cli.main([str(model), str(path), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    return info.value.code, err[-1], str(path)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--delta", "-0.01"], "--delta must be a positive number. Received: -0.01"),
+        (["--delta", "nan"], "--delta must be a positive number. Received: nan"),
+        (["--delta", "0.1", "--eps", "0"], "--eps must be a positive number"),
+        (["--delta", "0.1", "--timeout", "-1"], "--timeout must be a positive"),
+        (["--delta", "0.1", "--workers", "0"], "--workers must be a positive int"),
+        (["--delta", "0.1", "--precision", "0"], "--precision must be a positive"),
+    ],
+)
+def test_bad_options_are_usage_errors(tmp_path, capsys, args, message):
+    code, last, _ = _run_cli(tmp_path, capsys, *args)
+    assert code == 2 and message in last and "Traceback" not in last
+
+
+def test_points_file_errors_name_the_file_and_line(tmp_path, capsys):
+    code, last, path = _run_cli(
+        tmp_path, capsys, "--delta", "0.1", points="0.5,0.0\n0.1,oops\n"
+    )
+    assert code == 2 and f"{path}:2:" in last and "'oops'" in last
+    code, last, path = _run_cli(tmp_path, capsys, "--delta", "0.1", points="")
+    assert code == 2 and f"{path} holds no points" in last
+    code, last, path = _run_cli(tmp_path, capsys, "--delta", "0.1", points="1,2,3\n")
+    assert code == 2 and "3 values per point" in last and "2 inputs" in last
+    code, last, path = _run_cli(
+        tmp_path, capsys, "--delta", "0.1", points="0.5,0.0\n1,2,3\n"
+    )
+    assert code == 2 and f"{path}:2:" in last
+
+
+def test_a_csv_header_line_is_skipped_with_a_note(tmp_path, capsys):
+    model = tmp_path / "net.nnet"
+    model.write_text(NNET)
+    path = tmp_path / "points.csv"
+    path.write_text("x0,x1\n0.5,0.0\n")
+    code = cli.main([str(model), str(path), "--delta", "0.2"])
+    captured = capsys.readouterr()
+    assert code == 0 and len(captured.out.splitlines()) == 2
+    assert f"{path}:1: skipped the header line" in captured.err
+
+
+def test_missing_and_malformed_model_files(tmp_path, capsys):
+    path = tmp_path / "points.csv"
+    path.write_text("0.5,0.0\n")
+    with pytest.raises(SystemExit) as info:
+        cli.main([str(tmp_path / "none.nnet"), str(path), "--delta", "0.1"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert info.value.code == 2 and "none.nnet" in err and "not found" in err
+    broken = NNET.replace("\n1.0,-1.0,\n", "\n1.0,\n", 1)  # a short weight row
+    code, last, _ = _run_cli(tmp_path, capsys, "--delta", "0.1", nnet=broken)
+    assert code == 2 and "net.nnet:" in last and "layer 2" in last

@@ -47,10 +47,10 @@ def test_tiny_network_by_hand(tmp_path):
 def test_malformed_file_is_reported(tmp_path):
     path = tmp_path / "bad.nnet"
     path.write_text(TINY.replace("0.5,2.0,\n", "0.5,\n"))
-    with pytest.raises(ValueError, match="Malformed .nnet"):
+    with pytest.raises(ValueError, match="malformed .nnet"):
         load_nnet(path)
     path.write_text("// nothing\n")
-    with pytest.raises(ValueError, match="Malformed .nnet"):
+    with pytest.raises(ValueError, match="malformed .nnet.*no header"):
         load_nnet(path)
 
 
@@ -82,3 +82,32 @@ def test_acasxu_network_and_a_query(shared_data):
     y = net(wide.counterexample)
     assert np.any(np.delete(y, tight.label) <= y[tight.label])
     assert np.abs(wide.counterexample - x).max() <= 0.3
+
+
+@pytest.mark.parametrize(
+    "edit, line, expected",
+    [
+        # (text replaced, file line of the error, what the message says)
+        (("2,2,1,2,", "2,2,"), 3, "4 header values"),
+        (("2,2,1,\n0,", "2,2,\n0,"), 4, "3 layer sizes"),
+        (("-1.0,0.0,", "-1.0,"), 6, "2 input minimums"),
+        (("0.5,2.0,", "0.5,"), 11, "2 weights"),
+        (("0.25,", "x,"), 15, "a number"),
+    ],
+)
+def test_malformed_files_name_the_line_and_what_was_expected(
+    tmp_path, edit, line, expected
+):
+    path = tmp_path / "bad.nnet"
+    path.write_text(TINY.replace(*edit, 1))
+    with pytest.raises(ValueError) as error:
+        load_nnet(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}:{line}: ") and expected in message, message
+
+
+def test_truncated_file_says_what_is_missing(tmp_path):
+    path = tmp_path / "short.nnet"
+    path.write_text("\n".join(TINY.splitlines()[:12]))
+    with pytest.raises(ValueError, match=r"ends after line 12.*expected"):
+        load_nnet(path)
