@@ -85,6 +85,7 @@ DEFAULTS = {
     "weight_c": "zeros",
     "hidden_dropout": None,
     "nd_classifier": "vector",
+    "min_count": _EXAMPLE["min_count"],
 }
 
 
@@ -107,20 +108,30 @@ def parse_spec(spec: str) -> tuple[str, dict]:
 # ----------------------------------------------------------------- data
 
 
-def load_task(data_dir: str, task: str) -> dict:
+def load_task(data_dir: str, task: str, min_count: int) -> dict:
+    """The example's data pipeline on one SST task's train/dev/test files."""
     stem = os.path.join(data_dir, TASKS[task])
-    splits = {
-        split: _text_data.read_labeled_lines(f"{stem}.{split}")
-        for split in ("train", "dev", "test")
+    argv = [f"--{s}" for s in ("data", "dev-data", "test-data")]
+    argv = [
+        a
+        for flag, split in zip(argv, ("train", "dev", "test"))
+        for a in (flag, f"{stem}.{split}")
+    ]
+    args = text_classification.build_parser().parse_args(
+        argv + ["--min-count", str(min_count)]
+    )
+    corpus = text_classification.load_files(args)
+    encoded = text_classification.encode_split(corpus.splits[0], args)
+    return {
+        "classes": corpus.classes,
+        "vocabulary": encoded.vocabulary,
+        "train": encoded.train,
+        "dev": encoded.dev,
+        "test": encoded.test,
+        "truncated": sum(
+            encoded.stats[s]["truncated"] for s in ("train", "dev", "test")
+        ),
     }
-    classes = _text_data.class_names(splits["train"].labels)
-    tokens = {s: [_text_data.tokenize(t) for t in d.texts] for s, d in splits.items()}
-    vocabulary = _text_data.build_vocabulary(tokens["train"])
-    data = {"classes": classes, "vocabulary": vocabulary}
-    for split, examples in splits.items():
-        encoded = _text_data.encode_texts(tokens[split], vocabulary)
-        data[split] = (encoded.ids, _text_data.encode_labels(classes, examples))
-    return data
 
 
 def batches(data, split, batch, seed=None):
@@ -233,10 +244,13 @@ def keras_run(name, options, data, seed, epochs) -> dict:
     )
     evaluations = {s: batches(data, s, 256) for s in ("dev", "test")}
     scores = Scores(lambda x: predict(x).numpy(), evaluations)
+    train = batches(data, "train", options["batch"], seed)
     model.fit(
-        batches(data, "train", options["batch"], seed),
+        train.repeat(),  # one iterator: epoch k sees the k-th shuffle, as torch
+        steps_per_epoch=int(train.cardinality()),
         epochs=epochs,
         callbacks=[scores],
+        shuffle=False,
         verbose=0,
     )
     return {"parameters": model.count_params(), **scores.log}
@@ -280,11 +294,12 @@ def torch_run(options, data, seed, epochs) -> dict:
 
     log = {"seconds": [], "loss": [], "train_accuracy": [], "dev": [], "test": []}
     train = batches(data, "train", options["batch"], seed)
+    steps, stream = int(train.cardinality()), train.repeat().as_numpy_iterator()
     for _ in range(epochs):
         start = time.perf_counter()
         model.train()
         losses, correct, total = [], 0, 0
-        for x, y in train.as_numpy_iterator():
+        for _, (x, y) in zip(range(steps), stream):
             logits = model(torch.as_tensor(x, dtype=torch.long))
             target = torch.as_tensor(y, dtype=torch.long)
             loss = loss_fn(logits, target)
@@ -443,16 +458,21 @@ def main(argv=None) -> None:
     status = keras_ndsru.ops.fused_kernel_status()
     print(f"SRU recurrence: {status.path} ({status.reason})", flush=True)
     runs = []
+    datasets = {}
     for task in args.task:
-        data = load_task(args.data_dir, task)
-        print(
-            f"{task}: {len(data['train'][1])} train / {len(data['dev'][1])} dev / "
-            f"{len(data['test'][1])} test, {len(data['classes'])} classes, "
-            f"vocabulary {len(data['vocabulary'])}",
-            flush=True,
-        )
         for spec in args.models:
             name, options = parse_spec(spec)
+            data_key = (task, options["min_count"])
+            if data_key not in datasets:
+                datasets[data_key] = data = load_task(args.data_dir, *data_key)
+                print(
+                    f"{task}: {len(data['train'][1])} train / {len(data['dev'][1])} "
+                    f"dev / {len(data['test'][1])} test, {len(data['classes'])} "
+                    f"classes, vocabulary {len(data['vocabulary'])} (min_count "
+                    f"{options['min_count']}), {data['truncated']} truncated",
+                    flush=True,
+                )
+            data = datasets[data_key]
             for seed in args.seeds:
                 key = {"task": task, "spec": spec, "seed": seed, "epochs": args.epochs}
                 cached = [r for r in done if all(r.get(k) == v for k, v in key.items())]

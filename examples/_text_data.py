@@ -168,11 +168,16 @@ def build_vocabulary(
     token_lists: Iterable[Sequence[str]],
     max_size: int | None = None,
     extra_words: Iterable[str] = (),
+    min_count: int = 1,
 ) -> list[str]:
-    """`[PAD, OOV]`, then the words by falling frequency (ties: alphabetical),
-    at most `max_size` entries in all, then `extra_words` not yet in it."""
+    """`[PAD, OOV]`, then the words seen at least `min_count` times by falling
+    frequency (ties: alphabetical), at most `max_size` entries in all, then
+    `extra_words` not yet in it."""
     counts = collections.Counter(token for tokens in token_lists for token in tokens)
-    words = sorted(counts, key=lambda word: (-counts[word], word))
+    words = sorted(
+        (word for word, count in counts.items() if count >= min_count),
+        key=lambda word: (-counts[word], word),
+    )
     if max_size is not None:
         words = words[: max(0, max_size - 2)]
     known = set(words)
@@ -227,8 +232,12 @@ def bucketed_batches(
     the length of its own longest row.
 
     Rows of similar length are batched together (`bucket_by_sequence_length`),
-    so padding stays small. With `shuffle_seed`, the rows are reshuffled every
-    epoch (deterministically from the seed); without it, the order is fixed.
+    so padding stays small. With `shuffle_seed`, every pass over the dataset
+    is reshuffled (deterministically from the seed, in the order of the
+    passes); without it, the order is fixed. Its cardinality (the batches of
+    one pass) is known. For training, `.repeat()` it and iterate it once with
+    that many steps per epoch: Keras' `fit` creates a new iterator for each
+    epoch and one more at its end, each of which starts a new shuffle.
     """
     import tensorflow as tf
 

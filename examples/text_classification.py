@@ -143,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="most frequent training words kept (default 20000)",
     )
     parser.add_argument(
+        "--min-count",
+        type=_common.positive_int,
+        default=1,
+        help="training words seen fewer times are unknown words (default 1)",
+    )
+    parser.add_argument(
         "--max-length",
         type=_common.positive_int,
         default=256,
@@ -316,7 +322,9 @@ def encode_split(split: Split, args, vectors=None, dim=None) -> Encoded:
         if vectors is None
         else [t for ts in tokens.values() for s in ts for t in s if t in vectors]
     )
-    vocabulary = _text_data.build_vocabulary(tokens["train"], args.vocab_size, extra)
+    vocabulary = _text_data.build_vocabulary(
+        tokens["train"], args.vocab_size, extra, args.min_count
+    )
     stats, encoded = {}, {}
     for name, token_lists in tokens.items():
         result = _text_data.encode_texts(token_lists, vocabulary, args.max_length)
@@ -346,7 +354,8 @@ def describe(corpus: Corpus, encoded: Encoded, args) -> list[str]:
         + ", ".join(f"{s} {stats[s]['examples']:,}" for s in ("train", "dev", "test"))
         + " examples"
         + (f" (first of {len(corpus.splits)} folds)" if len(corpus.splits) > 1 else ""),
-        f"vocabulary: {stats['vocabulary']:,} words (--vocab-size {args.vocab_size}); "
+        f"vocabulary: {stats['vocabulary']:,} words (--vocab-size {args.vocab_size}, "
+        f"--min-count {args.min_count}); "
         f"unknown words: {stats['dev']['oov_rate']:.1%} of dev, "
         f"{stats['test']['oov_rate']:.1%} of test tokens",
     ]
@@ -497,8 +506,10 @@ def train_once(args, cell, encoded: Encoded, num_classes, seed, callbacks=()) ->
         patience=args.epochs,
         restore_best_weights=True,
     )
+    train = batches(*encoded.train, args.batch_size, shuffle_seed=seed)
     history = model.fit(
-        batches(*encoded.train, args.batch_size, shuffle_seed=seed),
+        train.repeat(),  # one iterator: epoch k sees the k-th shuffle
+        steps_per_epoch=int(train.cardinality()),
         validation_data=batches(*encoded.dev, 256),
         epochs=args.epochs,
         callbacks=[_common.EpochTimer(), best, *callbacks],

@@ -178,3 +178,31 @@ def test_embedding_matrix_rows_are_unit_norm_and_pad_is_zero():
     np.testing.assert_array_equal(matrix[0], 0)
     np.testing.assert_allclose(np.linalg.norm(matrix[1:], axis=1), 1, rtol=1e-6)
     np.testing.assert_allclose(matrix[2], [0, 0.6, 0.8], rtol=1e-6)
+
+
+def test_fit_on_the_repeated_batches_sees_one_shuffle_per_epoch():
+    """What benchmarks/sst_accuracy.py relies on: Keras' fit over
+    `.repeat()` with the cardinality as steps per epoch trains on the same
+    batches, in the same order, as one iterator over the repeated dataset."""
+    import keras
+    import tensorflow as tf
+
+    seen = []
+
+    class Recorder(keras.Model):
+        def train_step(self, data):
+            seen.append(data[1].numpy().tolist())
+            return {"steps": tf.constant(1.0)}
+
+    rng = np.random.default_rng(0)
+    sequences = [np.arange(1, n + 1, dtype=np.int32) for n in rng.integers(1, 30, 60)]
+    inputs = keras.Input((None,), dtype="int32")
+    model = Recorder(inputs, keras.layers.Embedding(32, 2)(inputs))
+    model.compile(run_eagerly=True)
+    train = bucketed_batches(sequences, np.arange(60), 8, shuffle_seed=3)
+    steps = int(train.cardinality())
+    model.fit(train.repeat(), steps_per_epoch=steps, epochs=3, shuffle=False, verbose=0)
+    again = bucketed_batches(sequences, np.arange(60), 8, shuffle_seed=3)
+    stream = again.repeat().as_numpy_iterator()
+    assert seen == [next(stream)[1].tolist() for _ in range(3 * steps)]
+    assert seen[:steps] != seen[steps : 2 * steps]  # reshuffled every epoch
