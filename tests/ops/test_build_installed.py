@@ -4,7 +4,7 @@ checkout.
 `pip wheel . --no-build-isolation` next to TensorFlow and g++ compiles the op
 into the wheel (setup.py): a `py3-none-<platform>` wheel whose TensorFlow
 extras pin the release it was built against. These tests build one from a copy
-of the project (CPU kernels only: about 25 s on 2 cores) and
+of the project (CPU kernels only: 15-30 s on 2 cores) and
 
 - install it into a fresh virtual environment with no compiler on PATH, where
   the fused SRU layer runs from the wheel's library and matches the fallback;
