@@ -243,12 +243,6 @@ def build(
     elif not (CUDA_SOURCE.exists() and CUDA_WRAPPER.exists()):
         cuda_reason = f"{CUDA_SOURCE.name} or {CUDA_WRAPPER.name} is missing"
     want_cuda = cuda_reason is None
-    if shutil.which(CPU_COMPILER) is None:
-        raise SystemExit(
-            f"[build_ops] {CPU_COMPILER} is not on PATH: install a C++ compiler, or "
-            f"install the keras-ndsru wheel built for your TensorFlow (see "
-            f"docs/deploy.md). Received: PATH={os.environ.get('PATH', '')}"
-        )
     missing = [str(p) for p in CPU_SOURCES if not p.exists()]
     if missing:
         raise SystemExit(
@@ -273,6 +267,12 @@ def _build_locked(
     build_dir: Path,
 ) -> Path:
     want_cuda = cuda_reason is None
+    if shutil.which(CPU_COMPILER) is None:
+        raise SystemExit(
+            f"[build_ops] {CPU_COMPILER} is not on PATH: install a C++ compiler, or "
+            f"install the keras-ndsru wheel built for your TensorFlow (see "
+            f"docs/deploy.md). Received: PATH={os.environ.get('PATH', '')}"
+        )
     start = time.monotonic()
     tf_compile, tf_link, tf_version, tf_git = tf_flags()
     source_hash = op_library.source_hash(SRC)
