@@ -251,3 +251,26 @@ def test_installed_op_for_another_tensorflow_warns_then_rebuilds(
     assert json.loads(info_path.read_text())["tf_version"] == running
     assert result["path"] == "fused", result
     assert result["max_diff"] < 1e-5, result
+
+
+@pytest.mark.parametrize("built", ["patch", "next_minor", "previous_minor", "rc"])
+def test_pinned_series_is_what_the_loader_accepts(built, tmp_path):
+    """The extras' specifier admits exactly the TensorFlow versions in which
+    the loader accepts the library."""
+    import tensorflow as tf
+
+    major, minor = op_library.tensorflow_release(tf.__version__)
+    version = {
+        "patch": f"{major}.{minor}.97",
+        "next_minor": f"{major}.{minor + 1}.0",
+        "previous_minor": f"{major}.{minor - 1}.3",
+        "rc": f"{major}.{minor}.0rc1",
+    }[built]
+    (tmp_path / op_library.LIBRARY_NAME).write_bytes(b"")  # check() does not load
+    (tmp_path / op_library.BUILD_INFO_NAME).write_text(
+        json.dumps({"tf_version": version})
+    )
+    error = op_library.OpLibraryLoader(tmp_path, tmp_path / "no_sources").check()
+    pinned = SpecifierSet(op_library.tensorflow_requirement(version))
+    assert (error is None) == (tf.__version__ in pinned), (version, error)
+    assert (error is None) == (built == "patch"), (version, error)
