@@ -80,7 +80,7 @@ OTHER_EXTRAS = {
         # The official PyTorch SRU: keras_ndsru.SRU is checked against it.
         "sru==2.6.0",
         # tests/ops/test_build_installed.py builds a wheel without build isolation.
-        "setuptools>=70.1",
+        "setuptools>=77",
         "pytest-xdist>=3",
         "ruff>=0.6",
         "scipy>=1.10",
