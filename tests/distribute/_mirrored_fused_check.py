@@ -10,12 +10,9 @@ separate process. Prints one JSON line.
 import json
 
 import tensorflow as tf
+from logical_cpus import split_cpu  # tests/support, on PYTHONPATH
 
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(
-    cpu,
-    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()],
-)
+split_cpu(2)
 
 import _sru_training as training  # noqa: E402
 

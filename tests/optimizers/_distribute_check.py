@@ -8,12 +8,9 @@ import json
 import sys
 
 import tensorflow as tf
+from logical_cpus import split_cpu  # tests/support, on PYTHONPATH
 
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(
-    cpu,
-    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()],
-)
+split_cpu(2)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
