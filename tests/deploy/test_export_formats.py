@@ -1,0 +1,153 @@
+"""An SRU model through each format of `model.export(format=...)`, run in
+that format's runtime: same outputs as the Keras model.
+
+The SavedModel format (and TFLite from a fixed-shape Keras model) is tested in
+tests/layers/test_sru_export.py; benchmarks/export_formats.py measures every
+format on more models. The ONNX and OpenVINO tools are optional (the `deploy`
+extra): their tests skip when the package is absent.
+"""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_ndsru import SRU
+from keras_ndsru.ops import fused_kernel_status
+
+# The LiteRT/TFLite rows need fixed shapes: the exporter is told STATIC.
+SHAPES = [(3, 7), (2, 12)]
+STATIC = SHAPES[0]
+
+
+def classifier(use_fused_kernel="auto"):
+    """Masked tokens, a bidirectional SRU returning sequences, a Keras
+    `Bidirectional` SRU stacked on it, a dense head; random weights."""
+    inputs = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(20, 4, mask_zero=True)(inputs)
+    x = SRU(
+        6, return_sequences=True, bidirectional=True, use_fused_kernel=use_fused_kernel
+    )(x)
+    x = keras.layers.Bidirectional(SRU(5, use_fused_kernel=use_fused_kernel))(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    rng = np.random.default_rng(0)
+    for variable in model.trainable_variables:
+        variable.assign(rng.normal(scale=0.5, size=variable.shape))
+    model(tokens(STATIC))  # Keras' ONNX export requires a model once called
+    return model
+
+
+def tokens(shape, seed=9):
+    """Right-padded rows: the first half padded, the last one step long."""
+    x = np.random.default_rng(seed).integers(1, 20, size=shape).astype("int32")
+    x[0, shape[1] // 2 :] = 0
+    x[-1, 1:] = 0
+    return x
+
+
+def assert_runs_like_keras(model, run, shapes=SHAPES):
+    for shape in shapes:
+        x = tokens(shape)
+        np.testing.assert_allclose(run(x), model(x), atol=1e-5)
+
+
+def litert_runner(path):
+    """LiteRT's interpreter (ai-edge-litert), else TensorFlow's own."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        Interpreter = tf.lite.Interpreter
+    interpreter = Interpreter(model_path=str(path))
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+
+    def run(x):
+        interpreter.resize_tensor_input(inp["index"], x.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(out["index"])
+
+    return run
+
+
+def test_onnx_runs_in_onnxruntime(tmp_path):
+    pytest.importorskip("tf2onnx", reason="the ONNX export needs tf2onnx (deploy)")
+    onnxruntime = pytest.importorskip("onnxruntime", reason="deploy extra")
+    model, path = classifier(), tmp_path / "model.onnx"
+    model.export(str(path), format="onnx", verbose=False)
+    session = onnxruntime.InferenceSession(str(path))
+    name = session.get_inputs()[0].name
+    assert_runs_like_keras(model, lambda x: session.run(None, {name: x})[0])
+
+
+def test_openvino_runs_in_f32(tmp_path):
+    openvino = pytest.importorskip("openvino", reason="deploy extra")
+    model, path = classifier(), tmp_path / "model.xml"
+    model.export(str(path), format="openvino", verbose=False)
+    # On a CPU with bf16 units OpenVINO's default precision hint is bf16,
+    # which alone moves these outputs by ~1e-2.
+    compiled = openvino.Core().compile_model(
+        str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+    )
+    assert_runs_like_keras(model, lambda x: compiled(x)[0])
+
+
+def test_litert_with_static_shapes_runs_builtin_ops(tmp_path):
+    model, path = classifier(), tmp_path / "model.tflite"
+    spec = keras.InputSpec(shape=STATIC, dtype="int32")
+    model.export(str(path), format="litert", verbose=False, input_signature=[spec])
+    assert b"Flex" not in path.read_bytes()
+    assert_runs_like_keras(model, litert_runner(path), shapes=[STATIC])
+
+
+def test_litert_with_dynamic_shapes_needs_the_flex_delegate(tmp_path):
+    """With an unknown batch or length, the converter cannot lower the
+    TensorList ops of the recurrence's `tf.scan` to builtins, keeps them as
+    Select-TF ("Flex") ops, and the pip interpreters have no Flex delegate.
+    Keras' own GRU is exported the same way. If this starts to run, update
+    docs/deploy.md and compare the outputs here instead."""
+    model, path = classifier(), tmp_path / "model.tflite"
+    model.export(str(path), format="litert", verbose=False)
+    assert b"FlexTensorListReserve" in path.read_bytes()
+    with pytest.raises(RuntimeError, match=r"Select TensorFlow op\(s\)"):
+        litert_runner(path)(tokens(STATIC))
+
+
+def test_tflite_from_keras_model_needs_static_shapes():
+    """The converter's default (builtin ops only) cannot lower the
+    TensorLists of a loop with unknown shapes: see the test above."""
+    with pytest.raises(Exception, match="Lowering tensor list ops is failed"):
+        tf.lite.TFLiteConverter.from_keras_model(classifier()).convert()
+
+
+needs_fused = pytest.mark.skipif(
+    fused_kernel_status().path != "fused",
+    reason="the fused op library is not built (scripts/build_ops.py)",
+)
+
+
+@needs_fused
+def test_fused_opt_in_does_not_convert_to_litert(tmp_path):
+    """`use_fused_kernel=True` puts our custom op in the graph: only
+    TensorFlow with keras_ndsru imported can run it."""
+    model = classifier(use_fused_kernel=True)
+    with pytest.raises(Exception, match="neither a custom op nor a flex op"):
+        model.export(str(tmp_path / "model.tflite"), format="litert", verbose=False)
+
+
+@needs_fused
+def test_fused_opt_in_does_not_convert_to_openvino(tmp_path):
+    pytest.importorskip("openvino", reason="deploy extra")
+    model = classifier(use_fused_kernel=True)
+    with pytest.raises(Exception, match="No conversion rule found for operations"):
+        model.export(str(tmp_path / "model.xml"), format="openvino", verbose=False)
+
+
+@needs_fused
+def test_fused_opt_in_exports_an_onnx_file_that_onnxruntime_rejects(tmp_path):
+    pytest.importorskip("tf2onnx", reason="the ONNX export needs tf2onnx (deploy)")
+    onnxruntime = pytest.importorskip("onnxruntime", reason="deploy extra")
+    model, path = classifier(use_fused_kernel=True), tmp_path / "model.onnx"
+    model.export(str(path), format="onnx", verbose=False)  # tf2onnx only logs
+    with pytest.raises(Exception, match="KerasNdsru>SruForward"):
+        onnxruntime.InferenceSession(str(path))
