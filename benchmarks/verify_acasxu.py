@@ -111,7 +111,7 @@ def _table1(net, args):
                         raise RuntimeError(f"verdicts differ at {i + 1}, eps {eps}")
                 _sampling_check(net, x, args.delta, eps, seq, rng)
                 undecided += seq.robust is None
-                methods = sorted({d["method"] for d in seq.details})
+                methods = sorted({str(d.method) for d in seq.details})
                 print(
                     f"{i + 1:>5} {eps:>5} {_yes_no(seq.robust):>7} {seq_s:>8.3f}"
                     f" {par_s:>10.3f} {seq_s / par_s:>7.2f} {mseq_s:>8.3f}"
@@ -341,7 +341,7 @@ def _marabou_peer(net, args, core, nnet_cls):
                 if eps is None
                 else f"Def.3 p{i + 1} d={delta:g} e={eps:g}"
             )
-            methods = ",".join(sorted({d["method"] for d in res.details}))
+            methods = ",".join(sorted({str(d.method) for d in res.details}))
             print(
                 f"{name:<24} {_yes_no(res.robust):>7} {our_s:>8.3f}"
                 f" {_yes_no(m_robust):>8} {m_s:>10.3f} {_ratio(res.robust, our_s, m_robust, m_s):>8}"

@@ -7,8 +7,9 @@ splitting and a HiGHS mixed-integer encoding. HiGHS and SciPy are imported
 only when a query runs (``pip install keras-ndsru[verify]``).
 """
 
+from keras_ndsru.verify.keras_reader import from_keras
 from keras_ndsru.verify.max_delta_result import MaxDeltaResult
-from keras_ndsru.verify.network import ReluNetwork, from_keras
+from keras_ndsru.verify.network import ReluNetwork
 from keras_ndsru.verify.nnet import NNetNetwork, load_nnet
 from keras_ndsru.verify.queries import (
     global_robustness,

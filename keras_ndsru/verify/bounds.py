@@ -4,57 +4,22 @@ Reluplex (arXiv 1709.02802, Sec. 3) gains its speed from ReLUs whose phase is
 fixed on the whole input region: they become linear. The bounds computed here
 decide which ReLUs are fixed and give the big-M constants of the MILP encoding.
 Symbolic bounds back-substitute the triangle relaxation of every ReLU down to
-the input (as in DeepPoly/CROWN), then concretize over the input region.
+the input (as in DeepPoly/CROWN), then concretize over the input region
+(`spec.Region.minimize`). Pass-through neurons (`ReluNetwork.passthrough`) are
+exact identities: slope 1 on both sides.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 
-@dataclass
-class InputRegion:
-    """A box, optionally intersected with the L_1 ball ``||x - center||_1 <= delta``."""
-
-    lower: np.ndarray
-    upper: np.ndarray
-    l1_center: np.ndarray | None = None
-    l1_delta: float = 0.0
-
-    def minimize(self, coef: np.ndarray, const: np.ndarray) -> np.ndarray:
-        """Lower bound of ``coef @ x + const`` per row over the region."""
-        pos, neg = np.maximum(coef, 0.0), np.minimum(coef, 0.0)
-        value = const + pos @ self.lower + neg @ self.upper
-        if self.l1_center is not None:
-            ball = const + coef @ self.l1_center - self.l1_delta * np.abs(coef).max(1)
-            value = np.maximum(value, ball)
-        return value
-
-    def minimizer(self, coef: np.ndarray) -> np.ndarray:
-        """A point of the region where ``coef @ x`` (one row) is small."""
-        if self.l1_center is None:
-            return np.where(coef > 0, self.lower, self.upper)
-        x = self.l1_center.copy()
-        i = int(np.argmax(np.abs(coef)))
-        x[i] -= self.l1_delta * np.sign(coef[i])
-        return np.clip(x, self.lower, self.upper)
-
-    def split(self, dim: int):
-        mid = 0.5 * (self.lower[dim] + self.upper[dim])
-        left_upper, right_lower = self.upper.copy(), self.lower.copy()
-        left_upper[dim], right_lower[dim] = mid, mid
-        return (
-            InputRegion(self.lower, left_upper, self.l1_center, self.l1_delta),
-            InputRegion(right_lower, self.upper, self.l1_center, self.l1_delta),
-        )
-
-
-def _relaxation(lower: np.ndarray, upper: np.ndarray):
+def _relaxation(lower: np.ndarray, upper: np.ndarray, through=None):
     """Slopes/intercepts of the ReLU triangle relaxation for bounds [l, u]."""
     active = lower >= 0
-    unstable = (lower < 0) & (upper > 0)
+    if through is not None:
+        active = active | through
+    unstable = (lower < 0) & (upper > 0) & ~active
     width = np.where(unstable, upper - lower, 1.0)
     up_slope = np.where(active, 1.0, np.where(unstable, upper / width, 0.0))
     up_shift = np.where(unstable, -lower * upper / width, 0.0)
@@ -63,7 +28,7 @@ def _relaxation(lower: np.ndarray, upper: np.ndarray):
     return low_slope, up_slope, up_shift
 
 
-def _back_substitute(weights, biases, relax, coef, const, region, upper_side):
+def _back_substitute(network, relax, coef, const, region, upper_side):
     """Bound ``coef @ a_last + const`` with ``a_last`` the last relaxed layer."""
     sign = -1.0 if upper_side else 1.0
     coef, const = sign * coef, sign * const
@@ -73,17 +38,26 @@ def _back_substitute(weights, biases, relax, coef, const, region, upper_side):
         # Minimising: positive coefficients take the lower relaxation.
         const = const + neg @ up_shift
         coef = pos * low_slope + neg * up_slope
-        const = const + coef @ biases[m]
-        coef = coef @ weights[m]
+        const = const + coef @ network.biases[m]
+        coef = coef @ network.weights[m]
     return sign * region.minimize(coef, const)
 
 
-def layer_bounds(weights, biases, region: InputRegion, symbolic: bool = True):
-    """Bounds ``(lower, upper)`` of every hidden pre-activation over ``region``."""
+def _activated(lower, upper, through):
+    """Interval of the layer's outputs from its pre-activation bounds."""
+    lo, hi = np.maximum(lower, 0.0), np.maximum(upper, 0.0)
+    if through is not None:
+        lo, hi = np.where(through, lower, lo), np.where(through, upper, hi)
+    return lo, hi
+
+
+def layer_bounds(network, region, symbolic: bool = True):
+    """Bounds ``(lower, upper)`` of every hidden pre-activation over one copy
+    of ``region`` (a `spec.Region`)."""
     bounds, relax = [], []
     lo, hi = region.lower, region.upper
-    for k in range(len(weights) - 1):
-        w, b = weights[k], biases[k]
+    for k in range(len(network.weights) - 1):
+        w, b = network.weights[k], network.biases[k]
         if k == 0:
             lower = region.minimize(w, b)
             upper = -region.minimize(-w, -b)
@@ -93,42 +67,84 @@ def layer_bounds(weights, biases, region: InputRegion, symbolic: bool = True):
             upper = pos @ hi + neg @ lo + b
             if symbolic:
                 lower = np.maximum(
-                    lower, _back_substitute(weights, biases, relax, w, b, region, False)
+                    lower, _back_substitute(network, relax, w, b, region, False)
                 )
                 upper = np.minimum(
-                    upper, _back_substitute(weights, biases, relax, w, b, region, True)
+                    upper, _back_substitute(network, relax, w, b, region, True)
                 )
         upper = np.maximum(upper, lower)
+        through = network.passthrough[k]
         bounds.append((lower, upper))
-        relax.append(_relaxation(lower, upper))
-        lo, hi = np.maximum(lower, 0.0), np.maximum(upper, 0.0)
+        relax.append(_relaxation(lower, upper, through))
+        lo, hi = _activated(lower, upper, through)
     return bounds
 
 
-def objective_lower_bound(weights, biases, bounds, region, out_coef, out_const=0.0):
-    """Lower bound of ``out_coef @ N(x) + out_const`` over ``region``.
+def output_lower_bounds(network, bounds, region, out_coef, out_const):
+    """Lower bounds of ``out_coef @ N(x) + out_const`` per row over ``region``.
 
-    Returns ``(bound, input_coef)`` where ``input_coef`` is the back-substituted
-    linear function whose minimizing vertex is a good falsification candidate.
+    Returns ``(lower, input_coef)``: ``lower`` of shape (rows,), and per row
+    the back-substituted linear function of the input whose minimizing vertex
+    is a good falsification candidate, shape (rows, n).
     """
-    coef = (out_coef @ weights[-1])[None, :]
-    const = np.atleast_1d(out_coef @ biases[-1] + out_const)
-    relax = [_relaxation(lo, hi) for lo, hi in bounds]
-    bound = _back_substitute(weights, biases, relax, coef, const, region, False)[0]
+    out_coef = np.atleast_2d(out_coef)
+    coef = out_coef @ network.weights[-1]
+    const = out_coef @ network.biases[-1] + out_const
+    relax = [
+        _relaxation(lo, hi, through)
+        for (lo, hi), through in zip(bounds, network.passthrough)
+    ]
+    lower = _back_substitute(network, relax, coef, const, region, False)
     if bounds:
-        lo, hi = np.maximum(bounds[-1][0], 0.0), np.maximum(bounds[-1][1], 0.0)
-        c = coef[0]
-        interval = const[0] + np.maximum(c, 0) @ lo + np.minimum(c, 0) @ hi
-        bound = max(bound, interval)
+        lo, hi = _activated(*bounds[-1], network.passthrough[-1])
+        interval = const + np.maximum(coef, 0) @ lo + np.minimum(coef, 0) @ hi
+        lower = np.maximum(lower, interval)
     # The symbolic coefficient on the input, for the minimizing vertex.
-    input_coef = coef[0]
+    input_coef = coef
     for m in range(len(relax) - 1, -1, -1):
         low_slope, up_slope, _ = relax[m]
         input_coef = (
             np.maximum(input_coef, 0) * low_slope + np.minimum(input_coef, 0) * up_slope
-        ) @ weights[m]
-    return float(bound), input_coef
+        ) @ network.weights[m]
+    return lower, input_coef
 
 
-def count_unstable(bounds) -> int:
-    return int(sum(np.sum((lo < 0) & (hi > 0)) for lo, hi in bounds))
+def count_unstable(network, bounds) -> int:
+    """ReLUs whose phase the bounds leave open (binaries of the MILP)."""
+    total = 0
+    for (lo, hi), through in zip(bounds, network.passthrough):
+        open_ = (lo < 0) & (hi > 0)
+        if through is not None:
+            open_ &= ~through
+        total += int(np.sum(open_))
+    return total
+
+
+def margin_bounds(network, bounds, region, disjuncts):
+    """Lower bounds of each disjunct's margin ``max_i (mat_i @ y - rhs_i)``.
+
+    All rows of all disjuncts are back-substituted at once, per copy. Returns
+    one ``(lower, vertex, input_coef)`` per disjunct: ``vertex`` ``(copies,
+    n)`` minimizes the bound of the disjunct's best-bounded row (a candidate
+    counterexample), ``input_coef`` (n,) that row's input coefficients of the
+    first copy (for choosing a split dimension).
+    """
+    n_out = network.n_outputs
+    mat = np.concatenate([d.mat for d in disjuncts])
+    rhs = np.concatenate([d.rhs for d in disjuncts])
+    lower = -rhs
+    vertices, coefs = [], []
+    for k in range(region.copies):
+        block = mat[:, k * n_out : (k + 1) * n_out]
+        value, coef = output_lower_bounds(network, bounds, region, block, 0.0)
+        lower = lower + value
+        vertices.append([region.minimizer(row) for row in coef])
+        coefs.append(coef)
+    out, start = [], 0
+    for d in disjuncts:
+        rows = slice(start, start + d.mat.shape[0])
+        best = start + int(np.argmax(lower[rows]))
+        vertex = np.stack([vertices[k][best] for k in range(region.copies)])
+        out.append((float(lower[rows].max()), vertex, coefs[0][best]))
+        start = rows.stop
+    return out

@@ -3,14 +3,16 @@
 Each ReLU ``a = max(z, 0)`` with pre-activation bounds ``[l, u]`` is encoded as
 linear (``a = z``) when ``l >= 0``, removed (``a = 0``) when ``u <= 0``, and
 otherwise with one binary ``d``: ``a >= 0, a >= z, a <= z - l (1 - d),
-a <= u d``. The solver *minimises* the margin of one disjunct of the negated
-property and stops as soon as its sign is decided: a solution with margin
-``<= 0`` (``objective_target``) or a proof that none below ``+tol`` exists
+a <= u d``; a pass-through neuron is ``a = z``. The solver *minimises* the
+margin of one disjunct (`spec.Disjunct`) and stops as soon as its sign is
+decided: a solution with margin ``<= 0`` (``objective_target``) or a proof that none below ``+tol`` exists
 (``objective_bound`` as a cutoff).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import os
 import sys
 
@@ -70,66 +72,153 @@ class _Builder:
         self.row_upper.append(upper)
 
 
-def _encode_copy(builder, weights, biases, bounds, x_vars):
-    """Adds one network copy; returns (last-layer var indices, their weights mask)."""
+def _encode_copy(builder, network, bounds, x_vars, layers=None):
+    """Adds one network copy up to its last hidden layer (all, or ``layers``).
+
+    Returns the indices of that layer's variables (-1 marks a neuron fixed
+    at 0). Pass-through neurons are ``a = z`` with ``z`` in its bounds.
+    """
     inf = np.inf
-    prev = x_vars  # -1 marks a neuron fixed at 0
-    for (w, b), (lower, upper) in zip(zip(weights[:-1], biases[:-1]), bounds):
+    prev = x_vars
+    count = len(network.weights) - 1 if layers is None else layers
+    for k in range(count):
+        w, b = network.weights[k], network.biases[k]
+        lower, upper = bounds[k]
+        through = network.passthrough[k]
         live = prev >= 0
         prev_cols = prev[live].tolist()
         w_live = w[:, live]
         current = np.full(w.shape[0], -1)
         for j in range(w.shape[0]):
             lo, hi = float(lower[j]), float(upper[j])
-            if hi <= 0:
+            identity = through is not None and through[j]
+            if hi <= 0 and not identity:
                 continue
             nz = np.nonzero(w_live[j])[0]
             cols = [prev_cols[i] for i in nz]
             neg_w = (-w_live[j, nz]).tolist()
-            a = builder.var(max(lo, 0.0), hi)
-            current[j] = a
-            if lo >= 0:  # a = z
+            if identity or lo >= 0:  # a = z
+                a = builder.var(lo if identity else max(lo, 0.0), hi)
                 builder.row([a, *cols], [1.0, *neg_w], b[j], b[j])
             else:
+                a = builder.var(0.0, hi)
                 d = builder.var(0, 1, integer=True)
                 builder.row([a, *cols], [1.0, *neg_w], b[j], inf)  # a >= z
                 # a <= z - l (1 - d)
                 builder.row([a, *cols, d], [1.0, *neg_w, -lo], -inf, b[j] - lo)
                 builder.row([a, d], [1.0, -hi], -inf, 0.0)  # a <= u d
+            current[j] = a
         prev = current
     return prev
 
 
-def solve_milp(problem, bounds_per_copy, time_limit=None, tol=1e-6):
-    """Minimises the margin of ``problem`` (a `search.Disjunct`) with HiGHS.
+class MilpStatus(enum.Enum):
+    """What HiGHS reported, from its model status code (never its message)."""
 
-    Returns a dict with ``status`` ("robust", "candidate", "unknown"),
-    ``lower`` (a proven lower bound of the margin, or -inf), ``x`` (the best
-    input found, flattened, stacked per copy; or None), ``nodes`` and
-    ``binaries``.
+    OPTIMAL = "optimal"
+    CUTOFF = "cutoff"  # nothing below the +tol cutoff (or infeasible)
+    TARGET = "target"  # stopped at a solution with margin <= 0
+    TIME_LIMIT = "time limit"
+    OTHER = "other"
+
+
+@dataclasses.dataclass
+class MilpResult:
+    """One MILP solve of a disjunct's margin.
+
+    Attributes:
+        status: a `MilpStatus`.
+        lower: a proven lower bound of the margin, or -inf.
+        x: the best input found ``(copies, n)``, or `None`.
+        objective: the margin of ``x`` in the model, or `None`.
+        binaries, nodes: the encoding's binaries and HiGHS' B&B nodes.
     """
+
+    status: MilpStatus
+    lower: float = -np.inf
+    x: np.ndarray | None = None
+    objective: float | None = None
+    binaries: int = 0
+    nodes: int = 0
+
+
+def _status(model_status) -> MilpStatus:
     import highspy
 
+    codes = highspy.HighsModelStatus
+    return {
+        codes.kOptimal: MilpStatus.OPTIMAL,
+        codes.kInfeasible: MilpStatus.CUTOFF,
+        codes.kObjectiveBound: MilpStatus.CUTOFF,
+        codes.kObjectiveTarget: MilpStatus.TARGET,
+        codes.kTimeLimit: MilpStatus.TIME_LIMIT,
+    }.get(model_status, MilpStatus.OTHER)
+
+
+def _encode_region(builder, region, copies):
+    """The region's distance and linear constraints on the input variables."""
+    if region.radius is not None:
+        _encode_distance(builder, region, copies)
+    if region.a_ub is not None:
+        flat = np.concatenate(copies)
+        for row, bound in zip(region.a_ub, region.b_ub):
+            nz = np.nonzero(row)[0]
+            builder.row(flat[nz].tolist(), row[nz].tolist(), -np.inf, float(bound))
+
+
+def solve_milp(network, region, disjunct, bounds, time_limit=None, tol=1e-6):
+    """Minimises the margin of ``disjunct`` over ``region`` with HiGHS.
+
+    Args:
+        network: a `ReluNetwork`.
+        region: a `spec.Region`; ``bounds`` hold for each copy of it.
+        disjunct: a `spec.Disjunct`; its margin is ``max_i (mat_i y - rhs_i)``
+            (one extra variable ``t >= mat_i y - rhs_i`` when it has rows > 1).
+        bounds: pre-activation bounds of the hidden layers.
+        time_limit: seconds, or None. tol: the proof cutoff.
+
+    Returns:
+        A `MilpResult`.
+    """
     builder = _Builder()
-    n = problem.lower.shape[0]
-    copies = []
-    for _ in range(problem.copies):
-        copies.append(builder.vars(problem.lower, problem.upper))
-    if problem.delta is not None:
-        _encode_neighbourhood(builder, problem, copies)
-    cost = {}
-    offset = float(problem.const)
-    last_layer = []
-    for k, x_vars in enumerate(copies):
-        last = _encode_copy(
-            builder, problem.weights, problem.biases, bounds_per_copy[k], x_vars
-        )
-        last_layer.append(last)
-        coef = problem.out_coef[k] @ problem.weights[-1]
-        offset += float(problem.out_coef[k] @ problem.biases[-1])
-        for j, var in enumerate(last):
-            if var >= 0 and coef[j] != 0.0:
-                cost[int(var)] = cost.get(int(var), 0.0) + float(coef[j])
+    n = region.n
+    copies = [builder.vars(region.lower, region.upper) for _ in range(region.copies)]
+    _encode_region(builder, region, copies)
+    lasts = [_encode_copy(builder, network, bounds, x_vars) for x_vars in copies]
+    # Each row as (coefficients on last-layer variables, constant).
+    n_out = network.n_outputs
+    rows = []
+    for mat_row, rhs in zip(disjunct.mat, disjunct.rhs):
+        cost, offset = {}, -float(rhs)
+        for k, last in enumerate(lasts):
+            out = mat_row[k * n_out : (k + 1) * n_out]
+            coef = out @ network.weights[-1]
+            offset += float(out @ network.biases[-1])
+            for j, var in enumerate(last):
+                if var >= 0 and coef[j] != 0.0:
+                    cost[int(var)] = cost.get(int(var), 0.0) + float(coef[j])
+        rows.append((cost, offset))
+    if len(rows) == 1:
+        cost, offset = rows[0]
+    else:  # minimise t subject to t >= row_i for every row
+        lo, hi = np.array(builder.lower), np.array(builder.upper)
+        ranges = []
+        for row_cost, row_offset in rows:
+            cols = np.fromiter(row_cost, int, len(row_cost))
+            vals = np.fromiter(row_cost.values(), float, len(row_cost))
+            ranges.append(
+                (
+                    row_offset + np.minimum(vals * lo[cols], vals * hi[cols]).sum(),
+                    row_offset + np.maximum(vals * lo[cols], vals * hi[cols]).sum(),
+                )
+            )
+        # Finite bounds of t (interval bounds of the rows) keep weak duality usable.
+        t = builder.var(max(r[0] for r in ranges), max(r[1] for r in ranges))
+        for row_cost, row_offset in rows:
+            cols = list(row_cost)
+            vals = [-row_cost[c] for c in cols]
+            builder.row([t, *cols], [1.0, *vals], row_offset, np.inf)
+        cost, offset = {t: 1.0}, 0.0
 
     lp, binaries = _assemble(builder, cost, offset)
 
@@ -147,41 +236,40 @@ def solve_milp(problem, bounds_per_copy, time_limit=None, tol=1e-6):
         highs.setOptionValue("time_limit", max(float(time_limit), 0.01))
     highs.passModel(lp)
     highs.run()
-    model_status = highs.getModelStatus()
     info = highs.getInfo()
-    statuses = highspy.HighsModelStatus
-    result = {"lower": -np.inf, "x": None, "binaries": binaries}
-    result["nodes"] = int(getattr(info, "mip_node_count", 0) or 0)
+    status = _status(highs.getModelStatus())
+    result = MilpResult(status, binaries=binaries)
+    result.nodes = int(getattr(info, "mip_node_count", 0) or 0)
+    import highspy
+
     if info.primal_solution_status == highspy.kSolutionStatusFeasible:
         values = np.asarray(highs.getSolution().col_value)
-        result["x"] = np.stack([values[c] for c in copies]).reshape(problem.copies, n)
-        result["objective"] = float(info.objective_function_value)
-    if model_status in (statuses.kInfeasible, statuses.kObjectiveBound):
+        result.x = np.stack([values[c] for c in copies]).reshape(region.copies, n)
+        result.objective = float(info.objective_function_value)
+    if status == MilpStatus.CUTOFF:
         # Nothing below the +tol cutoff: the margin is at least tol.
-        result["lower"] = float(tol)
-        result["cutoff"] = True
-    elif model_status == statuses.kOptimal:
+        result.lower = float(tol)
+    elif status == MilpStatus.OPTIMAL:
         if binaries:
-            result["lower"] = float(info.mip_dual_bound)
+            result.lower = float(info.mip_dual_bound)
         elif highs.getSolution().dual_valid:
             # A pure LP (every ReLU fixed): certify the optimum by weak duality.
-            result["lower"] = offset + _dual_bound(
+            result.lower = offset + _dual_bound(
                 builder, np.asarray(lp.col_cost_), highs.getSolution().row_dual
             )
     elif binaries and np.isfinite(getattr(info, "mip_dual_bound", -np.inf)):
-        result["lower"] = float(info.mip_dual_bound)
-    result["status"] = highs.modelStatusToString(model_status)
+        result.lower = float(info.mip_dual_bound)
     return result
 
 
-def _encode_neighbourhood(builder, problem, copies):
-    """``||x - center|| <= delta`` (one copy) or ``||x1 - x2|| <= delta`` (two)."""
-    n = problem.lower.shape[0]
-    delta = float(problem.delta)
-    if problem.copies == 1:
-        if problem.norm == "inf":
+def _encode_distance(builder, region, copies):
+    """``||x - center|| <= r`` (one copy) or ``||x1 - x2|| <= r`` (two)."""
+    n = region.n
+    delta = float(region.radius)
+    if region.copies == 1:
+        if region.norm == "inf" or region.center is None:
             return  # already in the variable bounds
-        x, center = copies[0], problem.center
+        x, center = copies[0], region.center
         t = builder.vars(np.zeros(n), np.full(n, delta))
         for i in range(n):
             builder.row([int(t[i]), int(x[i])], [1.0, -1.0], -center[i], np.inf)
@@ -189,7 +277,7 @@ def _encode_neighbourhood(builder, problem, copies):
         builder.row(t.tolist(), [1.0] * n, -np.inf, delta)
         return
     x1, x2 = copies
-    if problem.norm == "inf":
+    if region.norm == "inf":
         for i in range(n):
             builder.row([int(x1[i]), int(x2[i])], [1.0, -1.0], -delta, delta)
         return
@@ -267,32 +355,34 @@ def _dual_bound(builder, cost, row_dual) -> float:
     return float(terms.sum() - 1e-12 * (1.0 + np.abs(terms).sum()))
 
 
-def neuron_bounds_lp(problem, tightened, current, k):
+def neuron_bounds_lp(network, region, tightened, current, k):
     """Tightens layer ``k``'s unstable pre-activation bounds with LPs.
 
-    The LP relaxation (binaries in [0, 1]) of layers ``< k``, with their
-    already tightened bounds, is minimised and maximised for each unstable
-    neuron of layer ``k``. Sound: an LP relaxation only widens the set, and
-    each bound is recomputed from the LP's duals by weak duality.
+    The LP relaxation (binaries in [0, 1]) of layers ``< k`` over one copy of
+    ``region``, with their already tightened bounds, is minimised and
+    maximised for each unstable neuron of layer ``k``. Sound: an LP
+    relaxation only widens the set, and each bound is recomputed from the
+    LP's duals by weak duality.
     """
     lower, upper = (np.array(v, dtype=float) for v in current)
-    unstable = np.nonzero((lower < 0) & (upper > 0))[0]
+    open_ = (lower < 0) & (upper > 0)
+    if network.passthrough[k] is not None:
+        open_ &= ~network.passthrough[k]
+    unstable = np.nonzero(open_)[0]
     if k == 0 or unstable.size == 0:
         return lower, upper
     builder = _Builder()
-    x_vars = builder.vars(problem.lower, problem.upper)
-    if problem.delta is not None and problem.copies == 1:
-        _encode_neighbourhood(builder, problem, [x_vars])
-    last = _encode_copy(
-        builder, problem.weights[: k + 1], problem.biases[: k + 1], tightened, x_vars
-    )
+    x_vars = builder.vars(region.lower, region.upper)
+    if region.copies == 1:
+        _encode_region(builder, region, [x_vars])
+    last = _encode_copy(builder, network, tightened, x_vars, layers=k)
     lp, _ = _assemble(builder, {}, 0.0, relax=True)
     highs = _new_highs()
     highs.passModel(lp)
     live = last >= 0
     cols = last[live].astype(np.int32)
-    w = problem.weights[k][:, live]
-    b = problem.biases[k]
+    w = network.weights[k][:, live]
+    b = network.biases[k]
     zeros = np.zeros(len(cols))
     cost = np.zeros(len(builder.lower))
     for j in unstable:

@@ -1,4 +1,9 @@
-"""The public queries: Def. 1, 2 and 3 of Katz et al. (arXiv 1709.02802)."""
+"""The public queries: Def. 1, 2 and 3 of Katz et al. (arXiv 1709.02802).
+
+Arguments are validated here, compiled into `spec.Property` data by
+`definitions`, decided by `verifier.check` and reported as
+`VerificationResult`s.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,12 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 
 import numpy as np
 
-from keras_ndsru.verify import search
-from keras_ndsru.verify.falsify import falsify, in_region
+from keras_ndsru.verify import definitions, schedule, verifier
+from keras_ndsru.verify.decide import Options
+from keras_ndsru.verify.keras_reader import from_keras, keras_forward
 from keras_ndsru.verify.max_delta_result import MaxDeltaResult
-from keras_ndsru.verify.network import ReluNetwork, from_keras, keras_forward
+from keras_ndsru.verify.network import ReluNetwork
+from keras_ndsru.verify.outcome import Status
 from keras_ndsru.verify.result import VerificationResult
 
 _NORMS = {"inf": "inf", "linf": "inf", np.inf: "inf", "1": "1", "l1": "1", 1: "1"}
@@ -58,7 +65,7 @@ def _options(method, tol, lp_tighten):
         raise ValueError(
             f"method must be one of {_METHODS}. Received: method={method!r}"
         )
-    return search.Options(method=method, tol=float(tol), lp_tighten=bool(lp_tighten))
+    return Options(method=method, tol=float(tol), lp_tighten=bool(lp_tighten))
 
 
 def _points(network, x0):
@@ -107,167 +114,37 @@ def _executor(workers, executor):
     if executor is not None:
         return executor, False
     if workers is None:
-        return search.default_executor(), False
+        return schedule.default_executor(), False
     if workers == 1:
         return None, False
-    return ProcessPoolExecutor(workers, mp_context=search.process_context()), True
-
-
-def _ball_box(x, delta, dom_lo, dom_hi):
-    """The L_inf box of the ball in the domain, rounded inwards so that every
-    point of it is within ``delta`` of ``x`` in floating point too."""
-    lower, upper = x - delta, x + delta
-    lower = np.where(x - lower > delta, np.nextafter(lower, np.inf), lower)
-    upper = np.where(upper - x > delta, np.nextafter(upper, -np.inf), upper)
-    return np.maximum(lower, dom_lo), np.minimum(upper, dom_hi)
-
-
-def _label_disjuncts(network, lower, upper, x0, label, argmin, norm, delta):
-    k = network.n_outputs
-    out = []
-    for j in range(k):
-        if j == label:
-            continue
-        coef = np.zeros((1, k))
-        # margin = y_l - y_j (argmax) or y_j - y_l (argmin); <= 0 is a violation.
-        coef[0, label], coef[0, j] = (-1.0, 1.0) if argmin else (1.0, -1.0)
-        relation = "<=" if argmin else ">="
-        out.append(
-            search.Disjunct(
-                network.weights,
-                network.biases,
-                lower,
-                upper,
-                coef,
-                0.0,
-                norm=norm,
-                delta=delta,
-                center=x0,
-                description=f"y[{j}] {relation} y[{label}]",
-            )
-        )
-    return out
-
-
-def _output_disjuncts(network, lower, upper, x0, y0, eps, norm, delta):
-    k = network.n_outputs
-    out = []
-    for j in range(k):
-        for sign in (1.0, -1.0):
-            coef = np.zeros((1, k))
-            coef[0, j] = -sign
-            # margin = eps - sign * (y_j(x) - y_j(x0))
-            out.append(
-                search.Disjunct(
-                    network.weights,
-                    network.biases,
-                    lower,
-                    upper,
-                    coef,
-                    eps + sign * y0[j],
-                    norm=norm,
-                    delta=delta,
-                    center=x0,
-                    description=f"{'+' if sign > 0 else '-'}(y[{j}] - y0[{j}]) >= eps",
-                )
-            )
-    return out
+    return ProcessPoolExecutor(workers, mp_context=schedule.process_context()), True
 
 
 def _run(
-    queries,
-    checks,
-    timeout,
-    workers,
-    executor,
-    options,
-    falsify_first,
+    network, properties, confirm, timeout, workers, executor, options, falsify_first
 ):
-    """Falsify, screen with bounds, then solve what remains; returns outcomes."""
-    start = time.time()
+    """`verifier.check` on an executor made from ``workers``/``executor``."""
     if timeout is not None and not float(timeout) >= 0:
         raise ValueError(
             f"timeout must be >= 0 seconds or None. Received: timeout={timeout}"
         )
-    deadline = start + (float(timeout) if timeout is not None else 1e9)
-    outcomes = [[] for _ in queries]
-    todo, todo_index = [], []
-    rng = np.random.default_rng(options.seed)
-    pre_seconds = []
-    for q, disjuncts in enumerate(queries):
-        tick = time.time()
-        pre_seconds.append(0.0)
-        if falsify_first:
-            x, value, i = falsify(disjuncts, rng=rng)
-            outcome = {
-                "status": "violated",
-                "x": x,
-                "margin": value,
-                "method": "falsify",
-                "description": disjuncts[i].description,
-                "disjunct": i,
-            }
-            if value <= 0 and in_region(disjuncts[i], x) and checks(q, i, outcome):
-                outcomes[q].append(outcome)
-                pre_seconds[q] = time.time() - tick
-                todo.append([])
-                todo_index.append((q, []))
-                continue
-        remaining = []
-        for i, problem in enumerate(disjuncts):
-            lower = search.bound_margin(problem, problem.region())[0]
-            if lower > options.tol:
-                outcomes[q].append(
-                    {
-                        "status": "robust",
-                        "lower": lower,
-                        "method": "bounds",
-                        "description": problem.description,
-                        "disjunct": i,
-                    }
-                )
-            else:
-                remaining.append(i)
-        todo.append([disjuncts[i] for i in remaining])
-        todo_index.append((q, remaining))
-        pre_seconds[q] = time.time() - tick
-    total_tasks = sum(len(t) for t in todo)
-    pool, owned = (None, False)
-    if total_tasks > 1:
-        pool, owned = _executor(workers, executor)
+    pool, owned = _executor(workers, executor)
     try:
-        deadlines = [deadline] * len(todo)
-
-        def confirm(t, i, outcome):
-            q, remaining = todo_index[t]
-            return checks(q, remaining[i], outcome)
-
-        solved = search.run_tasks(todo, pool, deadlines, options, confirm)
+        return verifier.check(
+            network,
+            properties,
+            confirm=confirm,
+            timeout=timeout,
+            executor=pool,
+            options=options,
+            falsify_first=falsify_first,
+        )
     finally:
         if owned:
             pool.shutdown(wait=False, cancel_futures=True)
-    for t, results in enumerate(solved):
-        q, remaining = todo_index[t]
-        for outcome in results:
-            outcome["disjunct"] = remaining[outcome["disjunct"]]
-            outcomes[q].append(outcome)
-    seconds = [
-        pre + sum(o.get("seconds", 0.0) for o in outs)
-        for pre, outs in zip(pre_seconds, outcomes)
-    ]
-    if len(queries) == 1:
-        seconds = [time.time() - start]
-    return outcomes, seconds
 
 
-def _verdict(outcomes, n_disjuncts):
-    violated = [o for o in outcomes if o["status"] == "violated"]
-    if violated:
-        return False, violated[0]["x"], None
-    robust = [o for o in outcomes if o["status"] == "robust"]
-    if len(robust) == n_disjuncts:
-        return True, None, float(min((o["lower"] for o in robust), default=np.inf))
-    return None, None, None
+_ROBUST = {Status.SAFE: True, Status.VIOLATED: False, Status.UNKNOWN: None}
 
 
 def local_robustness(
@@ -352,32 +229,27 @@ def local_robustness(
             f"Received: x0={points[outside].tolist()}"
         )
     argmin = label_mode == "argmin"
-    queries, labels, y0s = [], [], []
+    properties, labels = [], []
     for x in points:
-        lower, upper = _ball_box(x, delta, dom_lo, dom_hi)
+        region = definitions.local_region(x, delta, norm, (dom_lo, dom_hi))
         y0 = network(x)
-        y0s.append(y0)
         if eps is None:
             label = int(np.argmin(y0) if argmin else np.argmax(y0))
             labels.append(label)
-            queries.append(
-                _label_disjuncts(network, lower, upper, x, label, argmin, norm, delta)
+            properties.append(
+                definitions.label_property(region, network.n_outputs, label, argmin)
             )
         else:
             labels.append(None)
-            queries.append(
-                _output_disjuncts(network, lower, upper, x, y0, eps, norm, delta)
-            )
+            properties.append(definitions.output_property(region, y0, eps))
 
     def model_outputs(xs):
         if keras_model is None:
             return network(xs)
         return keras_forward(keras_model, xs.reshape(len(xs), *network.input_shape))
 
-    def checks(q, i, outcome):
-        x = np.asarray(outcome["x"]).reshape(1, -1)
-        if not in_region(queries[q][i], x):
-            return False
+    def confirm(q, x):
+        x = x.reshape(1, -1)
         if eps is None:
             y = model_outputs(x)[0]
             label = labels[q]
@@ -388,9 +260,10 @@ def local_robustness(
         y = model_outputs(np.concatenate([points[q][None], x]))
         return bool(np.any(np.abs(y[1] - y[0]) >= eps))
 
-    outcomes, seconds = _run(
-        queries,
-        checks,
+    decided = _run(
+        network,
+        properties,
+        confirm,
         timeout,
         workers,
         executor,
@@ -398,22 +271,20 @@ def local_robustness(
         falsify_first,
     )
     results = []
-    for q, query_outcomes in enumerate(outcomes):
-        robust, x, bound = _verdict(query_outcomes, len(queries[q]))
+    for q, outcome in enumerate(decided):
+        x = outcome.counterexample
         results.append(
             VerificationResult(
-                robust=robust,
-                counterexample=None
-                if x is None
-                else np.asarray(x).reshape(network.input_shape),
-                seconds=seconds[q],
+                robust=_ROBUST[outcome.status],
+                counterexample=None if x is None else x.reshape(network.input_shape),
+                seconds=outcome.seconds,
                 label=labels[q],
                 definition=1 if eps is None else 3,
                 delta=delta,
                 eps=eps,
                 norm=norm,
-                bound=bound,
-                details=sorted(query_outcomes, key=lambda o: o["disjunct"]),
+                bound=outcome.bound,
+                details=outcome.outcomes,
             )
         )
     return results if batched else results[0]
@@ -464,59 +335,32 @@ def global_robustness(
             "global_robustness needs a bounded box: lower and upper must be finite. "
             f"Received: lower={lower}, upper={upper}"
         )
-    k = network.n_outputs
-    disjuncts = []
-    for j in range(k):
-        coef = np.zeros((2, k))
-        coef[0, j], coef[1, j] = -1.0, 1.0  # margin = eps - (y_j(x1) - y_j(x2))
-        disjuncts.append(
-            search.Disjunct(
-                network.weights,
-                network.biases,
-                box_lo,
-                box_hi,
-                coef,
-                eps,
-                copies=2,
-                norm=norm,
-                delta=delta,
-                description=f"y[{j}](x1) - y[{j}](x2) >= eps",
-            )
-        )
+    prop = definitions.global_property(
+        box_lo, box_hi, network.n_outputs, delta, eps, norm
+    )
 
-    def checks(q, i, outcome):
-        x = np.asarray(outcome["x"]).reshape(2, -1)
-        if not in_region(disjuncts[i], x):
-            return False
+    def confirm(q, x):
         if keras_model is None:
             y = network(x)
         else:
             y = keras_forward(keras_model, x.reshape(2, *network.input_shape))
         return bool(np.any(np.abs(y[0] - y[1]) >= eps))
 
-    outcomes, seconds = _run(
-        [disjuncts],
-        checks,
-        timeout,
-        workers,
-        executor,
-        options,
-        falsify_first,
+    (outcome,) = _run(
+        network, [prop], confirm, timeout, workers, executor, options, falsify_first
     )
-    robust, x, bound = _verdict(outcomes[0], len(disjuncts))
+    x = outcome.counterexample
     return VerificationResult(
-        robust=robust,
-        counterexample=None
-        if x is None
-        else np.asarray(x).reshape(2, *network.input_shape),
-        seconds=seconds[0],
+        robust=_ROBUST[outcome.status],
+        counterexample=None if x is None else x.reshape(2, *network.input_shape),
+        seconds=outcome.seconds,
         label=None,
         definition=2,
         delta=delta,
         eps=eps,
         norm=norm,
-        bound=bound,
-        details=sorted(outcomes[0], key=lambda o: o["disjunct"]),
+        bound=outcome.bound,
+        details=outcome.outcomes,
     )
 
 

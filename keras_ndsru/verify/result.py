@@ -24,7 +24,8 @@ class VerificationResult:
         delta, eps, norm: the query's parameters.
         bound: the smallest proven margin lower bound over all disjuncts when
             robust (how far from the decision boundary the proof is).
-        details: one dict per decided disjunct (method, status, seconds, ...).
+        details: one `outcome.Outcome` per decided disjunct (status, method,
+            seconds, ...), by disjunct index.
     """
 
     robust: bool | None

@@ -5,9 +5,9 @@ import pytest
 from verify_brute import def1_min_margin, random_net
 
 from keras_ndsru.verify import ReluNetwork, local_robustness  # noqa: E402
-from keras_ndsru.verify.bounds import InputRegion, layer_bounds  # noqa: E402
+from keras_ndsru.verify.bounds import layer_bounds  # noqa: E402
 from keras_ndsru.verify.milp import neuron_bounds_lp  # noqa: E402
-from keras_ndsru.verify.search import Disjunct  # noqa: E402
+from keras_ndsru.verify.spec import Region  # noqa: E402
 
 
 def _pre_activations(weights, biases, x):
@@ -21,12 +21,12 @@ def _pre_activations(weights, biases, x):
 
 def _samples(rng, region, count):
     x = rng.uniform(region.lower, region.upper, size=(count, len(region.lower)))
-    if region.l1_center is not None:
-        diff = x - region.l1_center
+    if region.l1_ball:
+        diff = x - region.center
         norms = np.abs(diff).sum(1, keepdims=True)
-        x = region.l1_center + diff * np.minimum(1, region.l1_delta / norms)
+        x = region.center + diff * np.minimum(1, region.radius / norms)
     corners = np.where(rng.integers(0, 2, size=x.shape), region.lower, region.upper)
-    if region.l1_center is None:
+    if not region.l1_ball:
         x = np.concatenate([x, corners])
     return x
 
@@ -38,24 +38,12 @@ def test_bounds_contain_sampled_pre_activations(norm):
     for _ in range(5):
         weights, biases = random_net(rng, [3, 8, 8, 6, 2])
         x0, delta = rng.uniform(-1, 1, 3), 0.4
-        region = InputRegion(x0 - delta, x0 + delta)
-        if norm == "1":
-            region = InputRegion(x0 - delta, x0 + delta, x0, delta)
-        bounds = layer_bounds(weights, biases, region)
-        problem = Disjunct(
-            weights,
-            biases,
-            region.lower,
-            region.upper,
-            np.zeros((1, 2)),
-            0.0,
-            norm=norm,
-            delta=delta,
-            center=x0,
-        )
+        region = Region(x0 - delta, x0 + delta, norm=norm, radius=delta, center=x0)
+        net = ReluNetwork(weights, biases)
+        bounds = layer_bounds(net, region)
         tightened = []
         for k in range(len(bounds)):
-            tightened.append(neuron_bounds_lp(problem, tightened, bounds[k], k))
+            tightened.append(neuron_bounds_lp(net, region, tightened, bounds[k], k))
         zs = _pre_activations(weights, biases, _samples(rng, region, 4000))
         for (lo, hi), (tlo, thi), z in zip(bounds, tightened, zs):
             assert np.all(z >= lo - 1e-9) and np.all(z <= hi + 1e-9)

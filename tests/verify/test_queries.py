@@ -188,8 +188,8 @@ def test_process_pool_executor():
                 net, x0, 0.5, workers=workers, method="milp", falsify_first=False
             )
             assert res.robust == seq.robust is not None
-            solved = [d for d in res.details if d["method"] != "bounds"]
-            assert solved and all(d["pid"] != os.getpid() for d in solved)
+            solved = [d for d in res.details if d.method != "bounds"]
+            assert solved and all(d.pid != os.getpid() for d in solved)
 
 
 def test_timeout_gives_unknown():

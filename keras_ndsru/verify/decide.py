@@ -1,0 +1,248 @@
+"""Deciding one disjunct of a property: bounds, a vertex, then search.
+
+A property (`spec.Property`) holds iff every disjunct's *margin* is positive
+on the region. One disjunct is decided by the stages of Reluplex's practice
+(arXiv 1709.02802, Secs. 3-4) and of nnenum: symbolic bounds (a positive
+lower bound proves it), the bound-minimising vertex (a non-positive margin
+refutes it), then either branch-and-bound over input splits (low-dimensional
+inputs) or one MILP (HiGHS) on the whole region. The layer bounds of the
+region are computed once by the caller (`keras_ndsru.verify.verifier`) and
+passed in, never recomputed here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import os
+import time
+
+import numpy as np
+
+from keras_ndsru.verify import bounds as bnd
+from keras_ndsru.verify.falsify import falsify
+from keras_ndsru.verify.outcome import Method, Outcome, Reason, Status
+from keras_ndsru.verify.spec import Property
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Solver settings shared by every disjunct of a call.
+
+    Args:
+        method: "auto" (input splitting for <= ``split_max_dims`` inputs and
+            one copy, else MILP), "milp" or "split". Defaults to "auto".
+        tol: margin a proof must exceed. Defaults to 1e-6.
+        split_max_dims: "auto" splits inputs up to this size. Defaults to 16.
+        split_milp_unstable: a split leaf with at most this many unstable
+            ReLUs goes to the MILP. Defaults to 24.
+        split_max_depth: deeper leaves go to the MILP. Defaults to 24.
+        lp_tighten: LP-tighten unstable bounds before a MILP. Defaults to True.
+        seed: falsification seed. Defaults to 0.
+    """
+
+    method: str = "auto"
+    tol: float = 1e-6
+    split_max_dims: int = 16
+    split_milp_unstable: int = 24
+    split_max_depth: int = 24
+    lp_tighten: bool = True
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class Screen:
+    """What bounding the region produced for one disjunct (reused, not redone)."""
+
+    layer_bounds: list
+    lower: float
+    vertex: np.ndarray
+    coef: np.ndarray
+
+
+def screen(network, prop: Property, layer_bounds=None) -> list[Screen]:
+    """Bounds every disjunct of ``prop`` over its region at once."""
+    if layer_bounds is None:
+        layer_bounds = bnd.layer_bounds(network, prop.region)
+    return [
+        Screen(layer_bounds, lower, vertex, coef)
+        for lower, vertex, coef in bnd.margin_bounds(
+            network, layer_bounds, prop.region, prop.disjuncts
+        )
+    ]
+
+
+def decide(
+    network, prop: Property, index: int, first: Screen, deadline: float, options
+) -> Outcome:
+    """Decides disjunct ``index`` of ``prop``, given its `Screen` over the region."""
+    start = time.time()
+    outcome = Outcome(
+        Status.UNKNOWN,
+        disjunct=index,
+        description=prop.disjuncts[index].description,
+        pid=os.getpid(),
+    )
+
+    def done(status, **fields):
+        for name, value in fields.items():
+            setattr(outcome, name, value)
+        outcome.status = status
+        outcome.seconds = time.time() - start
+        return outcome
+
+    if first.lower > options.tol:
+        return done(Status.SAFE, lower=first.lower)
+    if time.time() >= deadline:
+        return done(Status.UNKNOWN, reason=Reason.TIMEOUT)
+    found = _candidate(network, prop, index, prop.region, first.vertex)
+    if found:
+        return done(Status.VIOLATED, method=Method.VERTEX, **found)
+    region = prop.region
+    use_split = options.method == "split" or (
+        options.method == "auto"
+        and region.copies == 1
+        and region.n <= options.split_max_dims
+    )
+    if use_split:
+        if region.copies != 1:
+            raise ValueError("method='split' needs a single network copy (Def. 1/3).")
+        outcome.method = Method.SPLIT
+        return done(
+            **_branch_and_bound(network, prop, index, first, deadline, options, outcome)
+        )
+    outcome.method = Method.MILP
+    result = _milp(network, prop, index, region, first.layer_bounds, deadline, options)
+    outcome.binaries, outcome.nodes = result.binaries, result.nodes
+    return done(**_interpret(network, prop, index, region, result, options))
+
+
+def _candidate(network, prop, index, region, x) -> dict | None:
+    """A refuting point if ``x`` (projected) or a short descent from it works."""
+    shape = (1, region.copies, region.n)
+    x = region.project(np.asarray(x, float).reshape(shape))
+    margin = float(prop.margins(network, x)[0, index])
+    if margin <= 0 and region.contains(x[0]):
+        return {"x": x[0], "margin": margin}
+    point, value, _ = falsify(
+        network,
+        prop,
+        region=region,
+        disjuncts=[index],
+        samples=0,
+        restarts=1,
+        steps=20,
+        seeds=[x[0]],
+    )
+    if value <= 0 and region.contains(point):
+        return {"x": point, "margin": value}
+    return None
+
+
+def _interpret(network, prop, index, region, result, options) -> dict:
+    from keras_ndsru.verify.milp import MilpStatus
+
+    if result.x is not None:
+        found = _candidate(network, prop, index, region, result.x)
+        if found:
+            return {"status": Status.VIOLATED, **found}
+    if result.lower > options.tol or result.status == MilpStatus.CUTOFF:
+        return {"status": Status.SAFE, "lower": result.lower}
+    reason = (
+        Reason.TIMEOUT if result.status == MilpStatus.TIME_LIMIT else Reason.TOLERANCE
+    )
+    return {"status": Status.UNKNOWN, "lower": result.lower, "reason": reason}
+
+
+def _milp(network, prop, index, region, layer_bounds, deadline, options):
+    from keras_ndsru.verify.milp import solve_milp
+
+    if options.lp_tighten:
+        # The disjuncts of a property share their region: tighten once per process.
+        key = (network.key, region.key())
+        if key not in _TIGHTENED:
+            if len(_TIGHTENED) >= 16:
+                _TIGHTENED.pop(next(iter(_TIGHTENED)))
+            _TIGHTENED[key] = _tighten(network, region, layer_bounds, deadline)
+        layer_bounds = _TIGHTENED[key]
+    return solve_milp(
+        network,
+        region,
+        prop.disjuncts[index],
+        layer_bounds,
+        time_limit=max(deadline - time.time(), 0.01),
+        tol=options.tol,
+    )
+
+
+_TIGHTENED: dict = {}
+
+
+def _tighten(network, region, layer_bounds, deadline):
+    """LP-based bound tightening of the unstable neurons, layer by layer."""
+    from keras_ndsru.verify.milp import neuron_bounds_lp
+
+    tightened = []
+    for k in range(len(layer_bounds)):
+        if time.time() > deadline:
+            return tightened + layer_bounds[k:]
+        tightened.append(
+            neuron_bounds_lp(network, region, tightened, layer_bounds[k], k)
+        )
+    return tightened
+
+
+def _branch_and_bound(network, prop, index, first, deadline, options, outcome) -> dict:
+    """Input splitting, best-first on the bound; MILP on small leaves."""
+    disjunct = [prop.disjuncts[index]]
+    counter = 0
+    heap = [(-np.inf, counter, prop.region, 0, first)]
+    worst = np.inf
+    while heap:
+        if time.time() >= deadline:
+            return {
+                "status": Status.UNKNOWN,
+                "reason": Reason.TIMEOUT,
+                "lower": heap[0][0],
+            }
+        _, _, region, depth, known = heapq.heappop(heap)
+        if known is None:
+            layer_bounds = bnd.layer_bounds(network, region)
+            lower, vertex, coef = bnd.margin_bounds(
+                network, layer_bounds, region, disjunct
+            )[0]
+        else:  # the root: bounded by the caller
+            layer_bounds, lower = known.layer_bounds, known.lower
+            vertex, coef = known.vertex, known.coef
+        outcome.leaves += 1
+        if lower > options.tol:
+            worst = min(worst, lower)
+            continue
+        centre = 0.5 * (region.lower + region.upper)
+        for point in (vertex, centre[None]):
+            if known is not None and point is vertex:
+                continue  # decide() tried the root's vertex already
+            found = _candidate(network, prop, index, region, point)
+            if found:
+                return {"status": Status.VIOLATED, **found}
+        unstable = bnd.count_unstable(network, layer_bounds)
+        width = region.upper - region.lower
+        if unstable <= options.split_milp_unstable or depth >= options.split_max_depth:
+            outcome.milps += 1
+            result = _interpret(
+                network,
+                prop,
+                index,
+                region,
+                _milp(network, prop, index, region, layer_bounds, deadline, options),
+                options,
+            )
+            if result["status"] != Status.SAFE:
+                return result
+            worst = min(worst, result["lower"])
+            continue
+        dim = int(np.argmax(np.abs(coef) * width))
+        for child in region.split(dim):
+            counter += 1
+            heapq.heappush(heap, (lower, counter, child, depth + 1, None))
+    return {"status": Status.SAFE, "lower": float(worst)}

@@ -1,0 +1,146 @@
+"""The one decision path: properties in, typed outcomes out.
+
+Every query (Defs. 1-3 of arXiv 1709.02802 via `definitions`, VNN-LIB via
+`vnnlib`) is a list of `spec.Property` decided here by the same stages, as
+in nnenum: falsification over all disjuncts at once, then bounds over each
+property's region (computed once and handed on), then per-disjunct search
+(`decide`) for what is left, scheduled on an executor (`schedule`). A
+counterexample counts only after it is re-checked: in the region exactly,
+violating its disjunct on the network in float64, and by the caller's
+``confirm`` (the model's own forward pass).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from keras_ndsru.verify.decide import Options, screen
+from keras_ndsru.verify.falsify import falsify
+from keras_ndsru.verify.outcome import (
+    Method,
+    Outcome,
+    PropertyOutcome,
+    Reason,
+    Status,
+)
+from keras_ndsru.verify.schedule import Task, run_tasks
+
+
+def check(
+    network,
+    properties,
+    confirm=None,
+    timeout: float | None = None,
+    executor=None,
+    options: Options | None = None,
+    falsify_first: bool = True,
+) -> list[PropertyOutcome]:
+    """Decides each property: `Status.SAFE`, `VIOLATED` or `UNKNOWN`.
+
+    Args:
+        network: a `ReluNetwork`.
+        properties: a list of `spec.Property` over its inputs and outputs.
+        confirm: optional ``confirm(property_index, x) -> bool`` re-checking a
+            counterexample ``x`` ``(copies, n)`` on the real model; it runs
+            after the float64 re-check on ``network``. Defaults to None.
+        timeout: seconds for the whole call, or None. Defaults to None.
+        executor: a `concurrent.futures.Executor` for the disjuncts left
+            after the bounds, or None to run them in-process.
+        options: a `decide.Options`. Defaults to `Options()`.
+        falsify_first: try sampling/gradient counterexamples first.
+            Defaults to True.
+
+    Returns:
+        One `PropertyOutcome` per property, in order.
+    """
+    options = options or Options()
+    start = time.time()
+    if timeout is not None and not float(timeout) >= 0:
+        raise ValueError(
+            f"timeout must be >= 0 seconds or None. Received: timeout={timeout}"
+        )
+    deadline = start + (float(timeout) if timeout is not None else 1e9)
+    outcomes = [[] for _ in properties]
+    rng = np.random.default_rng(options.seed)
+
+    def accept(q, index, x) -> bool:
+        prop = properties[q]
+        x = np.asarray(x, np.float64).reshape(prop.region.copies, prop.region.n)
+        if not prop.region.contains(x):
+            return False
+        if prop.margins(network, x[None])[0, index] > 0:
+            return False
+        return confirm is None or bool(confirm(q, x))
+
+    tasks, pre_seconds = [], []
+    for q, prop in enumerate(properties):
+        tick = time.time()
+        if falsify_first:
+            x, value, i = falsify(network, prop, rng=rng)
+            if value <= 0 and accept(q, i, x):
+                outcomes[q].append(
+                    Outcome(
+                        Status.VIOLATED,
+                        disjunct=i,
+                        method=Method.FALSIFY,
+                        description=prop.disjuncts[i].description,
+                        x=x,
+                        margin=value,
+                    )
+                )
+                pre_seconds.append(time.time() - tick)
+                continue
+        for i, first in enumerate(screen(network, prop)):
+            if first.lower > options.tol:
+                outcomes[q].append(
+                    Outcome(
+                        Status.SAFE,
+                        disjunct=i,
+                        method=Method.BOUNDS,
+                        description=prop.disjuncts[i].description,
+                        lower=first.lower,
+                    )
+                )
+            else:
+                tasks.append(Task(q, network.key, prop, i, first, deadline, options))
+        pre_seconds.append(time.time() - tick)
+
+    def record(task, outcome) -> bool:
+        if outcome.status is Status.VIOLATED and not accept(
+            task.group, task.index, outcome.x
+        ):
+            outcome.status, outcome.reason = Status.UNKNOWN, Reason.NOT_CONFIRMED
+        outcomes[task.group].append(outcome)
+        return outcome.status is Status.VIOLATED
+
+    run_tasks(network, tasks, executor if len(tasks) > 1 else None, record)
+    results = []
+    for q, (prop, found) in enumerate(zip(properties, outcomes)):
+        found.sort(key=lambda o: o.disjunct)
+        seconds = pre_seconds[q] + sum(o.seconds for o in found)
+        if len(properties) == 1:
+            seconds = time.time() - start
+        results.append(_verdict(network, prop, found, seconds))
+    return results
+
+
+def _verdict(network, prop, found, seconds) -> PropertyOutcome:
+    violated = [o for o in found if o.status is Status.VIOLATED]
+    if violated:
+        x = np.asarray(violated[0].x, np.float64)
+        return PropertyOutcome(
+            Status.VIOLATED,
+            counterexample=x,
+            outputs=prop.outputs(network, x[None])[0],
+            seconds=seconds,
+            outcomes=found,
+        )
+    safe = [o for o in found if o.status is Status.SAFE]
+    if len(safe) == len(prop.disjuncts):
+        bound = float(min(o.lower for o in safe))
+        return PropertyOutcome(
+            Status.SAFE, bound=bound, seconds=seconds, outcomes=found
+        )
+    return PropertyOutcome(Status.UNKNOWN, seconds=seconds, outcomes=found)
