@@ -267,14 +267,15 @@ def import_official_sru():
     return sru
 
 
-def torch_run(options, data, seed, epochs) -> dict:
+def torch_setup(options, data, seed):
+    """The official SRU classifier with the Keras models' initial embedding
+    and head (same seed), its Adam, and one epoch of training as a function."""
     import torch
 
     sru = import_official_sru()
     torch.set_num_threads(
         max(1, tf.config.threading.get_intra_op_parallelism_threads() or 2)
     )
-    # The same embedding and head as the Keras models, from the same seed.
     keras.utils.set_random_seed(seed)
     init = build_keras("sru", options, len(data["vocabulary"]), len(data["classes"]))
     embedding = init.layers[1].get_weights()[0]
@@ -283,22 +284,15 @@ def torch_run(options, data, seed, epochs) -> dict:
     model = OfficialClassifier(torch, sru, options, embedding, head_w, head_b)
     if options["optimizer"] != "adam":
         raise SystemExit("official: only optimizer=adam")
+    # Keras' Adam epsilon, so that only the recurrent layer differs.
     optimizer = torch.optim.Adam(model.parameters(), lr=options["lr"], eps=1e-7)
     loss_fn = torch.nn.CrossEntropyLoss()
-    evaluations = {s: batches(data, s, 256) for s in ("dev", "test")}
-
-    def predict(x):
-        model.eval()
-        with torch.no_grad():
-            return model(torch.as_tensor(np.asarray(x), dtype=torch.long)).numpy()
-
-    log = {"seconds": [], "loss": [], "train_accuracy": [], "dev": [], "test": []}
     train = batches(data, "train", options["batch"], seed)
     steps, stream = int(train.cardinality()), train.repeat().as_numpy_iterator()
-    for _ in range(epochs):
-        start = time.perf_counter()
+
+    def train_epoch():
         model.train()
-        losses, correct, total = [], 0, 0
+        loss_sum, correct, total = 0.0, 0, 0
         for _, (x, y) in zip(range(steps), stream):
             logits = model(torch.as_tensor(x, dtype=torch.long))
             target = torch.as_tensor(y, dtype=torch.long)
@@ -306,15 +300,70 @@ def torch_run(options, data, seed, epochs) -> dict:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            losses.append(float(loss) * len(y))
+            loss_sum += float(loss.detach()) * len(y)
             correct += int((logits.argmax(-1) == target).sum())
             total += len(y)
+        return loss_sum / total, correct / total
+
+    def predict(x):
+        model.eval()
+        with torch.no_grad():
+            return model(torch.as_tensor(np.array(x), dtype=torch.long)).numpy()
+
+    parameters = sum(p.numel() for p in model.parameters())
+    return train_epoch, predict, parameters
+
+
+def torch_run(options, data, seed, epochs) -> dict:
+    train_epoch, predict, parameters = torch_setup(options, data, seed)
+    evaluations = {s: batches(data, s, 256) for s in ("dev", "test")}
+    log = {"seconds": [], "loss": [], "train_accuracy": [], "dev": [], "test": []}
+    for _ in range(epochs):
+        start = time.perf_counter()
+        loss, train_accuracy = train_epoch()
         log["seconds"].append(time.perf_counter() - start)
-        log["loss"].append(sum(losses) / total)
-        log["train_accuracy"].append(correct / total)
+        log["loss"].append(loss)
+        log["train_accuracy"].append(train_accuracy)
         for name, dataset in evaluations.items():
             log[name].append(accuracy(predict, dataset))
-    return {"parameters": sum(p.numel() for p in model.parameters()), **log}
+    return {"parameters": parameters, **log}
+
+
+def keras_epoch_function(name, options, data, seed):
+    """One training epoch of a fresh Keras model per call (timing only)."""
+    keras.utils.set_random_seed(seed)
+    model = build_keras(name, options, len(data["vocabulary"]), len(data["classes"]))
+    model.compile(
+        optimizer=make_optimizer(options, model),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    train = batches(data, "train", options["batch"], seed)
+    steps, stream = int(train.cardinality()), train.repeat()
+    return lambda: model.fit(
+        stream, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0
+    )
+
+
+def interleaved_seconds(specs, data, rounds: int) -> dict[str, list[float]]:
+    """Training seconds per epoch of each spec, timed in turns (one epoch of
+    each per round, after one untimed epoch) so that load changes on a
+    shared machine hit all models alike."""
+    epochs = {}
+    for spec in specs:
+        name, options = parse_spec(spec)
+        if name == "official":
+            epochs[spec] = torch_setup(options, data, 0)[0]
+        else:
+            epochs[spec] = keras_epoch_function(name, options, data, 0)
+        epochs[spec]()  # tracing, first allocations
+    times = {spec: [] for spec in specs}
+    for _ in range(rounds):
+        for spec, epoch in epochs.items():
+            start = time.perf_counter()
+            epoch()
+            times[spec].append(time.perf_counter() - start)
+    return times
 
 
 def OfficialClassifier(torch, sru, options, embedding, head_w, head_b):  # noqa: N802
@@ -384,18 +433,24 @@ def mean_std(values) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def report(runs: list[dict], reference: str | None) -> str:
+def report(runs: list[dict], reference: str | None, timings: dict) -> str:
+    """The table: one row per (task, spec); `timings[(task, spec)]` holds the
+    interleaved epoch times, which give the speed ratio when measured."""
     rows, by_key = [], {}
     for run in runs:
         by_key.setdefault((run["task"], run["spec"]), []).append(run)
+
+    def seconds(key):
+        if timings.get(key):
+            return statistics.median(timings[key])
+        return statistics.median(select(r)["seconds"] for r in by_key[key])
+
     for (task, spec), group in by_key.items():
         picked = [select(r) for r in group]
-        seconds = statistics.median(p["seconds"] for p in picked)
-        ref = by_key.get((task, reference))
         ratio = ""
-        if ref and reference != spec:
-            ref_seconds = statistics.median(select(r)["seconds"] for r in ref)
-            ratio = f"{ref_seconds / seconds:.1f}x"
+        if (task, reference) in by_key and reference != spec:
+            ratio = f"{seconds((task, reference)) / seconds((task, spec)):.1f}x"
+        interleaved = timings.get((task, spec))
         rows.append(
             [
                 task,
@@ -404,7 +459,8 @@ def report(runs: list[dict], reference: str | None) -> str:
                 mean_std([p["dev"] for p in picked]),
                 mean_std([p["test"] for p in picked]),
                 " ".join(str(p["epoch"]) for p in picked),
-                f"{seconds:.1f}",
+                f"{statistics.median(p['seconds'] for p in picked):.2f}",
+                f"{statistics.median(interleaved):.2f}" if interleaved else "",
                 ratio,
                 f"{statistics.mean(p['train_accuracy'] for p in picked):.3f}",
             ]
@@ -414,10 +470,11 @@ def report(runs: list[dict], reference: str | None) -> str:
         "model",
         "seeds",
         "dev acc %",
-        "test acc % (dev-selected epoch)",
-        "epochs",
-        "s/epoch",
-        f"faster than {reference}" if reference else "",
+        "test acc % at best dev epoch",
+        "best epochs",
+        "s/epoch (runs)",
+        "s/epoch (interleaved)",
+        f"{reference} time / model time" if reference else "",
         "train acc",
     ]
     widths = [
@@ -446,6 +503,16 @@ def main(argv=None) -> None:
         "--reference", default="lstm", help="spec the s/epoch ratios use"
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--limit", type=int, default=None, help="first N training examples (smoke test)"
+    )
+    parser.add_argument(
+        "--timing-rounds",
+        type=int,
+        default=3,
+        help="epochs per model timed in turns after the accuracy runs "
+        "(0: ratios from the runs' own epochs; default 3)",
+    )
     args = parser.parse_args(argv)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
     tf.config.threading.set_inter_op_parallelism_threads(args.threads)
@@ -465,6 +532,8 @@ def main(argv=None) -> None:
             data_key = (task, options["min_count"])
             if data_key not in datasets:
                 datasets[data_key] = data = load_task(args.data_dir, *data_key)
+                if args.limit:
+                    data["train"] = tuple(part[: args.limit] for part in data["train"])
                 print(
                     f"{task}: {len(data['train'][1])} train / {len(data['dev'][1])} "
                     f"dev / {len(data['test'][1])} test, {len(data['classes'])} "
@@ -496,8 +565,18 @@ def main(argv=None) -> None:
                     f"dev per epoch {' '.join(f'{v:.3f}' for v in run['dev'])}",
                     flush=True,
                 )
+    timings = {}
+    for (task, min_count), data in datasets.items() if args.timing_rounds else ():
+        specs = [m for m in args.models if parse_spec(m)[1]["min_count"] == min_count]
+        times = interleaved_seconds(specs, data, args.timing_rounds)
+        with open(os.path.join(args.out, "timing.jsonl"), "a") as file:
+            file.write(json.dumps({"task": task, "seconds": times}) + "\n")
+        for spec, values in times.items():
+            timings[(task, spec)] = values
+            print(f"{task} {spec}: interleaved s/epoch {values}", flush=True)
     print()
-    print(report(runs, args.reference if args.reference in args.models else None))
+    reference = args.reference if args.reference in args.models else None
+    print(report(runs, reference, timings))
 
 
 if __name__ == "__main__":
