@@ -525,6 +525,38 @@ def markdown_table(results: Sequence[Result]) -> str:
     return "\n".join(rows)
 
 
+SUMMARY_EXTRAS = ("classifier_fused", "keras_gru")
+
+
+def _runs(result: Result | None) -> str:
+    return "" if result is None else ("yes" if result.runs else "no")
+
+
+def summary_table(results: Sequence[Result]) -> str:
+    """One row per format: the SRU models on the default path (fused op out
+    of inference graphs), then the fused opt-in and the Keras GRU peer."""
+    rows = [
+        "| format | SRU models convert | run | max abs diff | size (classifier) "
+        "| use_fused_kernel=True runs | keras GRU runs | why not |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(r.format for r in results):
+        by_model = {r.model: r for r in results if r.format == name}
+        sru = [r for m, r in by_model.items() if m not in SUMMARY_EXTRAS]
+        diffs = [r.max_abs_diff for r in sru if r.runs]
+        classifier = by_model.get("classifier")
+        size = classifier.size_bytes if classifier else None
+        rows.append(
+            f"| {name} | {sum(r.converts for r in sru)}/{len(sru)} "
+            f"| {len(diffs)}/{len(sru)} | {f'{max(diffs):.1e}' if diffs else ''} "
+            f"| {f'{size / 1024:.0f} KiB' if size else ''} "
+            f"| {_runs(by_model.get('classifier_fused'))} "
+            f"| {_runs(by_model.get('keras_gru'))} "
+            f"| {next((r.note for r in sru if not r.runs), '')} |"
+        )
+    return "\n".join(rows)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
@@ -584,6 +616,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             shutil.rmtree(out_dir, ignore_errors=True)
     print()
     print(markdown_table(results))
+    print()
+    print(summary_table(results))
     if footnote:
         print()
         print(footnote)
