@@ -45,8 +45,13 @@ def falsify(
     chosen = np.asarray(chosen)
     copies, n = region.copies, region.n
 
-    def margins(x):
-        return prop.margins(network, x)[:, chosen]
+    rows, rhs, owner = prop.rows()
+    starts = prop.row_starts()
+
+    def evaluate(x):
+        """Margins of the chosen disjuncts and every row's value, one pass."""
+        values = prop.outputs(network, x) @ rows.T - rhs
+        return np.maximum.reduceat(values, starts, axis=1)[:, chosen], values
 
     pools = [region.sample(rng, samples)] if samples else []
     if region.center is not None and copies == 1:
@@ -54,7 +59,7 @@ def falsify(
     for seed in seeds:
         pools.append(region.project(np.asarray(seed, float).reshape(1, copies, n)))
     x = np.concatenate(pools)
-    m = margins(x)
+    m, _ = evaluate(x)
     best = np.unravel_index(np.argmin(m), m.shape)
     if m[best] <= 0 or steps == 0:
         return x[best[0]], float(m[best]), int(chosen[best[1]])
@@ -66,7 +71,7 @@ def falsify(
     best_x, best_m, best_i = x[0].copy(), float(m[best]), int(best[1])
     n_out = network.n_outputs
     for step in range(steps):
-        m = margins(x)
+        m, values = evaluate(x)
         which = np.argmin(m, axis=1)
         low = m[np.arange(len(x)), which]
         i = int(np.argmin(low))
@@ -75,7 +80,9 @@ def falsify(
         if best_m <= 0:
             break
         size = scale * 0.5 * (1.0 - step / steps) + 1e-3 * scale
-        coef = _active_rows(network, prop, x, chosen[which])
+        # Descend on the row attaining each point's margin (the max).
+        mine = owner[None, :] == chosen[which][:, None]
+        coef = rows[np.argmax(np.where(mine, values, -np.inf), axis=1)]
         for k in range(copies):
             block = coef[:, k * n_out : (k + 1) * n_out]
             g = network.input_gradient(x[:, k], block)
@@ -86,11 +93,3 @@ def falsify(
                 x[:, k] = x[:, k] - size * np.sign(g)
         x = region.project(x)
     return best_x, best_m, int(chosen[best_i])
-
-
-def _active_rows(network, prop, x, which):
-    """Per point, the row of its disjunct that attains the margin (the max)."""
-    rows, rhs, owner = prop.rows()
-    values = prop.outputs(network, x) @ rows.T - rhs
-    values = np.where(owner[None, :] == which[:, None], values, -np.inf)
-    return rows[np.argmax(values, axis=1)]

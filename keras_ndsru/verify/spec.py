@@ -243,6 +243,10 @@ class Property:
         owner = np.repeat(np.arange(len(self.disjuncts)), np.diff([*starts, len(rhs)]))
         return rows, rhs, owner
 
+    def row_starts(self) -> np.ndarray:
+        """Index of each disjunct's first row in `rows` (for reductions)."""
+        return self._rows[2]
+
     def outputs(self, network, x: np.ndarray) -> np.ndarray:
         """Stacked outputs of every copy for a batch ``(batch, copies, n)``."""
         x = np.asarray(x, np.float64)
