@@ -1,7 +1,9 @@
-"""Command line: verify a saved model or .nnet file at the points of a file.
+"""Command line: verify a saved model or .nnet file at the points of a file,
+or decide one VNN-COMP instance (an ONNX network and a VNN-LIB property).
 
 keras-ndsru-verify MODEL POINTS --delta 0.018 [--eps 0.01] [--max-delta]
-python -m keras_ndsru.verify MODEL POINTS ...
+keras-ndsru-verify vnncomp NET.onnx PROP.vnnlib --timeout 60 [--out RESULT]
+python -m keras_ndsru.verify ...
 """
 
 from __future__ import annotations
@@ -136,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
             "Prove or refute robustness (Katz et al., arXiv 1709.02802) of a Keras "
             "model (.keras) or a .nnet network at each point of a .npy/.csv file."
         ),
+        epilog=(
+            "VNN-COMP instances: keras-ndsru-verify vnncomp NET.onnx PROP.vnnlib "
+            "--timeout SECONDS [--out RESULT] (see keras-ndsru-verify vnncomp --help)."
+        ),
     )
     parser.add_argument("model", help="a .keras model file or a .nnet file")
     parser.add_argument("points", help=".npy (points, *input_shape) or .csv rows")
@@ -168,7 +174,71 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_vnncomp_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keras-ndsru-verify vnncomp",
+        description=(
+            "Decide one VNN-COMP instance: write unsat (the property holds), sat "
+            "and a counterexample ((X_i v) ... (Y_j v)), timeout or unknown."
+        ),
+    )
+    parser.add_argument("onnx", help="the network, an .onnx file")
+    parser.add_argument("vnnlib", help="the property, a VNN-LIB 1.0 .vnnlib file")
+    parser.add_argument(
+        "--timeout",
+        type=_positive("--timeout"),
+        required=True,
+        help="seconds for the whole instance, loading included",
+    )
+    parser.add_argument(
+        "--out", default=None, help="result file (default: standard output only)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive("--workers", integer=True),
+        default=1,
+        help="processes for the disjuncts (1 = sequential)",
+    )
+    return parser
+
+
+def vnncomp_main(argv) -> int:
+    """``keras-ndsru-verify vnncomp``: exit 0 when decided, 1 on timeout or
+    unknown, 2 on a usage error (one line naming the input)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from keras_ndsru.verify.onnx_reader import OnnxError
+    from keras_ndsru.verify.schedule import process_context
+    from keras_ndsru.verify.vnncomp import run_instance
+    from keras_ndsru.verify.vnnlib import VnnlibError
+
+    parser = build_vnncomp_parser()
+    args = parser.parse_args(argv)
+    for path, kind in ((args.onnx, "ONNX network"), (args.vnnlib, "VNN-LIB property")):
+        if not os.path.isfile(path):
+            parser.error(f"{path}: {kind} file not found")
+    pool = None
+    if args.workers > 1:
+        pool = ProcessPoolExecutor(args.workers, mp_context=process_context())
+    try:
+        result = run_instance(args.onnx, args.vnnlib, args.timeout, executor=pool)
+    except (OnnxError, VnnlibError) as error:
+        parser.error(str(error))
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+    text = result.text()
+    if args.out is not None:
+        with open(args.out, "w") as file:
+            file.write(text)
+    print(text.splitlines()[0], f"{result.seconds:.3f} s", flush=True)
+    return 0 if result.result in ("sat", "unsat") else 1
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "vnncomp":
+        return vnncomp_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     from keras_ndsru.verify.queries import local_robustness, max_robust_delta

@@ -1,0 +1,126 @@
+"""Convolution and pooling on batched float64 NumPy arrays (NCHW).
+
+The linear maps that `lowering.Affine.map` applies to coefficient batches,
+with ONNX's conventions (Conv, AveragePool, MaxPool: explicit ``pads``
+``(begin..., end...)``, ``auto_pad``, strides, dilations, groups, ceil_mode);
+Keras' ``padding="same"`` is ONNX's ``SAME_UPPER``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def resolve_pads(in_size, kernel, strides, dilations, pads, auto_pad, ceil_mode=0):
+    """``(begin, end)`` padding per spatial axis, and the output sizes.
+
+    ``end`` includes the extra padding that ``ceil_mode`` needs; the second
+    return value is the declared padding alone (pooling counts use it).
+    """
+    rank = len(in_size)
+    pads = list(pads) if pads else [0] * (2 * rank)
+    begin, end, out = [], [], []
+    for i in range(rank):
+        span = (kernel[i] - 1) * dilations[i] + 1
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            size = -(-in_size[i] // strides[i])
+            total = max((size - 1) * strides[i] + span - in_size[i], 0)
+            small = total // 2
+            lo, hi = (
+                (small, total - small)
+                if auto_pad == "SAME_UPPER"
+                else (total - small, small)
+            )
+        elif auto_pad == "VALID":
+            lo = hi = 0
+        else:
+            lo, hi = pads[i], pads[i + rank]
+        padded = in_size[i] + lo + hi
+        rounding = math.ceil if ceil_mode else math.floor
+        size = rounding((padded - span) / strides[i]) + 1
+        if ceil_mode and (size - 1) * strides[i] >= in_size[i] + lo:
+            size -= 1  # a window must start inside the input or the begin pad
+        begin.append(lo)
+        end.append(hi)
+        out.append(size)
+    extra = [
+        max(
+            (out[i] - 1) * strides[i]
+            + (kernel[i] - 1) * dilations[i]
+            + 1
+            - (in_size[i] + begin[i] + end[i]),
+            0,
+        )
+        for i in range(rank)
+    ]
+    return begin, [e + x for e, x in zip(end, extra)], out, (begin, end)
+
+
+def _windows(x, kernel, strides, dilations, out):
+    """Strided views ``x[..., i*d + s*o]`` per kernel offset (2-D spatial)."""
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            top, left = i * dilations[0], j * dilations[1]
+            yield (
+                i,
+                j,
+                x[
+                    ...,
+                    top : top + strides[0] * (out[0] - 1) + 1 : strides[0],
+                    left : left + strides[1] * (out[1] - 1) + 1 : strides[1],
+                ],
+            )
+
+
+def conv2d(x, w, strides, begin, end, dilations, group, out):
+    """``x (B, C, H, W)`` convolved with ``w (M, C/group, kh, kw)``, no bias."""
+    x = np.pad(x, ((0, 0), (0, 0), (begin[0], end[0]), (begin[1], end[1])))
+    batch, channels = x.shape[:2]
+    m, cg = w.shape[:2]
+    mg = m // group
+    result = np.zeros((batch, m, *out))
+    for g in range(group):
+        xg = x[:, g * cg : (g + 1) * cg]
+        wg = w[g * mg : (g + 1) * mg]
+        for i, j, patch in _windows(xg, w.shape[2:], strides, dilations, out):
+            result[:, g * mg : (g + 1) * mg] += np.einsum(
+                "bchw,mc->bmhw", patch, wg[:, :, i, j], optimize=True
+            )
+    return result
+
+
+def average_pool(x, kernel, strides, begin, end, declared, count_include_pad, out):
+    """Mean over windows; padding counts only if ``count_include_pad`` (and
+    never the extra padding of ``ceil_mode``)."""
+    channels = x.shape[1]
+    ones = np.ones((channels, 1, *kernel))
+    dil = [1, 1]
+    sums = conv2d(x, ones, strides, begin, end, dil, channels, out)
+    mask = np.ones((1, channels, *x.shape[2:]))
+    if count_include_pad:
+        pad = (
+            (0, 0),
+            (0, 0),
+            (declared[0][0], declared[1][0]),
+            (declared[0][1], declared[1][1]),
+        )
+        mask = np.pad(mask, pad, constant_values=1.0)
+        begin = [b - d for b, d in zip(begin, declared[0])]
+        end = [e - d for e, d in zip(end, declared[1])]
+    counts = conv2d(mask, ones, strides, begin, end, dil, channels, out)
+    return sums / counts
+
+
+def pool_windows(shape, kernel, strides, begin, end, dilations, out):
+    """Flat indices of each max-pooling window over a tensor ``shape``
+    ``(N, C, H, W)``: ``(N*C*oh*ow, kh*kw)`` with ``-1`` for padding."""
+    index = np.arange(math.prod(shape)).reshape(shape)
+    padded = np.pad(
+        index,
+        ((0, 0), (0, 0), (begin[0], end[0]), (begin[1], end[1])),
+        constant_values=-1,
+    )
+    parts = [p for _, _, p in _windows(padded, kernel, strides, dilations, out)]
+    return np.stack(parts, axis=-1).reshape(-1, len(parts))

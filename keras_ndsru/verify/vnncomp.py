@@ -1,0 +1,157 @@
+"""One VNN-COMP instance: an ONNX network, a VNN-LIB property, a timeout.
+
+The VNN-COMP rules (Brix et al., "The Fourth International Verification of
+Neural Networks Competition", 2023) ask for a result file holding ``unsat``
+(the property holds), ``sat`` and a counterexample::
+
+    sat
+    ((X_0 0.6)
+     (X_1 -0.5)
+     (Y_0 3.99))
+
+or ``timeout`` / ``unknown``. A counterexample is given in the network's
+input precision (float32 for the ACAS Xu graphs), rounded into the input
+box, and counts only after it is re-checked at that precision: in the
+region, violating on the float64 network and, when `onnxruntime` is
+installed, on the ONNX graph itself as onnxruntime evaluates it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+
+from keras_ndsru.verify import verifier
+from keras_ndsru.verify.decide import Options
+from keras_ndsru.verify.outcome import Status
+
+
+@dataclasses.dataclass
+class InstanceResult:
+    """The answer to one instance.
+
+    Attributes:
+        result: "unsat", "sat", "timeout" or "unknown" (VNN-COMP's words).
+        counterexample: the flat input (``sat``), in the input precision.
+        outputs: the network's flat outputs at it (``sat``).
+        seconds: wall-clock time from the start of loading.
+        outcomes: one `outcome.PropertyOutcome` per input region.
+    """
+
+    result: str
+    counterexample: np.ndarray | None = None
+    outputs: np.ndarray | None = None
+    seconds: float = 0.0
+    outcomes: list = dataclasses.field(default_factory=list)
+
+    def text(self) -> str:
+        """The result file's contents."""
+        if self.result != "sat":
+            return self.result + "\n"
+        lines = [f"(X_{i} {float(v)!r})" for i, v in enumerate(self.counterexample)]
+        lines += [f"(Y_{j} {float(v)!r})" for j, v in enumerate(self.outputs)]
+        return "sat\n(" + "\n ".join(lines) + ")\n"
+
+
+def run_instance(
+    onnx_path, vnnlib_path, timeout: float, executor=None, options=None
+) -> InstanceResult:
+    """Decides one VNN-COMP instance within ``timeout`` seconds (all included).
+
+    Args:
+        onnx_path: the network (`onnx_reader.load_onnx`).
+        vnnlib_path: the property (`vnnlib.read_vnnlib`).
+        timeout: seconds for loading and deciding, > 0.
+        executor: a `concurrent.futures.Executor` for the disjuncts, or None
+            to run them in-process. Defaults to None.
+        options: a `decide.Options`. Defaults to `Options()`.
+
+    Returns:
+        An `InstanceResult`.
+    """
+    from keras_ndsru.verify.onnx_reader import load_onnx
+    from keras_ndsru.verify.vnnlib import read_vnnlib
+
+    start = time.time()
+    network = load_onnx(onnx_path)
+    properties = read_vnnlib(vnnlib_path, network.n_inputs, network.n_outputs)
+    runtime = _OnnxRuntime.open(onnx_path)
+    dtype = runtime.dtype if runtime else np.float32
+
+    def precise(prop, x):
+        """``x`` in the input precision, nudged into the box."""
+        low = np.asarray(x, np.float64).astype(dtype)
+        for bound, toward in (
+            (prop.region.upper, -np.inf),
+            (prop.region.lower, np.inf),
+        ):
+            outside = (low > bound) if toward < 0 else (low < bound)
+            low = np.where(outside, np.nextafter(low, dtype(toward)), low)
+        return low.astype(np.float64)
+
+    def confirm(q, x):
+        prop = properties[q]
+        point = precise(prop, x.ravel())
+        if prop.violated_by(network, point) is None:
+            return False
+        if runtime is None:
+            return True
+        y = runtime(point)
+        rows, rhs, _ = prop.rows()
+        values = rows @ y - rhs
+        starts = prop.row_starts()
+        return bool(np.any(np.maximum.reduceat(values, starts) <= 0))
+
+    left = max(float(timeout) - (time.time() - start), 0.0)
+    outcomes = verifier.check(
+        network,
+        properties,
+        confirm=confirm,
+        timeout=left,
+        executor=executor,
+        options=options or Options(),
+    )
+    seconds = time.time() - start
+    for prop, outcome in zip(properties, outcomes):
+        if outcome.status is Status.VIOLATED:
+            x = precise(prop, outcome.counterexample.ravel())
+            y = runtime(x) if runtime else network(x)
+            return InstanceResult("sat", x, y, seconds, outcomes)
+    if all(o.status is Status.SAFE for o in outcomes):
+        return InstanceResult("unsat", seconds=seconds, outcomes=outcomes)
+    ran_out = time.time() - start >= float(timeout) - 1e-3
+    return InstanceResult(
+        "timeout" if ran_out else "unknown", seconds=seconds, outcomes=outcomes
+    )
+
+
+class _OnnxRuntime:
+    """The ONNX graph as onnxruntime evaluates it (None when not installed)."""
+
+    def __init__(self, session):
+        self.session = session
+        self.input = session.get_inputs()[0]
+        kinds = {"tensor(float)": np.float32, "tensor(double)": np.float64}
+        self.dtype = kinds.get(self.input.type, np.float32)
+        self.shape = [
+            d if isinstance(d, int) and d > 0 else 1 for d in self.input.shape
+        ]
+
+    @classmethod
+    def open(cls, path):
+        try:
+            import onnxruntime
+        except ImportError:
+            return None
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        return cls(onnxruntime.InferenceSession(os.fspath(path), options))
+
+    def __call__(self, x) -> np.ndarray:
+        feed = np.asarray(x, self.dtype).reshape(self.shape)
+        out = self.session.run(None, {self.input.name: feed})[0]
+        return np.asarray(out, np.float64).ravel()
