@@ -74,7 +74,7 @@ def test_softmax_needs_def1():
     "layer, match",
     [
         (keras.layers.Dense(4, activation="tanh"), "tanh"),
-        (keras.layers.LeakyReLU(), "LeakyReLU"),
+        (keras.layers.LayerNormalization(), "LayerNormalization"),
         (keras.layers.ReLU(max_value=1.0), "plain ReLU"),
     ],
 )
@@ -90,11 +90,19 @@ def test_dense_on_non_flat_input_and_branches():
     model = keras.Sequential([keras.Input((2, 3)), keras.layers.Dense(4)])
     with pytest.raises(ValueError, match="Flatten"):
         from_keras(model)
+    # Two branches joined by Add are affine: lowered exactly (pass-through).
     inp = keras.Input((3,))
     a = keras.layers.Dense(4, activation="relu")(inp)
     b = keras.layers.Dense(4, activation="relu")(inp)
     out = keras.layers.Dense(2)(keras.layers.Add()([a, b]))
-    with pytest.raises(ValueError, match="single chain"):
+    branched = keras.Model(inp, out)
+    x = np.random.default_rng(3).normal(size=(16, 3))
+    np.testing.assert_allclose(
+        from_keras(branched)(x), keras_forward(branched, x), rtol=1e-5, atol=1e-5
+    )
+    # A product of two branches is not piecewise linear.
+    out = keras.layers.Dense(2)(keras.layers.Multiply()([a, b]))
+    with pytest.raises(ValueError, match="Multiply"):
         from_keras(keras.Model(inp, out))
 
 

@@ -1,0 +1,209 @@
+"""Keras models users train (Conv2D, pooling, residual Add, BatchNormalization,
+LeakyReLU): lowered networks against Keras' forward pass, verdicts against the
+brute-force oracle (tiny nets) and sampling (a conv net trained on the 8x8
+digits)."""
+
+import keras
+import numpy as np
+import pytest
+from verify_brute import def1_min_margin
+
+from keras_ndsru.verify import (
+    ReluNetwork,
+    from_keras,
+    local_robustness,
+    max_robust_delta,
+)
+from keras_ndsru.verify.keras_reader import keras_forward
+
+L = keras.layers
+AMBIGUOUS = 1e-5
+
+
+def randomize(model, seed):
+    """Random weights and BatchNormalization statistics (not the identity)."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        for weight in layer.weights:
+            shape = tuple(weight.shape)
+            if "variance" in weight.path:
+                weight.assign(rng.uniform(0.5, 2.0, shape))
+            else:
+                weight.assign(rng.normal(size=shape) * 0.6)
+    return model
+
+
+def assert_reproduces(model, seed=1):
+    net = from_keras(model)
+    x = np.random.default_rng(seed).normal(size=(32, *net.input_shape))
+    got = net(x.reshape(32, -1))
+    np.testing.assert_allclose(got, keras_forward(model, x), rtol=1e-5, atol=1e-5)
+    return net
+
+
+def test_conv_pooling_and_normalization_layers():
+    inp = keras.Input((7, 7, 2))
+    h = L.ZeroPadding2D(((1, 0), (0, 1)))(inp)
+    h = L.Conv2D(3, 3, padding="same", strides=2, activation="relu")(h)
+    h = L.BatchNormalization()(h)
+    h = L.Conv2D(4, 2, dilation_rate=1, groups=1, padding="valid")(h)
+    h = L.LeakyReLU(negative_slope=0.1)(h)
+    a = L.AveragePooling2D(2, padding="same")(h)
+    m = L.MaxPooling2D(2, strides=1)(h)
+    g = L.GlobalMaxPooling2D()(m)
+    f = L.Flatten()(L.Rescaling(0.5, offset=0.1)(a))
+    h = L.Concatenate()([f, g, L.GlobalAveragePooling2D()(h)])
+    out = L.Dense(3, activation="leaky_relu")(L.Dropout(0.5)(h))
+    assert_reproduces(randomize(keras.Model(inp, out), 0))
+
+
+def test_grouped_conv_reshape_permute_and_merges():
+    inp = keras.Input((12,))
+    h = L.Reshape((2, 3, 2))(inp)
+    h = L.Permute((2, 1, 3))(h)
+    h = L.Conv2D(4, (2, 1), groups=2, activation="relu")(h)
+    h = L.Flatten()(h)
+    a, b = L.Dense(5)(h), L.Dense(5)(h)
+    h = L.Subtract()([a, b])
+    h = L.ReLU(negative_slope=0.05)(L.Average()([h, a]))
+    out = L.Dense(2)(h)
+    assert_reproduces(randomize(keras.Model(inp, out), 2))
+
+
+def to_pure_relu(net: ReluNetwork):
+    """The same function with every pass-through neuron z as relu(z) - relu(-z)."""
+    weights, biases = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
+    for k, through in enumerate(net.passthrough):
+        if through is None:
+            continue
+        idx = np.nonzero(through)[0]
+        weights[k] = np.concatenate([weights[k], -weights[k][idx]])
+        biases[k] = np.concatenate([biases[k], -biases[k][idx]])
+        weights[k + 1] = np.concatenate([weights[k + 1], -weights[k + 1][:, idx]], 1)
+    return weights, biases
+
+
+def tiny_models():
+    inp = keras.Input((3,))
+    h = L.Dense(3, activation="relu")(inp)
+    branch = L.Dense(3)(L.Dense(3, activation="relu")(h))
+    r = L.ReLU()(L.Add()([branch, h]))  # h rides along the branch's ReLU layer
+    yield "residual", keras.Model(inp, L.Dense(3)(r))
+    inp = keras.Input((3, 3, 1))
+    h = L.Conv2D(1, 2, activation="relu")(inp)
+    h = L.Flatten()(L.MaxPooling2D(2)(h))
+    yield "conv-maxpool", keras.Model(inp, L.Dense(3)(L.Concatenate()([h, h])))
+    inp = keras.Input((3,))
+    h = L.LeakyReLU(negative_slope=0.2)(L.BatchNormalization()(L.Dense(3)(inp)))
+    yield "leaky-bn", keras.Model(inp, L.Dense(3)(h))
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_tiny_models_match_the_brute_force_oracle(index):
+    name, model = list(tiny_models())[index]
+    randomize(model, 2)  # a seed whose labels vary over the inputs
+    net = assert_reproduces(model)
+    weights, biases = to_pure_relu(net)
+    rng = np.random.default_rng(20 + index)
+    verdicts = []
+    for _ in range(3):
+        x0 = rng.uniform(-1, 1, net.n_inputs)
+        for delta in (0.05, 0.5, 2.0):
+            exact = def1_min_margin(weights, biases, x0, delta, "inf")
+            if abs(exact) < AMBIGUOUS:
+                continue
+            for method in ("milp", "split"):
+                res = local_robustness(
+                    model, x0.reshape(net.input_shape), delta, workers=1, method=method
+                )
+                assert res.robust == (exact > 0), (name, method, delta, exact)
+                verdicts.append(res.robust)
+    assert {True, False} <= set(verdicts), name
+
+
+@pytest.fixture(scope="module")
+def digits_conv_net():
+    """A small conv net trained on sklearn's 8x8 digits (keras_ndsru.datasets'
+    fixed train/test split), pixels scaled to [0, 1]."""
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_digits
+
+    from keras_ndsru.datasets.digits import split_indices
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[..., None]
+    y = digits.target
+    split = split_indices()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            L.Conv2D(4, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            L.Flatten(),
+            L.Dense(10),
+        ]
+    )
+    model.compile(
+        keras.optimizers.Adam(0.01),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    train, test = split["train"], split["test"]
+    model.fit(x[train], y[train], epochs=8, batch_size=64, verbose=0)
+    accuracy = model.evaluate(x[test], y[test], verbose=0)[1]
+    return model, x[test], y[test], accuracy
+
+
+def test_digits_conv_net_at_several_deltas(digits_conv_net):
+    model, x_test, y_test, accuracy = digits_conv_net
+    assert accuracy > 0.85
+    net = from_keras(model)
+    assert net.n_relus > 100 and any(p is not None for p in net.passthrough)
+    rng = np.random.default_rng(0)
+    verdicts = {}
+    for i in range(3):
+        x0 = x_test[i].astype(np.float64)
+        label = int(np.argmax(keras_forward(model, x0[None])[0]))
+        for delta in (0.002, 0.02, 0.3):
+            res = local_robustness(
+                model, x0, delta, domain=(0.0, 1.0), workers=1, timeout=60
+            )
+            verdicts[(i, delta)] = res.robust
+            assert res.label == label
+            lower, upper = np.maximum(x0 - delta, 0.0), np.minimum(x0 + delta, 1.0)
+            if res.robust:
+                # Sampling (random points and corners) never changes the label.
+                pts = rng.uniform(lower, upper, size=(1500, *x0.shape))
+                corners = np.where(rng.integers(0, 2, pts.shape), lower, upper)
+                y = keras_forward(model, np.concatenate([pts, corners]))
+                assert np.all(np.argmax(y, axis=1) == label)
+            elif res.robust is False:
+                x = res.counterexample
+                assert np.all(x >= lower) and np.all(x <= upper)
+                y = keras_forward(model, x[None])[0]
+                assert np.any(np.delete(y, label) >= y[label])
+    decided = [v for v in verdicts.values() if v is not None]
+    assert {True, False} <= set(decided), verdicts
+    assert all(verdicts[(i, 0.002)] is True for i in range(3)), verdicts
+    assert all(verdicts[(i, 0.3)] is False for i in range(3)), verdicts
+
+
+def test_digits_conv_net_max_robust_delta(digits_conv_net):
+    # The binary search's last steps sit at the decision boundary, where the
+    # bounds no longer suffice and the MILP decides.
+    model, x_test, _, _ = digits_conv_net
+    x0 = x_test[0].astype(np.float64)
+    res = max_robust_delta(
+        model, x0, upper=0.3, precision=1e-3, domain=(0.0, 1.0), workers=1, timeout=60
+    )
+    assert res.exact and 0 < res.delta < res.upper <= res.delta + 1e-3
+    label = int(np.argmax(keras_forward(model, x0[None])[0]))
+    y = keras_forward(model, res.counterexample[None])[0]
+    assert np.any(np.delete(y, label) >= y[label])
+    assert np.abs(res.counterexample - x0).max() <= res.upper
+    rng = np.random.default_rng(1)
+    lower = np.maximum(x0 - res.delta, 0.0)
+    upper = np.minimum(x0 + res.delta, 1.0)
+    pts = rng.uniform(lower, upper, size=(3000, *x0.shape))
+    assert np.all(np.argmax(keras_forward(model, pts), axis=1) == label)
