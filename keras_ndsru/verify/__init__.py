@@ -1,31 +1,52 @@
 """Complete robustness verification of ReLU networks (arXiv 1709.02802).
 
 `local_robustness` (Def. 1 and 3), `global_robustness` (Def. 2) and
-`max_robust_delta` prove or refute robustness of Keras Dense/ReLU models and
-`.nnet` networks (`load_nnet`) with bound propagation, falsification, input
-splitting and a HiGHS mixed-integer encoding. HiGHS and SciPy are imported
-only when a query runs (``pip install keras-ndsru[verify]``).
+`max_robust_delta` prove or refute robustness of Keras models (Dense, Conv2D,
+pooling, residual Add, BatchNormalization, ReLU/LeakyReLU), ONNX graphs
+(`load_onnx`) and `.nnet` networks (`load_nnet`). Every query is data: a
+`Property` (an input `Region` and unsafe output `Disjunct`s ``mat @ y <=
+rhs``), decided by one path (`check`): falsification, bound propagation,
+input splitting and a HiGHS mixed-integer encoding. VNN-LIB files
+(`read_vnnlib`) compile into the same properties; `run_instance` answers a
+VNN-COMP instance. HiGHS, SciPy and onnx are imported only when needed
+(``pip install keras-ndsru[verify]``).
 """
 
 from keras_ndsru.verify.keras_reader import from_keras
 from keras_ndsru.verify.max_delta_result import MaxDeltaResult
 from keras_ndsru.verify.network import ReluNetwork
 from keras_ndsru.verify.nnet import NNetNetwork, load_nnet
+from keras_ndsru.verify.onnx_reader import load_onnx
+from keras_ndsru.verify.outcome import Outcome, PropertyOutcome, Status
 from keras_ndsru.verify.queries import (
     global_robustness,
     local_robustness,
     max_robust_delta,
 )
 from keras_ndsru.verify.result import VerificationResult
+from keras_ndsru.verify.spec import Disjunct, Property, Region
+from keras_ndsru.verify.verifier import check
+from keras_ndsru.verify.vnncomp import run_instance
+from keras_ndsru.verify.vnnlib import read_vnnlib
 
 __all__ = [
+    "Disjunct",
     "MaxDeltaResult",
     "NNetNetwork",
+    "Outcome",
+    "Property",
+    "PropertyOutcome",
+    "Region",
     "ReluNetwork",
+    "Status",
     "VerificationResult",
+    "check",
     "from_keras",
     "global_robustness",
     "load_nnet",
+    "load_onnx",
     "local_robustness",
     "max_robust_delta",
+    "read_vnnlib",
+    "run_instance",
 ]

@@ -119,7 +119,9 @@ class Region:
         if self.copies == 1:
             if self.l1_ball:
                 diff = project_l1(x[:, 0] - self.center, self.radius)
-                x[:, 0] = np.clip(self.center + diff, self.lower, self.upper)
+                x[:, 0] = self._inside_l1(
+                    self.center, np.clip(self.center + diff, self.lower, self.upper)
+                )
             return x
         if self.norm == "inf":
             lo = np.maximum(x[:, 0] - self.radius, self.lower)
@@ -127,8 +129,21 @@ class Region:
             x[:, 1] = np.clip(x[:, 1], lo, hi)
         else:
             diff = project_l1(x[:, 1] - x[:, 0], self.radius)
-            x[:, 1] = np.clip(x[:, 0] + diff, self.lower, self.upper)
+            x[:, 1] = self._inside_l1(
+                x[:, 0], np.clip(x[:, 0] + diff, self.lower, self.upper)
+            )
         return x
+
+    def _inside_l1(self, center, point):
+        """Pulls points a hair towards ``center`` where rounding left their L_1
+        distance just above the radius (the box is convex: they stay in it)."""
+        for step in range(1, 4):
+            over = np.abs(point - center).sum(-1) > self.radius
+            if not over.any():
+                break
+            anchor = center[over] if center.ndim == 2 else center
+            point[over] = anchor + (point[over] - anchor) * (1.0 - 1e-9 * step)
+        return point
 
     def sample(self, rng: np.random.Generator, count: int) -> np.ndarray:
         """Random points and box corners (or ball vertices), projected:
