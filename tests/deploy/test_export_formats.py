@@ -7,6 +7,10 @@ format on more models. The ONNX and OpenVINO tools are optional (the `deploy`
 extra): their tests skip when the package is absent.
 """
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -14,6 +18,8 @@ import tensorflow as tf
 
 from keras_ndsru import SRU
 from keras_ndsru.ops import fused_kernel_status
+
+NOT_INSTALLED = "{} is not installed (pip install keras-ndsru[deploy])"
 
 # The LiteRT/TFLite rows need fixed shapes: the exporter is told STATIC.
 SHAPES = [(3, 7), (2, 12)]
@@ -71,8 +77,10 @@ def litert_runner(path):
 
 
 def test_onnx_runs_in_onnxruntime(tmp_path):
-    pytest.importorskip("tf2onnx", reason="the ONNX export needs tf2onnx (deploy)")
-    onnxruntime = pytest.importorskip("onnxruntime", reason="deploy extra")
+    pytest.importorskip("tf2onnx", reason=NOT_INSTALLED.format("tf2onnx"))
+    onnxruntime = pytest.importorskip(
+        "onnxruntime", reason=NOT_INSTALLED.format("onnxruntime")
+    )
     model, path = classifier(), tmp_path / "model.onnx"
     model.export(str(path), format="onnx", verbose=False)
     session = onnxruntime.InferenceSession(str(path))
@@ -81,7 +89,7 @@ def test_onnx_runs_in_onnxruntime(tmp_path):
 
 
 def test_openvino_runs_in_f32(tmp_path):
-    openvino = pytest.importorskip("openvino", reason="deploy extra")
+    openvino = pytest.importorskip("openvino", reason=NOT_INSTALLED.format("openvino"))
     model, path = classifier(), tmp_path / "model.xml"
     model.export(str(path), format="openvino", verbose=False)
     # On a CPU with bf16 units OpenVINO's default precision hint is bf16,
@@ -127,27 +135,45 @@ needs_fused = pytest.mark.skipif(
 
 
 @needs_fused
-def test_fused_opt_in_does_not_convert_to_litert(tmp_path):
+@pytest.mark.parametrize(
+    "export_format, suffix, message",
+    [
+        ("litert", ".tflite", "neither a custom op nor a flex op"),
+        ("openvino", ".xml", "No conversion rule found for operations"),
+    ],
+)
+def test_fused_opt_in_does_not_convert(tmp_path, export_format, suffix, message):
     """`use_fused_kernel=True` puts our custom op in the graph: only
     TensorFlow with keras_ndsru imported can run it."""
-    model = classifier(use_fused_kernel=True)
-    with pytest.raises(Exception, match="neither a custom op nor a flex op"):
-        model.export(str(tmp_path / "model.tflite"), format="litert", verbose=False)
-
-
-@needs_fused
-def test_fused_opt_in_does_not_convert_to_openvino(tmp_path):
-    pytest.importorskip("openvino", reason="deploy extra")
-    model = classifier(use_fused_kernel=True)
-    with pytest.raises(Exception, match="No conversion rule found for operations"):
-        model.export(str(tmp_path / "model.xml"), format="openvino", verbose=False)
+    if export_format == "openvino":
+        pytest.importorskip("openvino", reason=NOT_INSTALLED.format("openvino"))
+    model, path = classifier(use_fused_kernel=True), tmp_path / f"model{suffix}"
+    with pytest.raises(Exception, match=message):
+        model.export(str(path), format=export_format, verbose=False)
 
 
 @needs_fused
 def test_fused_opt_in_exports_an_onnx_file_that_onnxruntime_rejects(tmp_path):
-    pytest.importorskip("tf2onnx", reason="the ONNX export needs tf2onnx (deploy)")
-    onnxruntime = pytest.importorskip("onnxruntime", reason="deploy extra")
+    pytest.importorskip("tf2onnx", reason=NOT_INSTALLED.format("tf2onnx"))
+    onnxruntime = pytest.importorskip(
+        "onnxruntime", reason=NOT_INSTALLED.format("onnxruntime")
+    )
     model, path = classifier(use_fused_kernel=True), tmp_path / "model.onnx"
     model.export(str(path), format="onnx", verbose=False)  # tf2onnx only logs
     with pytest.raises(Exception, match="KerasNdsru>SruForward"):
         onnxruntime.InferenceSession(str(path))
+
+
+def test_the_benchmark_script_measures_a_format(capsys, monkeypatch):
+    """benchmarks/export_formats.py runs and reports what it measured."""
+    path = Path(__file__).parents[2] / "benchmarks" / "export_formats.py"
+    spec = importlib.util.spec_from_file_location("export_formats", path)
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "export_formats", script)  # for dataclasses
+    spec.loader.exec_module(script)
+    report = script.main(["--models", "masked_sequences", "--formats", "litert_static"])
+    (row,) = report["results"]
+    assert row["converts"] and row["runs"] and row["max_abs_diff"] < 1e-5
+    assert "| litert, static shape | masked_sequences | yes | yes |" in (
+        capsys.readouterr().out
+    )
