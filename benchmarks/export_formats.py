@@ -176,10 +176,6 @@ class ConvertError(Exception):
     """The exporter failed, or wrote an artifact its runtime cannot hold."""
 
 
-class RunError(Exception):
-    """The artifact was written but its runtime cannot run it."""
-
-
 @dataclasses.dataclass
 class Format:
     name: str
