@@ -62,6 +62,13 @@ TENSORFLOW_EXTRAS = {
     "tensorflow": "tensorflow",
 }
 TENSORFLOW_MINIMUM = ">=2.16"
+DEPLOY = [
+    "tf2onnx==1.17.0",
+    "onnx==1.23.1",
+    "onnxruntime==1.30.0",
+    "openvino==2026.4.1",
+    "ai-edge-litert==2.3.0",
+]
 OTHER_EXTRAS = {
     "verify": ["highspy>=1.7"],
     # Peers timed by benchmarks/sru_speed.py (the official PyTorch SRU on the CPU
@@ -73,8 +80,12 @@ OTHER_EXTRAS = {
         "scikit-learn>=1.2",
         "matplotlib>=3.6",
     ],
+    # Export formats of model.export: ONNX (tf2onnx + onnxruntime), OpenVINO,
+    # LiteRT (benchmarks/export_formats.py, tests/deploy).
+    "deploy": DEPLOY,
     "test": [
         "pytest>=8",
+        *DEPLOY,
         # CPU wheel: NDAdam's backend test runs Keras on torch in a subprocess.
         "torch==2.13.0",
         # The official PyTorch SRU: keras_ndsru.SRU is checked against it.
