@@ -86,6 +86,7 @@ DEFAULTS = {
     "hidden_dropout": None,
     "nd_classifier": "vector",
     "min_count": _EXAMPLE["min_count"],
+    "frozen_embeddings": False,
 }
 
 
@@ -183,8 +184,15 @@ def build_keras(name: str, options: dict, vocab: int, classes: int) -> keras.Mod
         **{key: options[key] for key in EXAMPLE_KEYS},
     )
     sru_options = sru_kwargs(options) if name == "sru" else None
+    embeddings = None
+    if options["frozen_embeddings"]:
+        # Random unit vectors in place of pretrained ones: the paper recipe's
+        # compute (no embedding updates), for timing only.
+        rng = np.random.default_rng(0)
+        embeddings = rng.normal(size=(vocab, options["embed_dim"])).astype("float32")
+        embeddings /= np.linalg.norm(embeddings, axis=1, keepdims=True)
     return text_classification.build_model(
-        args, name, vocab, classes, sru_options=sru_options
+        args, name, vocab, classes, embeddings, sru_options=sru_options
     )
 
 
@@ -433,9 +441,12 @@ def mean_std(values) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
-def report(runs: list[dict], reference: str | None, timings: dict) -> str:
+def report(
+    runs: list[dict], reference: str | None, timings: dict, timing_reference=None
+) -> str:
     """The table: one row per (task, spec); `timings[(task, spec)]` holds the
-    interleaved epoch times, which give the speed ratio when measured."""
+    interleaved epoch times, which give the speed ratio when measured. Specs
+    that were only timed compare with `timing_reference`."""
     rows, by_key = [], {}
     for run in runs:
         by_key.setdefault((run["task"], run["spec"]), []).append(run)
@@ -477,6 +488,15 @@ def report(runs: list[dict], reference: str | None, timings: dict) -> str:
         f"{reference} time / model time" if reference else "",
         "train acc",
     ]
+    for (task, spec), interleaved in timings.items():
+        if (task, spec) in by_key:
+            continue
+        ratio = ""
+        if timing_reference and (task, timing_reference) in timings:
+            ratio = f"{seconds((task, timing_reference)) / seconds((task, spec)):.1f}x"
+            ratio += f" ({timing_reference})" if timing_reference != spec else ""
+        median = statistics.median(interleaved)
+        rows.append([task, spec, "", "", "", "", "", f"{median:.2f}", ratio, ""])
     widths = [
         max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)
     ]
@@ -505,6 +525,17 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--limit", type=int, default=None, help="first N training examples (smoke test)"
+    )
+    parser.add_argument(
+        "--timing-models",
+        nargs="*",
+        default=[],
+        help="specs that are only timed (e.g. frozen_embeddings=True)",
+    )
+    parser.add_argument(
+        "--timing-reference",
+        default=None,
+        help="the timing-only spec the other timing-only specs are compared with",
     )
     parser.add_argument(
         "--timing-rounds",
@@ -567,7 +598,11 @@ def main(argv=None) -> None:
                 )
     timings = {}
     for (task, min_count), data in datasets.items() if args.timing_rounds else ():
-        specs = [m for m in args.models if parse_spec(m)[1]["min_count"] == min_count]
+        specs = [
+            m
+            for m in args.models + args.timing_models
+            if parse_spec(m)[1]["min_count"] == min_count
+        ]
         times = interleaved_seconds(specs, data, args.timing_rounds)
         with open(os.path.join(args.out, "timing.jsonl"), "a") as file:
             file.write(json.dumps({"task": task, "seconds": times}) + "\n")
@@ -576,7 +611,7 @@ def main(argv=None) -> None:
             print(f"{task} {spec}: interleaved s/epoch {values}", flush=True)
     print()
     reference = args.reference if args.reference in args.models else None
-    print(report(runs, reference, timings))
+    print(report(runs, reference, timings, args.timing_reference))
 
 
 if __name__ == "__main__":
