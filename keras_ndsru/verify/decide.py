@@ -106,7 +106,10 @@ def decide(
     )
     if use_split:
         if region.copies != 1:
-            raise ValueError("method='split' needs a single network copy (Def. 1/3).")
+            raise ValueError(
+                "method='split' needs a single network copy (Def. 1/3). "
+                f"Received: copies={region.copies}"
+            )
         outcome.method = Method.SPLIT
         return done(
             **_branch_and_bound(network, prop, index, first, deadline, options, outcome)

@@ -124,10 +124,6 @@ def _run(
     network, properties, confirm, timeout, workers, executor, options, falsify_first
 ):
     """`verifier.check` on an executor made from ``workers``/``executor``."""
-    if timeout is not None and not float(timeout) >= 0:
-        raise ValueError(
-            f"timeout must be >= 0 seconds or None. Received: timeout={timeout}"
-        )
     pool, owned = _executor(workers, executor)
     try:
         return verifier.check(
