@@ -70,7 +70,8 @@ DEPLOY = [
     "ai-edge-litert==2.3.0",
 ]
 OTHER_EXTRAS = {
-    "verify": ["highspy>=1.7"],
+    # ONNX networks (onnx) and the re-check of VNN-COMP counterexamples (onnxruntime).
+    "verify": ["highspy>=1.7", "onnx>=1.14", "onnxruntime>=1.16"],
     # Peers timed by benchmarks/sru_speed.py (the official PyTorch SRU on the CPU
     # wheel) and benchmarks/verify_acasxu.py (Marabou).
     "bench": ["torch==2.13.0", "sru==2.6.0", "ninja", "maraboupy==2.0.0"],
