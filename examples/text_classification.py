@@ -145,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--min-count",
         type=_common.positive_int,
-        default=1,
-        help="training words seen fewer times are unknown words (default 1)",
+        default=2,
+        help="training words seen fewer times are unknown words (default 2)",
     )
     parser.add_argument(
         "--max-length",
