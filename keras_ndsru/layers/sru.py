@@ -10,7 +10,7 @@ from keras import ops
 
 from keras_ndsru import validation
 from keras_ndsru.ops.sru_layout import state_dtype
-from keras_ndsru.ops.sru_recurrence import sru_recurrence, will_use_fused_kernel
+from keras_ndsru.ops.sru_recurrence import sru_recurrence, supports_jit
 
 _LAYER_NORM_EPSILON = 1e-5
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -33,11 +33,11 @@ class SRU(keras.layers.Layer):
     with `alpha = sqrt(1 + 2 * exp(highway_bias))` when `rescale=True`, else
     1. The matmul `U = x [W W_f W_r]` runs once over all time steps in the
     compute dtype; only the elementwise recurrence is sequential. It runs in
-    the fused custom op when that can run, else in the `tf.function`
-    reference (`keras_ndsru.ops.sru_recurrence`). On the other Keras
-    backends (torch, JAX) the fused op does not exist: the recurrence runs
-    in `keras.ops.scan`, silently under `"auto"`, and the layer supports
-    jit compilation. The state is `c` (one
+    the fused custom op when that can run (a TensorFlow op, PyTorch custom
+    operators or a JAX FFI call, one set of kernels), else in the
+    `keras.ops` reference (`keras_ndsru.ops.sru_recurrence`). The layer
+    supports jit compilation except on the TensorFlow op, which has no XLA
+    kernel. The state is `c` (one
     tensor); it is carried in float32 under a mixed-precision policy, and
     `return_state` returns it in float32 (float64 for a float64 layer).
 
@@ -114,9 +114,9 @@ class SRU(keras.layers.Layer):
             `keras_ndsru.layers.from_official_sru`); `False` requires the
             input size to equal `units`. Defaults to `None`.
         use_fused_kernel: `"auto"` (fused op when it can run, else the
-            reference with one warning; on a non-TensorFlow backend the
-            reference, without a warning), `True` (fused op or a
-            `RuntimeError`, also on a non-TensorFlow backend) or `False`
+            reference with one warning; TensorFlow, torch and JAX have a
+            fused op, other backends run the reference without a warning),
+            `True` (fused op or a `RuntimeError` saying why not) or `False`
             (reference only). Defaults to `"auto"`.
         seed: Optional integer, seed of the dropout masks. Defaults to
             `None`.
@@ -207,8 +207,8 @@ class SRU(keras.layers.Layer):
             "highway_projection", highway_projection
         )
         # Validates the choice; raises when True and the op cannot run. The
-        # fused op has no XLA kernel: keep jit_compile="auto" away from it.
-        self.supports_jit = not will_use_fused_kernel(use_fused_kernel)
+        # TensorFlow op has no XLA kernel: keep jit_compile="auto" away from it.
+        self.supports_jit = supports_jit(use_fused_kernel)
         self.use_fused_kernel = use_fused_kernel
         self.seed = validation.optional_int("seed", seed)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)

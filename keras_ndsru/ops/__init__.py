@@ -1,6 +1,8 @@
 """SRU recurrence ops: the dispatch (fused op -> keras.ops fallback), the
-reference recurrence and the lazy loader of the fused op library. The fused
-op's wrapper (`sru_fused`) imports TensorFlow and is not imported here."""
+reference recurrence and the lazy loaders of the fused op libraries
+(TensorFlow, PyTorch, JAX). The fused op's wrappers (`sru_fused`,
+`sru_fused_torch`, `sru_fused_jax`) import their framework and are not
+imported here."""
 
 from keras_ndsru.ops.op_library import (
     FusedKernelStatus,
@@ -8,7 +10,11 @@ from keras_ndsru.ops.op_library import (
     fused_kernel_status,
 )
 from keras_ndsru.ops.sru_layout import SRUOutputs
-from keras_ndsru.ops.sru_recurrence import sru_recurrence, will_use_fused_kernel
+from keras_ndsru.ops.sru_recurrence import (
+    sru_recurrence,
+    supports_jit,
+    will_use_fused_kernel,
+)
 from keras_ndsru.ops.sru_reference import sru_reference
 
 __all__ = [
@@ -18,5 +24,6 @@ __all__ = [
     "fused_kernel_status",
     "sru_recurrence",
     "sru_reference",
+    "supports_jit",
     "will_use_fused_kernel",
 ]

@@ -1,30 +1,35 @@
-"""Builds the fused SRU op library: keras_ndsru/_ops/_sru_ops.so.
+"""Builds the fused SRU op libraries into keras_ndsru/_ops/: one per installed
+framework (TensorFlow `_sru_ops.so`, PyTorch `_sru_torch.so`, JAX
+`_sru_jax.so`), all from the same kernels.
 
 Run it as `python -m keras_ndsru.ops.build` (any install: the sources come with
-the package) or `python scripts/build_ops.py` (a source checkout). It
-compiles the op sources (`custom_ops/sru/{ops,kernels}` in a checkout, their
-copy in `keras_ndsru/_ops_src/` in an installed wheel; see
-`op_library.SOURCE_DIR`; op definitions and C++ CPU kernels) with g++ and the
-flags TensorFlow reports (`tf.sysconfig`), C++17, -O3. When `nvcc` is on PATH
-and the CUDA sources exist, it also compiles the CUDA kernels (sm_75 .. sm_90
-plus compute_90 PTX) and their TensorFlow wrapper with GOOGLE_CUDA=1, and links
-cudart statically; the library then still loads on tensorflow-cpu, where the
-GPU kernels are simply never chosen. If the CUDA part fails to build, the
-library is built CPU-only with a message saying why.
+the package) or `python scripts/build_ops.py` (a source checkout). For each
+framework that is importable (or each one named with `--framework`) it
+compiles the sources `build_parts.py` lists (`custom_ops/sru/...` in a
+checkout, their copy in `keras_ndsru/_ops_src/` in an installed wheel; see
+`op_library.SOURCE_DIR`) with g++ and the framework's flags, C++17, -O3. The
+framework-free CPU kernels (`kernels/sru_cpu.cc`) are compiled once and linked
+into every library. When `nvcc` is on PATH and the CUDA sources exist, it also
+compiles the CUDA kernels once (sm_75 .. sm_90 plus compute_90 PTX) and each
+framework's CUDA glue, and links cudart statically; a library then still
+loads where there is no GPU, whose CUDA kernels are simply never chosen. If
+a framework's CUDA part fails to build, its library is built CPU-only with a
+message saying why.
 
-Next to the library it writes build_info.json (TensorFlow version, a hash of
-the sources, the git commit and the compile commands); the loader in
+Next to each library it writes its build record (`build_info.json`,
+`build_info_torch.json`, `build_info_jax.json`: the framework version, a hash
+of the sources, the git commit and the compile commands); the loader in
 keras_ndsru/ops/op_library.py refuses a library whose record does not match.
-Running it again skips an up-to-date build (use --force to rebuild).
+Running it again skips an up-to-date library (use --force to rebuild).
 
-The library goes to `keras_ndsru/_ops/` of the package that runs this module
+The libraries go to `keras_ndsru/_ops/` of the package that runs this module
 (`--library-dir` elsewhere: setup.py compiles the op into a wheel that way);
 object files to `build/sru_ops/` in a checkout, else to
 `keras_ndsru/_ops/build/` (`--build-dir`).
 
 Usage:
-    python -m keras_ndsru.ops.build [--cpu-only] [--force] [--jobs N]
-        [--library-dir DIR] [--build-dir DIR]
+    python -m keras_ndsru.ops.build [--framework {tensorflow,torch,jax}]...
+        [--cpu-only] [--force] [--jobs N] [--library-dir DIR] [--build-dir DIR]
 """
 
 from __future__ import annotations
@@ -42,14 +47,12 @@ import sys
 import time
 from pathlib import Path
 
-from keras_ndsru.ops import op_library
+from keras_ndsru.ops import build_parts, op_library
+from keras_ndsru.ops.build_parts import CPU_KERNELS, CUDA_SOURCE, Part
 
 SRC = op_library.SOURCE_DIR
 # The checkout's root (for `build/` and the git commit), or None when installed.
 ROOT = op_library.CHECKOUT_ROOT
-CPU_SOURCES = [SRC / "ops" / "sru_ops.cc", SRC / "kernels" / "sru_kernels.cc"]
-CUDA_SOURCE = SRC / "kernels" / "sru_kernels.cu"
-CUDA_WRAPPER = SRC / "kernels" / "sru_kernels_gpu.cc"
 BUILD_DIR = (
     ROOT / "build" / "sru_ops" if ROOT is not None else op_library.LIBRARY_DIR / "build"
 )
@@ -65,22 +68,11 @@ CXX_FLAGS = [
     "-Wno-interference-size",
 ]
 CUDA_ARCHS = ["75", "80", "86", "89", "90"]
+ABI_FLAG = "-D_GLIBCXX_USE_CXX11_ABI"
 
 
 def log(message: str) -> None:
     print(f"[build_ops] {message}", flush=True)
-
-
-def tf_flags() -> tuple[list[str], list[str], str, str]:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    return (
-        list(tf.sysconfig.get_compile_flags()),
-        list(tf.sysconfig.get_link_flags()),
-        tf.__version__,
-        tf.version.GIT_VERSION,
-    )
 
 
 def find_cuda_home(nvcc: str) -> Path | None:
@@ -131,10 +123,17 @@ def run_all(commands: list[list[str]], jobs: int) -> list[str | None]:
         return list(pool.map(run, commands))
 
 
-def cuda_commands(
-    nvcc: str, cuda_home: Path, tf_compile: list[str], build_dir: Path
-) -> tuple[list[list[str]], list[Path], list[str]]:
-    """The compile commands and objects of the CUDA part, and link flags."""
+def abi_of(flags: list[str]) -> str:
+    """The libstdc++ ABI (`"0"` or `"1"`) a framework's flags ask for; g++'s
+    default is 1. The shared objects are compiled once per ABI."""
+    for flag in flags:
+        if flag.startswith(ABI_FLAG + "="):
+            return flag.split("=", 1)[1]
+    return "1"
+
+
+def nvcc_command(nvcc: str, abi: str, obj: Path) -> list[str]:
+    """Compiles the CUDA kernels (no framework headers) for every arch."""
     gencode = []
     for arch in CUDA_ARCHS:
         gencode += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
@@ -142,42 +141,78 @@ def cuda_commands(
         "-gencode",
         f"arch=compute_{CUDA_ARCHS[-1]},code=compute_{CUDA_ARCHS[-1]}",
     ]
-    cu_obj = build_dir / "sru_kernels.cu.o"
-    wrapper_obj = build_dir / "sru_kernels_gpu.o"
-    abi = [f for f in tf_compile if f.startswith("-D_GLIBCXX_USE_CXX11_ABI")]
-    nvcc_cmd = [
+    return [
         nvcc,
         "-std=c++17",
         "-O3",
         "-DNDEBUG",
         "-Xcompiler",
         "-fPIC",
-        *abi,
+        f"{ABI_FLAG}={abi}",
         *gencode,
         "-c",
         str(CUDA_SOURCE),
         "-o",
-        str(cu_obj),
+        str(obj),
     ]
-    wrapper_cmd = [
-        CPU_COMPILER,
-        *CXX_FLAGS,
-        *tf_compile,
-        "-DGOOGLE_CUDA=1",
-        f"-I{cuda_home / 'include'}",
-        "-c",
-        str(CUDA_WRAPPER),
-        "-o",
-        str(wrapper_obj),
-    ]
-    link = [
-        f"-L{cuda_home / 'lib64'}",
-        "-lcudart_static",
-        "-ldl",
-        "-lrt",
-        "-lpthread",
-    ]
-    return [nvcc_cmd, wrapper_cmd], [cu_obj, wrapper_obj], link
+
+
+def cuda_link_flags(cuda_home: Path) -> list[str]:
+    return [f"-L{cuda_home / 'lib64'}", "-lcudart_static", "-ldl", "-lrt", "-lpthread"]
+
+
+class _Plan:
+    """The objects and compile commands of one part's library."""
+
+    def __init__(self, part: Part, cuda_reason: str | None, build_dir: Path):
+        self.part = part
+        self.cuda_reason = cuda_reason
+        self.want_cuda = cuda_reason is None
+        self.commands: dict[Path, list[str]] = {}  # object -> command
+        self.cuda_commands: dict[Path, list[str]] = {}
+        abi = abi_of(part.compile_flags)
+        own = build_dir / part.framework.backend
+        common = build_dir / f"common-abi{abi}"
+        for src in part.cpu_sources:
+            if src == CPU_KERNELS:  # framework-free: one object for all
+                flags, obj = [f"{ABI_FLAG}={abi}"], common / "sru_cpu.o"
+            else:
+                flags, obj = part.compile_flags, own / (src.stem + ".o")
+            self.commands[obj] = [
+                CPU_COMPILER,
+                *CXX_FLAGS,
+                *flags,
+                "-c",
+                str(src),
+                "-o",
+                str(obj),
+            ]
+        self.abi = abi
+        self.common = common
+        self.own = own
+
+    def add_cuda(self, nvcc: str, cuda_home: Path) -> None:
+        cu_obj = self.common / "sru_kernels.cu.o"
+        glue_obj = self.own / (self.part.cuda_glue.stem + ".o")
+        self.cuda_commands[cu_obj] = nvcc_command(nvcc, self.abi, cu_obj)
+        self.cuda_commands[glue_obj] = [
+            CPU_COMPILER,
+            *CXX_FLAGS,
+            *self.part.compile_flags,
+            *self.part.cuda_glue_flags,
+            f"-I{cuda_home / 'include'}",
+            "-c",
+            str(self.part.cuda_glue),
+            "-o",
+            str(glue_obj),
+        ]
+
+    @property
+    def sources(self) -> list[str]:
+        names = [src.name for src in self.part.cpu_sources]
+        if self.cuda_commands:
+            names += [CUDA_SOURCE.name, self.part.cuda_glue.name]
+        return names
 
 
 @contextlib.contextmanager
@@ -192,20 +227,19 @@ def build_lock(build_dir: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def is_up_to_date(library_dir: Path, want_cuda: bool) -> bool:
-    info_path = library_dir / op_library.BUILD_INFO_NAME
-    if not (library_dir / op_library.LIBRARY_NAME).exists():
+def is_up_to_date(library_dir: Path, part: Part, want_cuda: bool) -> bool:
+    framework = part.framework
+    if not (library_dir / framework.library_name).exists():
         return False
     try:
-        info = json.loads(info_path.read_text())
+        info = json.loads((library_dir / framework.build_info_name).read_text())
     except (OSError, ValueError):
         return False
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
+    key = framework.version_key
     return (
-        info.get("tf_version") == tf.__version__
-        and info.get("source_hash") == op_library.source_hash(SRC)
+        info.get(key) == part.record[key]
+        and info.get("source_hash")
+        == op_library.source_hash(SRC, framework.source_subdirs)
         and bool(info.get("cuda_requested")) == want_cuda
     )
 
@@ -216,21 +250,33 @@ def build(
     jobs: int | None = None,
     library_dir: Path | None = None,
     build_dir: Path | None = None,
-) -> Path:
-    """Builds the library if needed and returns its path.
+    frameworks: list[str] | None = None,
+) -> dict[str, Path]:
+    """Builds the libraries that need it and returns their paths.
 
     Args:
         cpu_only: skip the CUDA kernels even when nvcc is on PATH.
-        force: rebuild even when the library is up to date.
+        force: rebuild even when a library is up to date.
         jobs: parallel compiles; defaults to `None`, all CPUs.
-        library_dir: where the library and its build_info.json go; defaults
-            to `None`, `keras_ndsru/_ops/` of this package.
+        library_dir: where the libraries and their build records go;
+            defaults to `None`, `keras_ndsru/_ops/` of this package.
         build_dir: where object files go; defaults to `None`, `build/sru_ops/`
             in a checkout, else `keras_ndsru/_ops/build/`.
+        frameworks: Keras backends to build for (`"tensorflow"`, `"torch"`,
+            `"jax"`); defaults to `None`, every installed one.
+
+    Returns:
+        `{backend: library path}` of the up-to-date libraries.
     """
     jobs = jobs or os.cpu_count() or 1
     library_dir = Path(library_dir or op_library.LIBRARY_DIR)
     build_dir = Path(build_dir or BUILD_DIR)
+    backends = frameworks or build_parts.installed_backends()
+    if not backends:
+        raise SystemExit(
+            "[build_ops] none of TensorFlow, PyTorch and JAX is installed: "
+            "nothing to build for. Received: frameworks=[]"
+        )
     nvcc = None if cpu_only else shutil.which("nvcc")
     cuda_home = find_cuda_home(nvcc) if nvcc else None
     cuda_reason = None
@@ -240,33 +286,42 @@ def build(
         cuda_reason = "nvcc is not on PATH"
     elif cuda_home is None:
         cuda_reason = f"no CUDA tree with include/cuda_runtime.h found for {nvcc}"
-    elif not (CUDA_SOURCE.exists() and CUDA_WRAPPER.exists()):
-        cuda_reason = f"{CUDA_SOURCE.name} or {CUDA_WRAPPER.name} is missing"
-    want_cuda = cuda_reason is None
-    missing = [str(p) for p in CPU_SOURCES if not p.exists()]
-    if missing:
-        raise SystemExit(
-            f"[build_ops] the op sources are missing ({', '.join(missing)}): "
-            f"reinstall keras-ndsru from a wheel or sdist that contains them, or "
-            f"build from a source checkout. Received: source_dir={SRC}"
-        )
 
+    built, plans = {}, []
     with build_lock(build_dir):
-        if not force and is_up_to_date(library_dir, want_cuda):
-            log(f"up to date: {library_dir / op_library.LIBRARY_NAME}")
-            return library_dir / op_library.LIBRARY_NAME
-        return _build_locked(nvcc, cuda_home, cuda_reason, jobs, library_dir, build_dir)
+        for backend in backends:
+            part = build_parts.part(backend)
+            name = part.framework.display
+            missing = [str(p) for p in part.cpu_sources if not p.exists()]
+            if missing:
+                raise SystemExit(
+                    f"[build_ops] the {name} op sources are missing "
+                    f"({', '.join(missing)}): reinstall keras-ndsru from a wheel "
+                    f"or sdist that contains them, or build from a source "
+                    f"checkout. Received: source_dir={SRC}"
+                )
+            reason = cuda_reason
+            if reason is None and not (
+                CUDA_SOURCE.exists() and part.cuda_glue.exists()
+            ):
+                reason = f"{CUDA_SOURCE.name} or {part.cuda_glue.name} is missing"
+            target = library_dir / part.framework.library_name
+            if not force and is_up_to_date(library_dir, part, reason is None):
+                log(f"{name}: up to date: {target}")
+                built[backend] = target
+                continue
+            plan = _Plan(part, reason, build_dir)
+            if reason is None:
+                plan.add_cuda(nvcc, cuda_home)
+            plans.append(plan)
+        if plans:
+            built.update(_build_locked(plans, cuda_home, jobs, library_dir))
+    return built
 
 
 def _build_locked(
-    nvcc: str | None,
-    cuda_home: Path | None,
-    cuda_reason: str | None,
-    jobs: int,
-    library_dir: Path,
-    build_dir: Path,
-) -> Path:
-    want_cuda = cuda_reason is None
+    plans: list[_Plan], cuda_home: Path | None, jobs: int, library_dir: Path
+) -> dict[str, Path]:
     if shutil.which(CPU_COMPILER) is None:
         raise SystemExit(
             f"[build_ops] {CPU_COMPILER} is not on PATH: install a C++ compiler, or "
@@ -274,48 +329,64 @@ def _build_locked(
             f"docs/deploy.md). Received: PATH={os.environ.get('PATH', '')}"
         )
     start = time.monotonic()
-    tf_compile, tf_link, tf_version, tf_git = tf_flags()
-    source_hash = op_library.source_hash(SRC)
-    commands, objects = [], []
-    for src in CPU_SOURCES:
-        obj = build_dir / (src.stem + ".o")
-        commands.append(
-            [CPU_COMPILER, *CXX_FLAGS, *tf_compile, "-c", str(src), "-o", str(obj)]
+    commands: dict[Path, list[str]] = {}
+    for plan in plans:
+        framework = plan.part.framework
+        version = plan.part.record[framework.version_key]
+        if plan.want_cuda:
+            log(
+                f"{framework.display}: CPU and CUDA kernels (sm_{'/'.join(CUDA_ARCHS)})"
+            )
+        else:
+            log(f"{framework.display}: CPU kernels only: {plan.cuda_reason}")
+        log(
+            f"{framework.display}: compiling {', '.join(plan.sources)} from {SRC} "
+            f"against {framework.display} {version} ({jobs} parallel jobs)"
         )
-        objects.append(obj)
-    cuda_link: list[str] = []
-    n_cpu = len(commands)
-    compiled = [src.name for src in CPU_SOURCES]
-    if cuda_reason is None:
-        cmds, objs, cuda_link = cuda_commands(nvcc, cuda_home, tf_compile, build_dir)
-        commands += cmds
-        objects += objs
-        compiled += [CUDA_SOURCE.name, CUDA_WRAPPER.name]
-        log(f"CPU and CUDA kernels ({nvcc}, sm_{'/'.join(CUDA_ARCHS)})")
-    else:
-        log(f"CPU kernels only: {cuda_reason}")
-    log(
-        f"compiling {', '.join(compiled)} from {SRC} against TensorFlow "
-        f"{tf_version} ({jobs} parallel jobs)"
-    )
+        commands.update(plan.commands)
+        commands.update(plan.cuda_commands)
+    for obj in commands:
+        obj.parent.mkdir(parents=True, exist_ok=True)
+    errors = dict(zip(commands, run_all(list(commands.values()), jobs)))
 
-    errors = run_all(commands, jobs)
-    for err in errors[:n_cpu]:
-        if err:
-            raise SystemExit(f"[build_ops] compiling the CPU kernels failed:\n{err}")
-    if any(errors[n_cpu:]):
-        cuda_reason = "the CUDA build failed (see above); CPU-only library built"
-        log(next(e for e in errors[n_cpu:] if e))
-        log(cuda_reason)
-        objects, cuda_link = objects[:n_cpu], []
+    built = {}
+    for plan in plans:
+        for obj in plan.commands:
+            if errors[obj]:
+                raise SystemExit(
+                    f"[build_ops] compiling the {plan.part.framework.display} "
+                    f"CPU kernels failed:\n{errors[obj]}"
+                )
+        cuda_errors = [errors[obj] for obj in plan.cuda_commands if errors[obj]]
+        if cuda_errors:
+            log(cuda_errors[0])
+            plan.cuda_reason = (
+                "the CUDA build failed (see above); CPU-only library built"
+            )
+            log(f"{plan.part.framework.display}: {plan.cuda_reason}")
+            plan.cuda_commands = {}
+        built[plan.part.framework.backend] = _link(
+            plan, cuda_home, library_dir, time.monotonic() - start
+        )
+    return built
 
+
+def _link(
+    plan: _Plan, cuda_home: Path | None, library_dir: Path, seconds: float
+) -> Path:
+    """Links one library and writes its build record."""
+    part, framework = plan.part, plan.part.framework
     library_dir.mkdir(parents=True, exist_ok=True)
-    target = library_dir / op_library.LIBRARY_NAME
+    target = library_dir / framework.library_name
     # Link to a new file and rename: a process that has the old library
     # mapped keeps its copy instead of crashing.
     tmp = target.with_suffix(f".so.tmp{os.getpid()}")
-    link_cmd = [CPU_COMPILER, "-shared", *map(str, objects), "-o", str(tmp), *tf_link]
-    link_cmd += cuda_link
+    objects = [*plan.commands, *plan.cuda_commands]
+    link_cmd = [CPU_COMPILER, "-shared", *map(str, objects), "-o", str(tmp)]
+    link_cmd += part.link_flags
+    cuda = bool(plan.cuda_commands)
+    if cuda:
+        link_cmd += cuda_link_flags(cuda_home)
     proc = subprocess.run(link_cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
@@ -323,30 +394,35 @@ def _build_locked(
             f"[build_ops] linking failed:\n$ {' '.join(link_cmd)}\n{proc.stderr}"
         )
     os.replace(tmp, target)
-    seconds = time.monotonic() - start
     info = {
-        "tf_version": tf_version,
-        "tf_git_version": tf_git,
-        "source_hash": source_hash,
+        **part.record,
+        "source_hash": op_library.source_hash(SRC, framework.source_subdirs),
         "git_commit": git_commit(),
-        "cuda": cuda_reason is None,
-        "cuda_requested": want_cuda,
-        "cuda_note": cuda_reason,
-        "cuda_archs": CUDA_ARCHS if cuda_reason is None else [],
-        "compile_commands": commands if cuda_reason is None else commands[:n_cpu],
+        "cuda": cuda,
+        "cuda_requested": plan.want_cuda,
+        "cuda_note": plan.cuda_reason,
+        "cuda_archs": CUDA_ARCHS if cuda else [],
+        "compile_commands": [*plan.commands.values(), *plan.cuda_commands.values()],
         "link_command": link_cmd,
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "build_seconds": round(seconds, 1),
     }
-    info_path = library_dir / op_library.BUILD_INFO_NAME
-    info_path.write_text(json.dumps(info, indent=2) + "\n")
-    kind = "CPU + CUDA" if cuda_reason is None else "CPU-only"
-    log(f"built {target} ({kind}) in {seconds:.0f} s")
+    (library_dir / framework.build_info_name).write_text(
+        json.dumps(info, indent=2) + "\n"
+    )
+    kind = "CPU + CUDA" if cuda else "CPU-only"
+    log(f"{framework.display}: built {target} ({kind}) in {seconds:.0f} s")
     return target
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--framework",
+        action="append",
+        choices=sorted(build_parts.MODULES),
+        help="build for this framework only (repeatable; default: every installed one)",
+    )
     parser.add_argument("--cpu-only", action="store_true", help="skip the CUDA kernels")
     parser.add_argument(
         "--force", action="store_true", help="rebuild even when up to date"
@@ -358,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
         "--library-dir",
         type=Path,
         default=None,
-        help=f"where the library goes (default: {op_library.LIBRARY_DIR})",
+        help=f"where the libraries go (default: {op_library.LIBRARY_DIR})",
     )
     parser.add_argument(
         "--build-dir",
@@ -373,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs=args.jobs,
         library_dir=args.library_dir,
         build_dir=args.build_dir,
+        frameworks=args.framework,
     )
     return 0
 

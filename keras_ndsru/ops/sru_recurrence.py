@@ -2,25 +2,35 @@
 `keras.ops` reference in `sru_reference.py` (arguments, layout and outputs are
 documented there).
 
-`use_fused_kernel` selects the path:
+The fused op exists for three Keras backends, built from the same kernels
+(`custom_ops/sru/kernels`), each loaded by `op_library.py`: a TensorFlow op
+(`KerasNdsru>SruForward`, wrapper `sru_fused.py`), PyTorch custom operators
+(`keras_ndsru::sru_forward`, `sru_fused_torch.py`) and XLA FFI targets of
+JAX (`sru_fused_jax.py`). `use_fused_kernel` selects the path, with the same
+policy on each:
 
-- `"auto"` (default): the fused op `KerasNdsru>SruForward` when its library is
-  built, loads and matches the running TensorFlow (see `op_library.py`), else
-  the reference with one `FusedKernelWarning` per process. Masks that are not
+- `"auto"` (default): the fused op when the backend's library is built,
+  loads and matches the running framework (see `op_library.py`), else the
+  reference with one `FusedKernelWarning` per process. Masks that are not
   right-padded also run the reference (decided at run time inside a graph).
 - `True`: the fused op, or a `RuntimeError` saying why it cannot run; a mask
   that is not right-padded is an error.
 - `False`: always the reference.
 
 The environment variable `KERAS_NDSRU_DISABLE_FUSED=1` forces the reference.
+Backends without a fused op (numpy, openvino) run the reference without a
+warning under `"auto"`.
 
 When TensorFlow sees a GPU but the library was built without CUDA kernels,
 the fused op still runs (on the CPU, with copies between the devices around
-it), with one `FusedKernelWarning` per process saying how to avoid that.
+it), with one `FusedKernelWarning` per process saying how to avoid that. On
+torch and JAX, tensors on a GPU then run the reference under `"auto"` (one
+warning) and raise under `True`.
 
-The fused op has no XLA kernel. A layer calling `sru_recurrence` should set
-`supports_jit = False` when `will_use_fused_kernel(use_fused_kernel)` is True,
-so that `jit_compile="auto"` does not try to compile it.
+The TensorFlow op has no XLA kernel; the JAX FFI call and the PyTorch
+operators compile (`jax.jit`, `torch.compile`). A layer calling
+`sru_recurrence` sets `supports_jit = supports_jit(use_fused_kernel)`, so
+that `jit_compile="auto"` leaves the TensorFlow op alone.
 
 dtypes: `u` and `x_highway` may be float16, bfloat16, float32 or float64
 (`x_highway` is cast to the dtype of `u`); `weight_c`, `bias` and `c0` are cast
@@ -29,12 +39,8 @@ computes in the state dtype and stores `h` in the dtype of `u`, like the
 reference. How the op is called (casts, alpha, devices) and its gradient are
 in `sru_fused.py`; this module only chooses the path.
 
-Backends: the fused op is a TensorFlow op, so it exists only when Keras runs
-on TensorFlow. On the other backends (torch, JAX) `"auto"` runs the
-`keras.ops` reference without a warning (there is nothing to fall back from),
-`True` raises a `RuntimeError` naming the backend, and neither the op library
-nor TensorFlow is loaded. The reference is jit-compilable there
-(`will_use_fused_kernel` is False).
+Backends: on torch and JAX neither the TensorFlow library nor TensorFlow
+is loaded, only that backend's library.
 """
 
 from __future__ import annotations
@@ -72,13 +78,12 @@ def _on_tensorflow() -> bool:
 
 
 def will_use_fused_kernel(use_fused_kernel="auto") -> bool:
-    """Whether `sru_recurrence` runs the fused op for this setting.
+    """Whether `sru_recurrence` runs the fused op for this setting on the
+    running Keras backend.
 
-    Loads the op library on first call (on the TensorFlow backend only; on
-    the others the fused op does not exist and nothing is loaded). Under
-    `"auto"` a mask that is not right-padded still runs the reference at run
-    time, but the fused op is part of the graph, so a caller must not
-    XLA-compile it either way.
+    Loads the backend's op library on first call. Under `"auto"` a mask that
+    is not right-padded still runs the reference at run time (and on torch
+    and JAX, so do tensors on a GPU when the library has no CUDA kernels).
 
     Args:
         use_fused_kernel: `"auto"`, `True` or `False`.
@@ -87,25 +92,16 @@ def will_use_fused_kernel(use_fused_kernel="auto") -> bool:
         True when the fused op will be used.
 
     Raises:
-        RuntimeError: `use_fused_kernel=True` and the fused op cannot run,
-            e.g. Keras does not run on TensorFlow.
+        RuntimeError: `use_fused_kernel=True` and the fused op cannot run
+            (the reason is in the message, e.g. the library is not built,
+            or the backend has no fused op).
     """
     _check_choice(use_fused_kernel)
     if use_fused_kernel is False:
         return False
-    if not _on_tensorflow():
-        if use_fused_kernel is True:
-            backend = keras.backend.backend()
-            raise RuntimeError(
-                "use_fused_kernel=True, but the fused SRU op is a TensorFlow op "
-                "and Keras runs on another backend. Pass use_fused_kernel="
-                "'auto' or False to run the keras.ops recurrence, or set "
-                f"KERAS_BACKEND=tensorflow. Received: backend={backend!r}"
-            )
-        return False
-    status = op_library.default_loader().status()
-    if status.path == "fused":
+    if _fused_op_ready():
         return True
+    status = op_library.fused_kernel_status()
     if use_fused_kernel is True:
         raise RuntimeError(
             f"use_fused_kernel=True, but the fused SRU op cannot run: "
@@ -113,6 +109,34 @@ def will_use_fused_kernel(use_fused_kernel="auto") -> bool:
             f"the keras.ops recurrence."
         )
     return False
+
+
+def _fused_op_ready() -> bool:
+    """Whether the backend's fused op loads and is enabled. On torch a
+    constant of the trace under `torch.compile` (the loader's lock and files
+    cannot be traced), as the decision is one for TensorFlow's graphs."""
+    if keras.backend.backend() == "torch":
+        from keras_ndsru.ops import sru_fused_torch
+
+        return sru_fused_torch.fused_op_ready()
+    return op_library.fused_kernel_status().path == "fused"
+
+
+def supports_jit(use_fused_kernel="auto") -> bool:
+    """Whether a layer running `sru_recurrence` with this setting can be
+    jit-compiled: False only for the TensorFlow op, which has no XLA kernel
+    (the JAX FFI call and the PyTorch operators compile). A layer sets
+    `self.supports_jit` from it, so that `jit_compile="auto"` leaves the
+    TensorFlow op alone.
+
+    Args:
+        use_fused_kernel: `"auto"`, `True` or `False`.
+
+    Raises:
+        RuntimeError: as `will_use_fused_kernel`.
+    """
+    fused = will_use_fused_kernel(use_fused_kernel)
+    return not (fused and _on_tensorflow())
 
 
 def _check_alpha(alpha, u) -> None:
@@ -168,12 +192,19 @@ def sru_recurrence(
     """
     num_directions(direction)  # a bad direction is the first error
     _check_alpha(alpha, u)
+    args = (u, x_highway, weight_c, bias, c0, mask, alpha, direction)
     if not will_use_fused_kernel(use_fused_kernel):
-        # Off TensorFlow the reference is the only path: nothing to warn about.
-        if use_fused_kernel == "auto" and _on_tensorflow():
-            loader = op_library.default_loader()
+        loader = op_library.default_loader()
+        # A backend without a fused op has nothing to fall back from.
+        if use_fused_kernel == "auto" and loader is not None:
             loader.warn_fallback_once(loader.status().reason)
-        return sru_reference(u, x_highway, weight_c, bias, c0, mask, alpha, direction)
+        return sru_reference(*args)
+    strict = use_fused_kernel is True
+    backend = keras.backend.backend()
+    if backend == "torch":
+        return _fused_torch(*args, strict=strict)
+    if backend == "jax":
+        return _fused_jax(*args, strict=strict)
     from keras_ndsru.ops import sru_fused  # imports TensorFlow
 
     inputs = sru_fused.prepare_inputs(
@@ -182,6 +213,72 @@ def sru_recurrence(
     if mask is None:
         return sru_fused.sru_fused(inputs)
     return _fused_with_mask(inputs, mask, strict=use_fused_kernel is True)
+
+
+def _no_cuda_kernels(strict: bool) -> None:
+    """On a GPU with a library built without CUDA kernels (torch, JAX):
+    raises under `strict`, else warns once (the caller runs the reference)."""
+    loader = op_library.default_loader()
+    note = loader.no_cuda_kernels_note()
+    if strict:
+        raise RuntimeError(
+            f"use_fused_kernel=True, but the fused SRU op cannot run on the GPU: {note}"
+        )
+    loader.warn_once("no_cuda_kernels", note)
+
+
+def _fused_torch(u, x_highway, weight_c, bias, c0, mask, alpha, direction, strict):
+    """The PyTorch operators; a mask that is not right-padded runs the
+    reference (or is an error under `strict`). Checking the mask reads its
+    values, a graph break under `torch.compile`; calls without a mask have
+    none."""
+    from keras_ndsru.ops import sru_fused_torch  # imports torch
+
+    u = keras.ops.convert_to_tensor(u)
+    args = (u, x_highway, weight_c, bias, c0, mask, alpha, direction)
+    if u.device.type != "cpu" and not sru_fused_torch.has_cuda_kernels():
+        _no_cuda_kernels(strict)
+        return sru_reference(*args)
+    lengths = None
+    if mask is not None:
+        lengths, right_padded = sru_fused_torch.lengths_of_mask(mask)
+        if not right_padded:
+            if strict:
+                raise ValueError(_NOT_RIGHT_PADDED)
+            return sru_reference(*args)
+    return sru_fused_torch.sru_fused(
+        u, x_highway, weight_c, bias, c0, lengths, alpha, direction
+    )
+
+
+def _fused_jax(u, x_highway, weight_c, bias, c0, mask, alpha, direction, strict):
+    """The JAX FFI call; a mask that is not right-padded runs the reference
+    (chosen at run time by `lax.cond` under `jax.jit`), or is an error under
+    `strict`."""
+    from keras_ndsru.ops import sru_fused_jax  # imports JAX
+
+    args = (u, x_highway, weight_c, bias, c0, mask, alpha, direction)
+    if sru_fused_jax.default_platform() != "cpu" and not (
+        op_library.default_loader().cuda
+    ):
+        _no_cuda_kernels(strict)
+        return sru_reference(*args)
+    if mask is None:
+        return sru_fused_jax.sru_fused(
+            u, x_highway, weight_c, bias, c0, None, alpha, direction
+        )
+    return sru_fused_jax.sru_fused_with_mask(
+        u,
+        x_highway,
+        weight_c,
+        bias,
+        c0,
+        mask,
+        alpha,
+        direction,
+        reference=sru_reference,
+        strict_message=_NOT_RIGHT_PADDED if strict else None,
+    )
 
 
 def _fused_with_mask(inputs, mask, strict: bool) -> SRUOutputs:

@@ -1,19 +1,22 @@
 """keras_ndsru.SRU on a non-TensorFlow Keras backend (torch), against the
-NumPy transcription of eqs. (1)-(4).
+NumPy transcription of eqs. (1)-(4), on both paths: the fused PyTorch
+operators (the torch op library, built first when missing or stale) and the
+keras.ops recurrence (`KERAS_NDSRU_DISABLE_FUSED=1`).
 
 The torch side runs in a subprocess (`_sru_torch_backend_check.py`, with
 TensorFlow made unimportable) since this process runs Keras on TensorFlow.
 It returns the layers' configs, weights, inputs, outputs and autograd
 gradients; here each layer is rebuilt from them and run through
 `layer_numpy` of tests/sru_numpy.py, and its gradients are compared with central
-differences of that oracle.
+differences of that oracle. The fused op itself (every dtype and direction,
+compilation, the loader's policy) is checked in tests/backends/.
 """
 
 from pathlib import Path
 
 import numpy as np
 import pytest
-from backend_subprocess import run_json  # tests/ is on pythonpath
+from backend_subprocess import run_json, run_script  # tests/ is on pythonpath
 from sru_numpy import layer_numpy, sru_numpy
 
 from keras_ndsru import SRU
@@ -21,8 +24,15 @@ from keras_ndsru import SRU
 HERE = Path(__file__).resolve().parent
 
 
-def _run_torch_check(npz_path):
-    return run_json([HERE / "_sru_torch_backend_check.py", npz_path], backend="torch")
+def _run_torch_check(npz_path, path):
+    if path == "fused":
+        build = ["-m", "keras_ndsru.ops.build", "--framework", "torch"]
+        run_script(build, backend="torch", timeout=600)
+        env = {"KERAS_NDSRU_DISABLE_FUSED": "0"}
+    else:
+        env = {"KERAS_NDSRU_DISABLE_FUSED": "1"}
+    script = HERE / "_sru_torch_backend_check.py"
+    return run_json([script, npz_path], backend="torch", env=env)
 
 
 def _rebuild(config, arrays, prefix, input_shape):
@@ -144,17 +154,23 @@ def _check_variational_dropout(config, arrays):
 
 
 @pytest.mark.torch
-def test_torch_backend(tmp_path):
+@pytest.mark.parametrize("path", ["fused", "reference"])
+def test_torch_backend(tmp_path, path):
     pytest.importorskip("torch")
     npz_path = tmp_path / "sru_torch.npz"
-    result = _run_torch_check(npz_path)
+    result = _run_torch_check(npz_path, path)
     assert result["backend"] == "torch"
     assert not result["tensorflow_imported"]
-    assert result["fused_kernel_warnings"] == 0
-    assert result["will_use_fused_auto"] is False
     assert result["supports_jit"] is True
-    assert result["fused_true_error"].endswith("Received: backend='torch'")
     assert result["direct_h_shape"] == [1, 2, 2]
+    if path == "fused":
+        assert result["fused_kernel_warnings"] == 0
+        assert result["will_use_fused_auto"] is True
+        assert result["fused_true_error"] is None
+    else:  # "auto" falls back with one warning, True says why it cannot
+        assert result["fused_kernel_warnings"] == 1
+        assert result["will_use_fused_auto"] is False
+        assert "KERAS_NDSRU_DISABLE_FUSED" in result["fused_true_error"]
 
     with np.load(npz_path) as data:
         arrays = dict(data)

@@ -19,11 +19,16 @@ SUPPORT = Path(__file__).resolve().parent
 
 
 def run_script(
-    args, backend: str = "tensorflow", timeout: int = 300, env: dict | None = None
+    args,
+    backend: str = "tensorflow",
+    timeout: int = 300,
+    env: dict | None = None,
+    python: str | None = None,
 ) -> str:
     """Runs `python *args` with `KERAS_BACKEND=backend` (and the variables in
-    `env`); returns its stdout and fails the test with the end of its output
-    on a non-zero exit."""
+    `env`), with this Python or `python` (another virtual environment's);
+    returns its stdout and fails the test with the end of its output on a
+    non-zero exit."""
     env = {
         **os.environ,
         **(env or {}),
@@ -32,7 +37,7 @@ def run_script(
     }
     env["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), env.get("PYTHONPATH", "")])
     done = subprocess.run(
-        [sys.executable, *map(str, args)],
+        [python or sys.executable, *map(str, args)],
         env=env,
         capture_output=True,
         text=True,
@@ -43,8 +48,12 @@ def run_script(
 
 
 def run_json(
-    args, backend: str = "tensorflow", timeout: int = 300, env: dict | None = None
+    args,
+    backend: str = "tensorflow",
+    timeout: int = 300,
+    env: dict | None = None,
+    python: str | None = None,
 ):
     """`run_script`, returning the JSON object on the last line of stdout."""
-    out = run_script(args, backend, timeout, env)
+    out = run_script(args, backend, timeout, env, python)
     return json.loads(out.strip().splitlines()[-1])

@@ -1,0 +1,131 @@
+// CUDA kernels of the PyTorch custom operators keras_ndsru::sru_forward /
+// sru_backward (schemas and CPU kernels: sru_torch_ops.cc).
+//
+// Thin wrappers: validate and allocate (sru_torch_common.h), then call the
+// launchers of ../kernels/sru_kernels.cu (the TensorFlow CUDA kernels') on
+// PyTorch's current stream of the tensors' device. Compiled by g++ without
+// CUDA headers (the stream comes from the stable ABI as an opaque handle),
+// and only when the library is built with nvcc. `lengths` stays in device
+// memory, so it is not range-checked here; lengths < 0 count as 0 and
+// lengths > time as time (the Python wrapper derives them from masks).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <torch/csrc/stable/accelerator.h>
+
+#include "../kernels/sru_kernels_gpu.h"
+#include "sru_torch_common.h"
+
+namespace keras_ndsru {
+namespace sru {
+namespace torch_ops {
+namespace {
+
+void* CurrentStream(const Tensor& u) {
+  return ::torch::stable::accelerator::getCurrentStream(u.get_device_index())
+      .nativeHandle();
+}
+
+void CheckLaunch(const char* op, const char* error) {
+  STD_TORCH_CHECK(error == nullptr, "keras_ndsru::", op,
+                  ": launching the CUDA kernel failed: ", error);
+}
+
+template <typename D, typename S>
+ForwardOutputs ForwardCuda(const Dims& n, const Tensor& u, const Tensor& x,
+                           const Tensor& weight_c, const Tensor& bias,
+                           const Tensor& c0, const Tensor& lengths,
+                           double alpha) {
+  ForwardArgs<D, S> a;
+  ForwardOutputs out =
+      PrepareForward<D, S>(n, u, x, weight_c, bias, c0, lengths, alpha, &a);
+  CheckLaunch("sru_forward", gpu::LaunchSruForward<D, S>(CurrentStream(u), n, a));
+  return out;
+}
+
+ForwardOutputs SruForwardCuda(Tensor u, Tensor x_highway, Tensor weight_c,
+                              Tensor bias, Tensor c0, Tensor lengths,
+                              double alpha, std::string direction) {
+  const Dims n =
+      CheckInputs(u, x_highway, weight_c, bias, c0, lengths, direction);
+  ::torch::stable::accelerator::DeviceGuard guard(u.get_device_index());
+  switch (u.scalar_type()) {
+    case ScalarType::Double:
+      return ForwardCuda<double, double>(n, u, x_highway, weight_c, bias, c0,
+                                         lengths, alpha);
+    case ScalarType::Half:
+      return ForwardCuda<gpu::Float16Storage, float>(
+          n, u, x_highway, weight_c, bias, c0, lengths, alpha);
+    case ScalarType::BFloat16:
+      return ForwardCuda<gpu::BFloat16Storage, float>(
+          n, u, x_highway, weight_c, bias, c0, lengths, alpha);
+    default:
+      return ForwardCuda<float, float>(n, u, x_highway, weight_c, bias, c0,
+                                       lengths, alpha);
+  }
+}
+
+template <typename D, typename S>
+BackwardOutputs BackwardCuda(const Dims& n, const Tensor& u, const Tensor& x,
+                             const Tensor& weight_c, const Tensor& bias,
+                             const Tensor& c0, const Tensor& lengths,
+                             const Tensor& c_seq, const Tensor& grad_h,
+                             const Tensor& grad_h_last,
+                             const Tensor& grad_c_last, double alpha) {
+  BackwardArgs<D, S> a;
+  // Freeing the partials on return is safe although the kernels run
+  // asynchronously: PyTorch's caching allocator hands their memory only to
+  // later work on the same stream.
+  std::vector<Tensor> partials;
+  BackwardOutputs out = PrepareBackward<D, S>(
+      n, u, x, weight_c, bias, c0, lengths, c_seq, grad_h, grad_h_last,
+      grad_c_last, alpha, &partials, &a);
+  CheckLaunch("sru_backward",
+              gpu::LaunchSruBackward<D, S>(
+                  CurrentStream(u), n, a,
+                  static_cast<S*>(std::get<2>(out).mutable_data_ptr()),
+                  static_cast<S*>(std::get<3>(out).mutable_data_ptr())));
+  return out;
+}
+
+BackwardOutputs SruBackwardCuda(Tensor u, Tensor x_highway, Tensor weight_c,
+                                Tensor bias, Tensor c0, Tensor lengths,
+                                Tensor c_seq, Tensor grad_h,
+                                Tensor grad_h_last, Tensor grad_c_last,
+                                double alpha, std::string direction) {
+  const Dims n = CheckInputs(u, x_highway, weight_c, bias, c0, lengths,
+                             direction,
+                             {&c_seq, &grad_h, &grad_h_last, &grad_c_last});
+  ::torch::stable::accelerator::DeviceGuard guard(u.get_device_index());
+  switch (u.scalar_type()) {
+    case ScalarType::Double:
+      return BackwardCuda<double, double>(n, u, x_highway, weight_c, bias, c0,
+                                          lengths, c_seq, grad_h, grad_h_last,
+                                          grad_c_last, alpha);
+    case ScalarType::Half:
+      return BackwardCuda<gpu::Float16Storage, float>(
+          n, u, x_highway, weight_c, bias, c0, lengths, c_seq, grad_h,
+          grad_h_last, grad_c_last, alpha);
+    case ScalarType::BFloat16:
+      return BackwardCuda<gpu::BFloat16Storage, float>(
+          n, u, x_highway, weight_c, bias, c0, lengths, c_seq, grad_h,
+          grad_h_last, grad_c_last, alpha);
+    default:
+      return BackwardCuda<float, float>(n, u, x_highway, weight_c, bias, c0,
+                                        lengths, c_seq, grad_h, grad_h_last,
+                                        grad_c_last, alpha);
+  }
+}
+
+}  // namespace
+}  // namespace torch_ops
+}  // namespace sru
+}  // namespace keras_ndsru
+
+STABLE_TORCH_LIBRARY_IMPL(keras_ndsru, CUDA, m) {
+  m.impl("sru_forward",
+         TORCH_BOX(&keras_ndsru::sru::torch_ops::SruForwardCuda));
+  m.impl("sru_backward",
+         TORCH_BOX(&keras_ndsru::sru::torch_ops::SruBackwardCuda));
+}
