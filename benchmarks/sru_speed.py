@@ -1,7 +1,8 @@
 """Speed of the SRU layer with the fused op against its peers, on CPU.
 
-One run, batch 32, for (time, units) = (32, 256) and (128, 512) (input size =
-units), all timed side by side in this process:
+`--backend tensorflow` (default): one run, batch 32, for (time, units) =
+(32, 256) and (128, 512) (input size = units), all timed side by side in
+this process:
 
 - `keras_ndsru.SRU` with the fused op and with the keras.ops fallback,
 - `keras.layers.LSTM` and `keras.layers.GRU` with the same units,
@@ -15,14 +16,24 @@ units), all timed side by side in this process:
   the recurrence alone on a given U, fused and fallback, and what is left,
 - SRU fused vs fallback with input size != units (projected highway term).
 
-Forward = the layer's call in a `tf.function`; forward + backward also takes
-the gradient of the outputs' sum with respect to the input and every weight,
-and returns that sum too (as a training step does; otherwise TensorFlow
-prunes forward ops the gradient does not need).
+`--backend torch` or `--backend jax`: the same shapes, Keras on that
+backend: the SRU layer on the fused op (PyTorch custom operators, JAX FFI)
+and on the fallback, against that backend's `keras.layers.LSTM` and `GRU`
+(and on torch the official `sru`, as above). torch runs eagerly (Keras'
+default there); JAX runs each function under `jax.jit` (`stateless_call`).
+
+Forward = the layer's call (in a `tf.function` on TensorFlow, without
+gradients on torch); forward + backward also takes the gradient of the
+outputs' sum with respect to the input and every weight, and returns that
+sum too (as a training step does; otherwise TensorFlow prunes forward ops
+the gradient does not need).
 Times are medians; ratios are "peer time / fused SRU time" (> 1: SRU faster).
 
 Usage:
-    .venv/bin/python benchmarks/sru_speed.py [--quick] [--no-torch]
+    .venv/bin/python benchmarks/sru_speed.py [--backend tensorflow] [--quick]
+        [--no-torch]
+    .venv/bin/python benchmarks/sru_speed.py --backend torch
+    .venv-jax/bin/python benchmarks/sru_speed.py --backend jax
 """
 
 from __future__ import annotations
@@ -30,9 +41,23 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 import warnings
 
+BACKENDS = ("tensorflow", "torch", "jax")
+
+
+def requested_backend(argv: list[str]) -> str:
+    """The `--backend` of a command line, read before Keras is imported
+    (Keras picks its backend at import)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--backend", choices=BACKENDS, default="tensorflow")
+    return parser.parse_known_args(argv)[0].backend
+
+
+if __name__ == "__main__":
+    os.environ["KERAS_BACKEND"] = requested_backend(sys.argv[1:])
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # torch's OpenMP threads must not spin between calls and slow the TF ones.
@@ -40,10 +65,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import keras_ndsru  # noqa: E402
 from keras_ndsru.ops import op_library, sru_recurrence  # noqa: E402
+
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
 
 BATCH = 32
 SHAPES = [(32, 256), (128, 512)]
@@ -152,9 +179,10 @@ def torch_timers(steps: int, units: int):
             import torch
     except Exception as e:  # noqa: BLE001 - any failure: report and go on
         return f"official sru unavailable: {type(e).__name__}: {e}"
-    torch.set_num_threads(
-        tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
-    )
+    if keras.backend.backend() == "tensorflow":
+        torch.set_num_threads(
+            tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+        )
     torch.manual_seed(0)
     model = sru.SRU(units, units, num_layers=1)
     x = torch.randn(steps, BATCH, units)  # sru is time-major
@@ -325,22 +353,151 @@ def format_projected(row: dict) -> str:
     return "\n".join(lines)
 
 
+def backend_timers(layer, x):
+    """(forward, forward + backward) callables of a Keras layer on x, on the
+    torch or JAX backend."""
+    layer(x)  # build
+    if keras.backend.backend() == "torch":
+        import torch
+
+        def forward():
+            with torch.no_grad():
+                return layer(x)
+
+        def forward_backward():
+            xg = x.detach().requires_grad_(True)
+            loss = layer(xg).sum()
+            weights = [w.value for w in layer.trainable_weights]
+            return loss, torch.autograd.grad(loss, [xg, *weights])
+
+        return forward, forward_backward
+
+    import jax
+    import jax.numpy as jnp
+
+    trainable = [w.value for w in layer.trainable_weights]
+    fixed = [w.value for w in layer.non_trainable_weights]
+
+    def loss(trainable, x):
+        return jnp.sum(layer.stateless_call(trainable, fixed, x)[0])
+
+    jit_forward = jax.jit(lambda t, x: layer.stateless_call(t, fixed, x)[0])
+    jit_forward_backward = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+    return (
+        lambda: jax.block_until_ready(jit_forward(trainable, x)),
+        lambda: jax.block_until_ready(jit_forward_backward(trainable, x)),
+    )
+
+
+def measure_backend(quick: bool, with_torch: bool) -> list[dict]:
+    """SRU fused / fallback, keras LSTM / GRU (and the official sru on
+    torch), timed in turns on the running torch or JAX backend."""
+    min_seconds = 2.0 if quick else 15.0
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(os.cpu_count())
+    rows = []
+    for steps, units in SHAPES:
+        rng = np.random.default_rng(0)
+        x = keras.ops.convert_to_tensor(
+            rng.normal(size=(BATCH, steps, units)).astype("float32")
+        )
+        layers = {
+            "SRU fused": keras_ndsru.SRU(
+                units, return_sequences=True, use_fused_kernel=True
+            ),
+            "SRU fallback": keras_ndsru.SRU(
+                units, return_sequences=True, use_fused_kernel=False
+            ),
+            "keras LSTM": keras.layers.LSTM(units, return_sequences=True),
+            "keras GRU": keras.layers.GRU(units, return_sequences=True),
+        }
+        timers = {}
+        for name, layer in layers.items():
+            timers[name, "fwd"], timers[name, "fwd+bwd"] = backend_timers(layer, x)
+        row = {"shape": (steps, units)}
+        if with_torch and backend == "torch":
+            torch_fns = torch_timers(steps, units)
+            if isinstance(torch_fns, str):
+                row["torch_note"] = torch_fns
+            else:
+                timers["official sru", "fwd"] = torch_fns[0]
+                timers["official sru", "fwd+bwd"] = torch_fns[1]
+        ms = round_robin_ms(timers, min_seconds)
+        for name, kind in timers:
+            row.setdefault(name, {})[kind] = ms[name, kind]
+        rows.append(row)
+    return rows
+
+
+def format_backend_table(rows: list[dict]) -> str:
+    peers = ["SRU fused", "SRU fallback", "keras LSTM", "keras GRU", "official sru"]
+    lines = [
+        "| (L, d) | model | fwd ms | fwd+bwd ms | fwd ratio | fwd+bwd ratio |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        fused_f, fused_fb = row["SRU fused"]["fwd"], row["SRU fused"]["fwd+bwd"]
+        for name in peers:
+            if name not in row:
+                continue
+            f, fb = row[name]["fwd"], row[name]["fwd+bwd"]
+            lines.append(
+                f"| {row['shape']} | {name} | {f:.2f} | {fb:.2f} | "
+                f"{f / fused_f:.2f}x | {fb / fused_fb:.2f}x |"
+            )
+        if "torch_note" in row:
+            lines.append(
+                f"| {row['shape']} | official sru | {row['torch_note']} | | | |"
+            )
+    return "\n".join(lines)
+
+
+def describe_backend() -> str:
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        return f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    if backend == "jax":
+        import jax
+
+        return f"jax {jax.__version__} ({jax.default_backend()}), under jax.jit"
+    return (
+        f"TensorFlow {tf.__version__}, intra-op threads "
+        f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="tensorflow",
+        help="Keras backend to time on (default: tensorflow)",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument(
         "--no-torch", action="store_true", help="skip the official sru package"
     )
     args = parser.parse_args(argv)
+    if args.backend != keras.backend.backend():
+        raise SystemExit(
+            f"Keras runs on {keras.backend.backend()!r}: run this script with "
+            f"--backend on its command line (it sets KERAS_BACKEND before "
+            f"Keras is imported). Received: backend={args.backend!r}"
+        )
     status = keras_ndsru.ops.fused_kernel_status()
     if status.path != "fused":
         raise SystemExit(f"the fused SRU op cannot run: {status.reason}")
-    print(
-        f"batch {BATCH}, float32, {os.cpu_count()} CPUs, TensorFlow "
-        f"{tf.__version__}, intra-op threads "
-        f"{tf.config.threading.get_intra_op_parallelism_threads() or 'default'}"
-    )
+    print(f"batch {BATCH}, float32, {os.cpu_count()} CPUs, {describe_backend()}")
     print("ratio = peer time / SRU fused time (> 1: the fused SRU is faster)\n")
+    if args.backend != "tensorflow":
+        print(format_backend_table(measure_backend(args.quick, not args.no_torch)))
+        return 0
     print(format_table(measure(args.quick, not args.no_torch)))
     print()
     print(format_projected(measure_projected(args.quick)))
