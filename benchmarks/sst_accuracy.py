@@ -50,7 +50,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 
-import _text_data  # noqa: E402
+import _text_inputs  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -137,7 +137,7 @@ def load_task(data_dir: str, task: str, min_count: int) -> dict:
 
 def batches(data, split, batch, seed=None):
     ids, labels = data[split]
-    return _text_data.bucketed_batches(ids, labels, batch, shuffle_seed=seed)
+    return _text_inputs.bucketed_batches(ids, labels, batch, shuffle_seed=seed)
 
 
 # ----------------------------------------------------------------- keras

@@ -49,7 +49,8 @@ from dataclasses import dataclass, field
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common  # noqa: E402
-import _text_data  # noqa: E402
+import _text_files  # noqa: E402
+import _text_inputs  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -201,23 +202,23 @@ def folds(num_examples: int, k: int, seed: int = DEV_SPLIT_SEED) -> list[np.ndar
 
 
 def load_files(args) -> Corpus:
-    read = lambda path: _text_data.read_labeled_lines(path, args.encoding)  # noqa: E731
+    read = lambda path: _text_files.read_labeled_lines(path, args.encoding)  # noqa: E731
     train = read(args.data)
-    classes = _text_data.class_names(train.labels)
+    classes = _text_files.class_names(train.labels)
     if len(classes) < 2:
-        raise _text_data.DataError(
+        raise _text_files.DataError(
             f"{args.data}: needs at least 2 distinct labels (the first token of "
             f"each line). Received: labels={classes}"
         )
     notes = list(train.notes)
-    labels = _text_data.encode_labels(classes, train, "--data")
+    labels = _text_files.encode_labels(classes, train, "--data")
     dev = None
     if args.dev_data:
         dev_file = read(args.dev_data)
         notes += dev_file.notes
         dev = (
             dev_file.texts,
-            _text_data.encode_labels(classes, dev_file, "--dev-data"),
+            _text_files.encode_labels(classes, dev_file, "--dev-data"),
         )
     dev_plan = (
         f"dev {args.dev_data}"
@@ -227,14 +228,14 @@ def load_files(args) -> Corpus:
     if args.test_data:
         test_file = read(args.test_data)
         notes += test_file.notes
-        test = (test_file.texts, _text_data.encode_labels(classes, test_file))
+        test = (test_file.texts, _text_files.encode_labels(classes, test_file))
         rest = (train.texts, labels)
         if dev is None:
             rest, dev = hold_out(train.texts, labels, args.dev_fraction)
         plan = f"train {args.data}, {dev_plan}, test {args.test_data}"
         return Corpus(args.data, classes, [Split(rest, dev, test)], plan, notes)
     if not 2 <= args.cv <= len(train):
-        raise _text_data.DataError(
+        raise _text_files.DataError(
             f"{args.data}: --cv must be in [2, {len(train)}] (the number of "
             f"examples). Received: cv={args.cv}"
         )
@@ -313,7 +314,7 @@ class Encoded:
 
 def encode_split(split: Split, args, vectors=None, dim=None) -> Encoded:
     tokens = {
-        name: [_text_data.tokenize(t) for t in getattr(split, name)[0]]
+        name: [_text_inputs.tokenize(t) for t in getattr(split, name)[0]]
         for name in ("train", "dev", "test")
     }
     # Words of dev/test that have a pretrained vector keep it (no labels used).
@@ -322,12 +323,12 @@ def encode_split(split: Split, args, vectors=None, dim=None) -> Encoded:
         if vectors is None
         else [t for ts in tokens.values() for s in ts for t in s if t in vectors]
     )
-    vocabulary = _text_data.build_vocabulary(
+    vocabulary = _text_inputs.build_vocabulary(
         tokens["train"], args.vocab_size, extra, args.min_count
     )
     stats, encoded = {}, {}
     for name, token_lists in tokens.items():
-        result = _text_data.encode_texts(token_lists, vocabulary, args.max_length)
+        result = _text_inputs.encode_texts(token_lists, vocabulary, args.max_length)
         encoded[name] = (result.ids, getattr(split, name)[1])
         stats[name] = {
             "examples": len(result.ids),
@@ -337,7 +338,7 @@ def encode_split(split: Split, args, vectors=None, dim=None) -> Encoded:
         }
     embeddings = None
     if vectors is not None:
-        embeddings = _text_data.embedding_matrix(vocabulary, vectors, dim, seed=0)
+        embeddings = _text_inputs.embedding_matrix(vocabulary, vectors, dim, seed=0)
         stats["pretrained_words"] = sum(word in vectors for word in vocabulary)
     stats["vocabulary"] = len(vocabulary)
     return Encoded(**encoded, vocabulary=vocabulary, embeddings=embeddings, stats=stats)
@@ -499,7 +500,7 @@ def train_once(args, cell, encoded: Encoded, num_classes, seed, callbacks=()) ->
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    batches = _text_data.bucketed_batches
+    batches = _text_inputs.bucketed_batches
     best = keras.callbacks.EarlyStopping(
         monitor="val_accuracy",
         mode="max",
@@ -617,9 +618,9 @@ def main(argv=None) -> dict:
             for split in corpus.splits
             for part in (split.train, split.dev, split.test)
             for text in part[0]
-            for token in _text_data.tokenize(text)
+            for token in _text_inputs.tokenize(text)
         }
-        vectors, dim = _text_data.read_word_vectors(args.embeddings, words)
+        vectors, dim = _text_files.read_word_vectors(args.embeddings, words)
     encoded = [encode_split(split, args, vectors, dim) for split in corpus.splits]
     for line in describe(corpus, encoded[0], args):
         print(line)
@@ -638,7 +639,7 @@ def main(argv=None) -> dict:
 
     num_classes = len(corpus.classes)
     steps = int(
-        _text_data.bucketed_batches(*encoded[0].train, args.batch_size).cardinality()
+        _text_inputs.bucketed_batches(*encoded[0].train, args.batch_size).cardinality()
     )
     results = {"args": vars(args), "source": corpus.source, "classes": corpus.classes}
     results.update(plan=corpus.plan, notes=corpus.notes, data=encoded[0].stats)

@@ -1,7 +1,7 @@
 """Text classification on tiny local files and on mocked TFDS data."""
 
 import _common
-import _text_data
+import _text_inputs
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -157,7 +157,7 @@ def test_pretrained_embeddings_are_unit_norm_and_frozen(files, tmp_path, capsys)
     assert results["data"]["pretrained_words"] == 2
 
     args = text_classification.build_parser().parse_args(_args(files))
-    matrix = _text_data.embedding_matrix(
+    matrix = _text_inputs.embedding_matrix(
         ["", "[UNK]", "the", "film"], {"film": np.array([0, 3, 4, 0], "f")}, 4
     )
     model = text_classification.build_model(args, "sru", 4, 2, matrix)
