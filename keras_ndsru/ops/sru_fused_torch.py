@@ -20,15 +20,15 @@ the TensorFlow op: Lei et al. 2017, arXiv 1709.02755, eqs. (1)-(4)).
 - `lengths_of_mask` turns a `(batch, time)` mask into per-row lengths and
   says whether the mask is right-padded.
 
-This module imports torch: only the torch path imports it (`sru_recurrence`
-and the loader do so lazily).
+This module imports torch (and Keras only for inputs that are not torch
+tensors): only the torch path imports it (`sru_recurrence` and the loader
+do so lazily).
 """
 
 from __future__ import annotations
 
 import threading
 
-import keras
 import torch
 
 from keras_ndsru.ops import op_library
@@ -146,7 +146,10 @@ def sru_fused(
 
 def _tensor(x, device=None) -> torch.Tensor:
     """A torch tensor of `x` (also a Keras variable or a NumPy array)."""
-    x = x if isinstance(x, torch.Tensor) else keras.ops.convert_to_tensor(x)
+    if not isinstance(x, torch.Tensor):
+        import keras
+
+        x = keras.ops.convert_to_tensor(x)
     return x if device is None else x.to(device)
 
 

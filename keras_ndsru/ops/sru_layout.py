@@ -3,15 +3,15 @@ fused op's wrapper and the reference: directions, the state dtype, the
 outputs, and reading alpha when it is known before run time.
 
 The tensor layout itself is documented in `sru_reference.py` (and for the op
-in `custom_ops/sru/ops/sru_ops.cc`). This module imports no TensorFlow at
-import time, so it serves every Keras backend.
+in `custom_ops/sru/ops/sru_ops.cc`). This module imports neither TensorFlow
+nor Keras at import time, so it serves every Keras backend (and the fused
+op's GPU check, which runs where Keras may not be installed).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-import keras
 import numpy as np
 
 DIRECTIONS = ("forward", "backward", "bidirectional")
@@ -42,6 +42,8 @@ def num_directions(direction: str) -> int:
 
 def state_dtype(dtype) -> str:
     """The dtype the recurrence state is carried in for inputs of `dtype`."""
+    import keras
+
     return (
         "float64" if keras.backend.standardize_dtype(dtype) == "float64" else "float32"
     )
@@ -51,6 +53,8 @@ def static_alpha(alpha) -> float | None:
     """alpha as a Python float, or None when it is only known at run time."""
     if isinstance(alpha, (int, float, np.floating, np.integer)):
         return float(alpha)
+    import keras
+
     if keras.backend.backend() != "tensorflow":
         return None  # a tensor (possibly traced): checked nowhere else either
     import tensorflow as tf
