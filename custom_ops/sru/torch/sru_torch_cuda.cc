@@ -8,11 +8,14 @@
 // and only when the library is built with nvcc. `lengths` stays in device
 // memory, so it is not range-checked here; lengths < 0 count as 0 and
 // lengths > time as time (the Python wrapper derives them from masks).
+#include <dlfcn.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include <torch/csrc/stable/accelerator.h>
+#include <torch/csrc/stable/version.h>
 
 #include "../kernels/sru_kernels_gpu.h"
 #include "sru_torch_common.h"
@@ -22,10 +25,42 @@ namespace sru {
 namespace torch_ops {
 namespace {
 
+#if defined(TORCH_VERSION_2_13_0) && TORCH_FEATURE_VERSION >= TORCH_VERSION_2_13_0
+// The cudaStream_t of PyTorch's current stream on u's device.
 void* CurrentStream(const Tensor& u) {
   return ::torch::stable::accelerator::getCurrentStream(u.get_device_index())
       .nativeHandle();
 }
+#else
+// Before PyTorch 2.13 the stable ABI gives no native stream handle; the
+// AOTInductor shim of libtorch_cuda (loaded by every CUDA build of torch)
+// does. Looked up at run time: the library must not depend on libtorch_cuda,
+// which CPU builds of torch do not have.
+void* CurrentStream(const Tensor& u) {
+  using GetStream = AOTITorchError (*)(int32_t, void**);
+  static const GetStream get_stream = [] {
+    const char* name = "aoti_torch_get_current_cuda_stream";
+    void* symbol = dlsym(RTLD_DEFAULT, name);
+    if (symbol == nullptr) {
+      void* cuda = dlopen("libtorch_cuda.so", RTLD_LAZY | RTLD_NOLOAD);
+      symbol = cuda ? dlsym(cuda, name) : nullptr;
+    }
+    return reinterpret_cast<GetStream>(symbol);
+  }();
+  STD_TORCH_CHECK(get_stream != nullptr,
+                  "keras_ndsru::sru: cannot find PyTorch's current CUDA "
+                  "stream (aoti_torch_get_current_cuda_stream is not in "
+                  "libtorch_cuda). Received: device index=",
+                  u.get_device_index());
+  void* stream = nullptr;
+  STD_TORCH_CHECK(get_stream(u.get_device_index(), &stream) ==
+                      AOTI_TORCH_SUCCESS,
+                  "keras_ndsru::sru: reading the current CUDA stream failed. "
+                  "Received: device index=",
+                  u.get_device_index());
+  return stream;
+}
+#endif
 
 void CheckLaunch(const char* op, const char* error) {
   STD_TORCH_CHECK(error == nullptr, "keras_ndsru::", op,
