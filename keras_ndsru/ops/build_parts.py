@@ -118,7 +118,8 @@ def _jax() -> Part:
         framework=op_library.JAX,
         cpu_sources=[SRC / "jax" / "sru_jax_ffi.cc", CPU_KERNELS],
         cuda_glue=SRC / "jax" / "sru_jax_ffi_cuda.cc",
-        compile_flags=[f"-I{jax.ffi.include_dir()}"],
+        # -isystem: no warnings from jaxlib's headers.
+        compile_flags=["-isystem", str(jax.ffi.include_dir())],
         link_flags=["-lpthread"],
         record={"jaxlib_version": jaxlib.__version__, "jax_version": jax.__version__},
     )

@@ -60,7 +60,7 @@ TENSORFLOW_SOURCE_SUBDIRS = ("ops", "kernels")
 TORCH_SOURCE_SUBDIRS = ("kernels", "torch")
 JAX_SOURCE_SUBDIRS = ("kernels", "jax")
 # Every subfolder of sources (a wheel carries them all).
-SOURCE_SUBDIRS = ("ops", "kernels", "torch")
+SOURCE_SUBDIRS = ("ops", "kernels", "torch", "jax")
 SOURCE_SUFFIXES = (".cc", ".h", ".cu")
 
 

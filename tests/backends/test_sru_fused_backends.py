@@ -65,7 +65,11 @@ def checked(request, tmp_path_factory):
 
 
 def _case_inputs(arrays, name):
-    inputs = {k: arrays[f"{name}/{k}"] for k in NAMES if f"{name}/{k}" in arrays}
+    inputs = {
+        k: arrays[f"{name}/{k}"].astype(np.float64)  # central differences
+        for k in NAMES
+        if f"{name}/{k}" in arrays
+    }
     return inputs, arrays.get(f"{name}/mask")
 
 

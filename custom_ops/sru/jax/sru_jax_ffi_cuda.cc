@@ -1,0 +1,198 @@
+// XLA FFI handlers of the fused SRU recurrence for JAX: the CUDA targets
+// KerasNdsruSruForwardCuda / KerasNdsruSruBackwardCuda (same operands,
+// results and attributes as the CPU targets of sru_jax_ffi.cc).
+//
+// Thin wrappers: validate (sru_jax_common.h), then call the launchers of
+// ../kernels/sru_kernels.cu (the TensorFlow CUDA kernels') on XLA's stream.
+// Compiled by g++ without CUDA headers (the stream is an opaque handle), and
+// only when the library is built with nvcc. The per-batch partials of the
+// weight_c / bias gradients live in XLA's scratch memory. `lengths` stays in
+// device memory, so it is not range-checked here; lengths < 0 count as 0 and
+// lengths > time as time (the Python wrapper derives them from masks).
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "../kernels/sru_kernels_gpu.h"
+#include "sru_jax_common.h"
+#include "xla/ffi/api/ffi.h"
+
+namespace keras_ndsru {
+namespace sru {
+namespace jax_ffi {
+namespace {
+
+ffi::Error LaunchStatus(const char* target, const char* error) {
+  if (error == nullptr) return ffi::Error::Success();
+  return ffi::Error::Internal(std::string("keras_ndsru_sru: launching the ") +
+                              target + " CUDA kernel failed: " + error);
+}
+
+template <typename D, typename S>
+ffi::Error ForwardCuda(void* stream, const Dims& n, const ffi::AnyBuffer& u,
+                       const ffi::AnyBuffer& x, const ffi::AnyBuffer& weight_c,
+                       const ffi::AnyBuffer& bias, const ffi::AnyBuffer& c0,
+                       const ffi::AnyBuffer& lengths, double alpha,
+                       ffi::Result<ffi::AnyBuffer>& h,
+                       ffi::Result<ffi::AnyBuffer>& c_seq,
+                       ffi::Result<ffi::AnyBuffer>& h_last,
+                       ffi::Result<ffi::AnyBuffer>& c_last) {
+  return LaunchStatus(
+      "forward",
+      gpu::LaunchSruForward<D, S>(
+          stream, n,
+          ForwardPointers<D, S>(u, x, weight_c, bias, c0, lengths, alpha, h,
+                                c_seq, h_last, c_last)));
+}
+
+ffi::Error SruForwardCuda(void* stream, ffi::AnyBuffer u,
+                          ffi::AnyBuffer x_highway, ffi::AnyBuffer weight_c,
+                          ffi::AnyBuffer bias, ffi::AnyBuffer c0,
+                          ffi::AnyBuffer lengths,
+                          ffi::Result<ffi::AnyBuffer> h,
+                          ffi::Result<ffi::AnyBuffer> c_seq,
+                          ffi::Result<ffi::AnyBuffer> h_last,
+                          ffi::Result<ffi::AnyBuffer> c_last, double alpha,
+                          std::string_view direction) {
+  Dims n;
+  KERAS_NDSRU_RETURN_IF_ERROR(
+      CheckOperands(u, x_highway, weight_c, bias, c0, lengths, direction, &n));
+  switch (u.element_type()) {
+    case ffi::DataType::F64:
+      return ForwardCuda<double, double>(stream, n, u, x_highway, weight_c,
+                                         bias, c0, lengths, alpha, h, c_seq,
+                                         h_last, c_last);
+    case ffi::DataType::F16:
+      return ForwardCuda<gpu::Float16Storage, float>(
+          stream, n, u, x_highway, weight_c, bias, c0, lengths, alpha, h,
+          c_seq, h_last, c_last);
+    case ffi::DataType::BF16:
+      return ForwardCuda<gpu::BFloat16Storage, float>(
+          stream, n, u, x_highway, weight_c, bias, c0, lengths, alpha, h,
+          c_seq, h_last, c_last);
+    default:
+      return ForwardCuda<float, float>(stream, n, u, x_highway, weight_c, bias,
+                                       c0, lengths, alpha, h, c_seq, h_last,
+                                       c_last);
+  }
+}
+
+template <typename D, typename S>
+ffi::Error BackwardCuda(
+    void* stream, ffi::ScratchAllocator& scratch, const Dims& n,
+    const ffi::AnyBuffer& u, const ffi::AnyBuffer& x,
+    const ffi::AnyBuffer& weight_c, const ffi::AnyBuffer& bias,
+    const ffi::AnyBuffer& c0, const ffi::AnyBuffer& lengths,
+    const ffi::AnyBuffer& c_seq, const ffi::AnyBuffer& grad_h,
+    const ffi::AnyBuffer& grad_h_last, const ffi::AnyBuffer& grad_c_last,
+    double alpha, ffi::Result<ffi::AnyBuffer>& grad_u,
+    ffi::Result<ffi::AnyBuffer>& grad_x, ffi::Result<ffi::AnyBuffer>& grad_w,
+    ffi::Result<ffi::AnyBuffer>& grad_b, ffi::Result<ffi::AnyBuffer>& grad_c0) {
+  const int64_t partial = n.batch * 2 * n.dirs * n.units;
+  const auto memory = scratch.Allocate(
+      static_cast<size_t>(std::max<int64_t>(1, 2 * partial)) * sizeof(S),
+      alignof(S));
+  if (!memory.has_value()) {
+    return ffi::Error::Internal(
+        "keras_ndsru_sru: allocating the backward scratch memory failed. "
+        "Received: bytes=" +
+        std::to_string(2 * partial * sizeof(S)));
+  }
+  S* weight_c_partial = static_cast<S*>(*memory);
+  return LaunchStatus(
+      "backward",
+      gpu::LaunchSruBackward<D, S>(
+          stream, n,
+          BackwardPointers<D, S>(u, x, weight_c, bias, c0, lengths, c_seq,
+                                 grad_h, grad_h_last, grad_c_last, alpha,
+                                 grad_u, grad_x, grad_c0, weight_c_partial,
+                                 weight_c_partial + partial),
+          static_cast<S*>(grad_w->untyped_data()),
+          static_cast<S*>(grad_b->untyped_data())));
+}
+
+ffi::Error SruBackwardCuda(
+    void* stream, ffi::ScratchAllocator scratch, ffi::AnyBuffer u,
+    ffi::AnyBuffer x_highway, ffi::AnyBuffer weight_c, ffi::AnyBuffer bias,
+    ffi::AnyBuffer c0, ffi::AnyBuffer lengths, ffi::AnyBuffer c_seq,
+    ffi::AnyBuffer grad_h, ffi::AnyBuffer grad_h_last,
+    ffi::AnyBuffer grad_c_last, ffi::Result<ffi::AnyBuffer> grad_u,
+    ffi::Result<ffi::AnyBuffer> grad_x_highway,
+    ffi::Result<ffi::AnyBuffer> grad_weight_c,
+    ffi::Result<ffi::AnyBuffer> grad_bias, ffi::Result<ffi::AnyBuffer> grad_c0,
+    double alpha, std::string_view direction) {
+  Dims n;
+  KERAS_NDSRU_RETURN_IF_ERROR(
+      CheckOperands(u, x_highway, weight_c, bias, c0, lengths, direction, &n,
+                    {&c_seq, &grad_h, &grad_h_last, &grad_c_last}));
+  switch (u.element_type()) {
+    case ffi::DataType::F64:
+      return BackwardCuda<double, double>(
+          stream, scratch, n, u, x_highway, weight_c, bias, c0, lengths, c_seq,
+          grad_h, grad_h_last, grad_c_last, alpha, grad_u, grad_x_highway,
+          grad_weight_c, grad_bias, grad_c0);
+    case ffi::DataType::F16:
+      return BackwardCuda<gpu::Float16Storage, float>(
+          stream, scratch, n, u, x_highway, weight_c, bias, c0, lengths, c_seq,
+          grad_h, grad_h_last, grad_c_last, alpha, grad_u, grad_x_highway,
+          grad_weight_c, grad_bias, grad_c0);
+    case ffi::DataType::BF16:
+      return BackwardCuda<gpu::BFloat16Storage, float>(
+          stream, scratch, n, u, x_highway, weight_c, bias, c0, lengths, c_seq,
+          grad_h, grad_h_last, grad_c_last, alpha, grad_u, grad_x_highway,
+          grad_weight_c, grad_bias, grad_c0);
+    default:
+      return BackwardCuda<float, float>(
+          stream, scratch, n, u, x_highway, weight_c, bias, c0, lengths, c_seq,
+          grad_h, grad_h_last, grad_c_last, alpha, grad_u, grad_x_highway,
+          grad_weight_c, grad_bias, grad_c0);
+  }
+}
+
+}  // namespace
+}  // namespace jax_ffi
+}  // namespace sru
+}  // namespace keras_ndsru
+
+namespace ffi = ::xla::ffi;
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(KerasNdsruSruForwardCuda,
+                              keras_ndsru::sru::jax_ffi::SruForwardCuda,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<void*>>()
+                                  .Arg<ffi::AnyBuffer>()  // u
+                                  .Arg<ffi::AnyBuffer>()  // x_highway
+                                  .Arg<ffi::AnyBuffer>()  // weight_c
+                                  .Arg<ffi::AnyBuffer>()  // bias
+                                  .Arg<ffi::AnyBuffer>()  // c0
+                                  .Arg<ffi::AnyBuffer>()  // lengths
+                                  .Ret<ffi::AnyBuffer>()  // h
+                                  .Ret<ffi::AnyBuffer>()  // c_seq
+                                  .Ret<ffi::AnyBuffer>()  // h_last
+                                  .Ret<ffi::AnyBuffer>()  // c_last
+                                  .Attr<double>("alpha")
+                                  .Attr<std::string_view>("direction"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(KerasNdsruSruBackwardCuda,
+                              keras_ndsru::sru::jax_ffi::SruBackwardCuda,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::PlatformStream<void*>>()
+                                  .Ctx<ffi::ScratchAllocator>()
+                                  .Arg<ffi::AnyBuffer>()  // u
+                                  .Arg<ffi::AnyBuffer>()  // x_highway
+                                  .Arg<ffi::AnyBuffer>()  // weight_c
+                                  .Arg<ffi::AnyBuffer>()  // bias
+                                  .Arg<ffi::AnyBuffer>()  // c0
+                                  .Arg<ffi::AnyBuffer>()  // lengths
+                                  .Arg<ffi::AnyBuffer>()  // c_seq
+                                  .Arg<ffi::AnyBuffer>()  // grad_h
+                                  .Arg<ffi::AnyBuffer>()  // grad_h_last
+                                  .Arg<ffi::AnyBuffer>()  // grad_c_last
+                                  .Ret<ffi::AnyBuffer>()  // grad_u
+                                  .Ret<ffi::AnyBuffer>()  // grad_x_highway
+                                  .Ret<ffi::AnyBuffer>()  // grad_weight_c
+                                  .Ret<ffi::AnyBuffer>()  // grad_bias
+                                  .Ret<ffi::AnyBuffer>()  // grad_c0
+                                  .Attr<double>("alpha")
+                                  .Attr<std::string_view>("direction"));
