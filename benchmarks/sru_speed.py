@@ -375,8 +375,8 @@ def backend_timers(layer, x):
     import jax
     import jax.numpy as jnp
 
-    trainable = [w.value for w in layer.trainable_weights]
-    fixed = [w.value for w in layer.non_trainable_weights]
+    trainable = [v.value for v in layer.trainable_variables]
+    fixed = [v.value for v in layer.non_trainable_variables]
 
     def loss(trainable, x):
         return jnp.sum(layer.stateless_call(trainable, fixed, x)[0])
