@@ -81,6 +81,10 @@ OTHER_EXTRAS = {
         "scikit-learn>=1.2",
         "matplotlib>=3.6",
     ],
+    # The JAX backend (its fused SRU op is built against this jaxlib). Kept out
+    # of `test`: scripts/setup.sh installs it into its own .venv-jax, so that
+    # JAX's numpy and ml_dtypes never change TensorFlow's.
+    "jax": ["jax==0.10.2"],
     # Export formats of model.export: ONNX (tf2onnx + onnxruntime), OpenVINO,
     # LiteRT (benchmarks/export_formats.py, tests/deploy).
     "deploy": DEPLOY,
