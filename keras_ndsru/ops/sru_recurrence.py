@@ -101,11 +101,11 @@ def will_use_fused_kernel(use_fused_kernel="auto") -> bool:
         return False
     if _fused_op_ready():
         return True
-    status = op_library.fused_kernel_status()
     if use_fused_kernel is True:
+        reason = op_library.fused_kernel_status().reason
         raise RuntimeError(
             f"use_fused_kernel=True, but the fused SRU op cannot run: "
-            f"{status.reason} Pass use_fused_kernel='auto' to fall back to "
+            f"{reason} Pass use_fused_kernel='auto' to fall back to "
             f"the keras.ops recurrence."
         )
     return False
