@@ -1,17 +1,25 @@
 """The package as a whole: every module imports, also under `python -OO`."""
 
+import importlib.util
 import pkgutil
 import subprocess
 import sys
 
 import keras_ndsru
 
+# A backend's fused-op wrapper imports its framework, which this environment
+# may lack (JAX has its own, .venv-jax).
+NEEDS = {
+    "keras_ndsru.ops.sru_fused_jax": "jax",
+    "keras_ndsru.ops.sru_fused_torch": "torch",
+}
 MODULES = sorted(
     name
     for _, name, _ in pkgutil.walk_packages(keras_ndsru.__path__, "keras_ndsru.")
     # Entry points run their command when imported as a script only; tfds
     # builders import tensorflow-datasets (an optional extra).
     if not name.endswith("__main__")
+    and (name not in NEEDS or importlib.util.find_spec(NEEDS[name]) is not None)
 )
 
 
