@@ -1,12 +1,21 @@
 """SRU against LSTM, GRU and the official PyTorch SRU on real sentences (SST).
 
 The SRU paper's Table 1 claim on the Stanford Sentiment Treebank, measured
-side by side in one run: every model reads the same batches (bucketed by
-length, padded per batch, same shuffling per seed), starts from the same
-embedding and classifier weights, trains the same epochs, and is scored on
-test at the epoch with the best dev accuracy (ties: the earlier epoch). The
-table gives mean +- std over seeds and the steady-state training seconds per
-epoch (median over epochs 2..N, which excludes tracing; no evaluation).
+side by side in one process: every model is `examples/text_classification.py`'s
+model on its data pipeline (the official SRU in a PyTorch copy of it), reads
+the same batches (bucketed by length, padded per batch, one shuffle per epoch
+from the seed), starts from the same embedding and classifier weights, trains
+the same epochs, and is scored on test at the epoch with the best dev
+accuracy (ties: the earlier epoch). The table gives mean +- std over seeds.
+
+Speed, two ways: the runs' own steady-state training seconds per epoch
+(median over epochs 2..N, which excludes tracing; no evaluation), and after
+all runs an interleaved timing: every model trains on the same 64 real
+batches in turns, `--timing-rounds` times, so that load changes on a shared
+machine hit all models alike; its median, scaled to a full epoch, gives the
+speed ratios. `--timing-models` are only timed, e.g.
+`sru:frozen_embeddings=True` (random unit vectors in place of pretrained ones,
+frozen: the paper recipe's compute).
 
 Models are specs, `NAME[:key=value,...]`:
 
@@ -15,27 +24,32 @@ Models are specs, `NAME[:key=value,...]`:
 - `official`: the official PyTorch `sru.SRU` 2.6.0 (CPU, its trainable
   eager path), with the same embedding and head in PyTorch.
 
-Keys (defaults: the example's recipe): layers, units, embed_dim, dropout
+Keys (defaults: the example's): layers, units, embed_dim, dropout
 (variational dropout on each recurrent layer's input), embed_dropout,
-output_dropout (before the classifier), head (last | mean | max),
-bidirectional, optimizer (adam | ndadam), lr, vector_lr, batch, and for SRU
-highway_bias, rescale, layer_norm, forget_bias (initial b_f), weight_c
-(zeros | official: uniform with variance 0.5 and gate columns scaled by
-sqrt(0.5)); for `official` also its own `dropout` between layers (`hidden_dropout`).
+output_dropout (before the classifier), head (mean | max | last),
+bidirectional, min_count, optimizer (adam | ndadam), lr, vector_lr,
+nd_classifier (vector | scalar: NDAdam's partition of the classifier kernel),
+batch, frozen_embeddings, and for SRU highway_bias, rescale, layer_norm,
+forget_bias (initial b_f), weight_c (zeros | official: uniform with variance
+0.5 and gate columns scaled by sqrt(0.5)); for `official` also its own
+`dropout` between layers (`hidden_dropout`; then `dropout` is its deprecated
+per-layer input dropout, `rnn_dropout`).
 
-    .venv/bin/python benchmarks/sst_accuracy.py --task sst2 --seeds 0 1 \\
-        --models sru official lstm --epochs 10
-    .venv/bin/python benchmarks/sst_accuracy.py --models sru:head=mean sru:highway_bias=-1
+    .venv/bin/python benchmarks/sst_accuracy.py --task sst2 sst5 \
+        --models sru official lstm sru:optimizer=ndadam
+    .venv/bin/python benchmarks/sst_accuracy.py --seeds 0 1 --timing-rounds 0 \
+        --models sru sru:head=last sru:forget_bias=1.0
 
 Every finished run is appended to `--out`/runs.jsonl; an identical run
 (task, spec, seed, epochs) found there is reused, so an interrupted sweep
-resumes where it stopped.
+resumes where it stopped (and a finished one reprints its table at once).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import itertools
 import json
 import os
 import statistics
@@ -277,7 +291,8 @@ def import_official_sru():
 
 def torch_setup(options, data, seed):
     """The official SRU classifier with the Keras models' initial embedding
-    and head (same seed), its Adam, and one epoch of training as a function."""
+    and head (same seed) and its Adam. Returns `(train_step, predict,
+    parameters)`; `train_step(x, y)` returns the batch's loss and hits."""
     import torch
 
     sru = import_official_sru()
@@ -295,23 +310,16 @@ def torch_setup(options, data, seed):
     # Keras' Adam epsilon, so that only the recurrent layer differs.
     optimizer = torch.optim.Adam(model.parameters(), lr=options["lr"], eps=1e-7)
     loss_fn = torch.nn.CrossEntropyLoss()
-    train = batches(data, "train", options["batch"], seed)
-    steps, stream = int(train.cardinality()), train.repeat().as_numpy_iterator()
 
-    def train_epoch():
+    def train_step(x, y):
         model.train()
-        loss_sum, correct, total = 0.0, 0, 0
-        for _, (x, y) in zip(range(steps), stream):
-            logits = model(torch.as_tensor(x, dtype=torch.long))
-            target = torch.as_tensor(y, dtype=torch.long)
-            loss = loss_fn(logits, target)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            loss_sum += float(loss.detach()) * len(y)
-            correct += int((logits.argmax(-1) == target).sum())
-            total += len(y)
-        return loss_sum / total, correct / total
+        logits = model(torch.as_tensor(x, dtype=torch.long))
+        target = torch.as_tensor(y, dtype=torch.long)
+        loss = loss_fn(logits, target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach()), int((logits.argmax(-1) == target).sum())
 
     def predict(x):
         model.eval()
@@ -319,26 +327,35 @@ def torch_setup(options, data, seed):
             return model(torch.as_tensor(np.array(x), dtype=torch.long)).numpy()
 
     parameters = sum(p.numel() for p in model.parameters())
-    return train_epoch, predict, parameters
+    return train_step, predict, parameters
 
 
 def torch_run(options, data, seed, epochs) -> dict:
-    train_epoch, predict, parameters = torch_setup(options, data, seed)
+    train_step, predict, parameters = torch_setup(options, data, seed)
     evaluations = {s: batches(data, s, 256) for s in ("dev", "test")}
+    train = batches(data, "train", options["batch"], seed)
+    steps, stream = int(train.cardinality()), train.repeat().as_numpy_iterator()
     log = {"seconds": [], "loss": [], "train_accuracy": [], "dev": [], "test": []}
     for _ in range(epochs):
         start = time.perf_counter()
-        loss, train_accuracy = train_epoch()
+        loss_sum, correct, total = 0.0, 0, 0
+        for _, (x, y) in zip(range(steps), stream):
+            loss, hits = train_step(x, y)
+            loss_sum, correct, total = (
+                loss_sum + loss * len(y),
+                correct + hits,
+                total + len(y),
+            )
         log["seconds"].append(time.perf_counter() - start)
-        log["loss"].append(loss)
-        log["train_accuracy"].append(train_accuracy)
+        log["loss"].append(loss_sum / total)
+        log["train_accuracy"].append(correct / total)
         for name, dataset in evaluations.items():
             log[name].append(accuracy(predict, dataset))
     return {"parameters": parameters, **log}
 
 
-def keras_epoch_function(name, options, data, seed):
-    """One training epoch of a fresh Keras model per call (timing only)."""
+def keras_train_step(name, options, data, seed):
+    """`train_on_batch` of a fresh, compiled Keras model (timing only)."""
     keras.utils.set_random_seed(seed)
     model = build_keras(name, options, len(data["vocabulary"]), len(data["classes"]))
     model.compile(
@@ -346,31 +363,38 @@ def keras_epoch_function(name, options, data, seed):
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    train = batches(data, "train", options["batch"], seed)
-    steps, stream = int(train.cardinality()), train.repeat()
-    return lambda: model.fit(
-        stream, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0
-    )
+    return model.train_on_batch
 
 
-def interleaved_seconds(specs, data, rounds: int) -> dict[str, list[float]]:
-    """Training seconds per epoch of each spec, timed in turns (one epoch of
-    each per round, after one untimed epoch) so that load changes on a
-    shared machine hit all models alike."""
-    epochs = {}
+def interleaved_seconds(specs, data, rounds: int, chunk: int = 64) -> dict:
+    """Seconds per training epoch of each spec, timed in turns.
+
+    Each spec trains on the same `chunk` real batches (the first ones of
+    seed 0's first epoch), once untimed (tracing), then once per round in
+    turn with the others, so that load changes on a shared machine hit all
+    models alike. A round's time, scaled by (batches per epoch / chunk), is
+    one estimate of an epoch.
+    """
+    steppers = {}
     for spec in specs:
         name, options = parse_spec(spec)
+        train = batches(data, "train", options["batch"], 0)
+        steps = int(train.cardinality())
+        sample = list(itertools.islice(train.as_numpy_iterator(), min(chunk, steps)))
         if name == "official":
-            epochs[spec] = torch_setup(options, data, 0)[0]
+            step = torch_setup(options, data, 0)[0]
         else:
-            epochs[spec] = keras_epoch_function(name, options, data, 0)
-        epochs[spec]()  # tracing, first allocations
+            step = keras_train_step(name, options, data, 0)
+        for x, y in sample:
+            step(x, y)
+        steppers[spec] = (step, sample, steps / len(sample))
     times = {spec: [] for spec in specs}
     for _ in range(rounds):
-        for spec, epoch in epochs.items():
+        for spec, (step, sample, scale) in steppers.items():
             start = time.perf_counter()
-            epoch()
-            times[spec].append(time.perf_counter() - start)
+            for x, y in sample:
+                step(x, y)
+            times[spec].append((time.perf_counter() - start) * scale)
     return times
 
 
@@ -513,8 +537,14 @@ def main(argv=None) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    parser.add_argument("--task", nargs="+", choices=sorted(TASKS), default=["sst2"])
-    parser.add_argument("--models", nargs="+", default=["sru", "official", "lstm"])
+    parser.add_argument(
+        "--task", nargs="+", choices=sorted(TASKS), default=["sst2", "sst5"]
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["sru", "official", "lstm", "sru:optimizer=ndadam"],
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--data-dir", default="/work/shared/data/sst")
@@ -529,20 +559,21 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--timing-models",
         nargs="*",
-        default=[],
-        help="specs that are only timed (e.g. frozen_embeddings=True)",
+        default=["sru:frozen_embeddings=True", "lstm:frozen_embeddings=True"],
+        help="specs that are only timed (default: SRU and LSTM with frozen "
+        "embeddings, the compute of the paper's recipe)",
     )
     parser.add_argument(
         "--timing-reference",
-        default=None,
+        default="lstm:frozen_embeddings=True",
         help="the timing-only spec the other timing-only specs are compared with",
     )
     parser.add_argument(
         "--timing-rounds",
         type=int,
-        default=3,
-        help="epochs per model timed in turns after the accuracy runs "
-        "(0: ratios from the runs' own epochs; default 3)",
+        default=15,
+        help="rounds of interleaved timing after the accuracy runs (0: ratios "
+        "from the runs' own epochs; default 15)",
     )
     args = parser.parse_args(argv)
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)
