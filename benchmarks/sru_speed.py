@@ -262,16 +262,18 @@ def measure_projected(quick: bool) -> dict:
     return row
 
 
-def format_table(rows: list[dict]) -> str:
-    peers = ["SRU fused", "SRU fallback", "keras LSTM", "keras GRU", "official sru"]
-    parts = ["matmul U = xW", "recurrence fused", "recurrence fallback"]
+PEERS = ["SRU fused", "SRU fallback", "keras LSTM", "keras GRU", "official sru"]
+
+
+def peer_lines(rows: list[dict]) -> list[str]:
+    """The models' table: times and ratios to the fused SRU."""
     lines = [
         "| (L, d) | model | fwd ms | fwd+bwd ms | fwd ratio | fwd+bwd ratio |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for row in rows:
         fused_f, fused_fb = row["SRU fused"]["fwd"], row["SRU fused"]["fwd+bwd"]
-        for name in peers:
+        for name in PEERS:
             if name not in row:
                 continue
             f, fb = row[name]["fwd"], row[name]["fwd+bwd"]
@@ -283,6 +285,12 @@ def format_table(rows: list[dict]) -> str:
             lines.append(
                 f"| {row['shape']} | official sru | {row['torch_note']} | | | |"
             )
+    return lines
+
+
+def format_table(rows: list[dict]) -> str:
+    parts = ["matmul U = xW", "recurrence fused", "recurrence fallback"]
+    lines = peer_lines(rows)
     lines += [
         "",
         "Where the fused SRU layer's time goes (ratio = time / SRU fused time):",
@@ -432,29 +440,6 @@ def measure_backend(quick: bool, with_torch: bool) -> list[dict]:
     return rows
 
 
-def format_backend_table(rows: list[dict]) -> str:
-    peers = ["SRU fused", "SRU fallback", "keras LSTM", "keras GRU", "official sru"]
-    lines = [
-        "| (L, d) | model | fwd ms | fwd+bwd ms | fwd ratio | fwd+bwd ratio |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        fused_f, fused_fb = row["SRU fused"]["fwd"], row["SRU fused"]["fwd+bwd"]
-        for name in peers:
-            if name not in row:
-                continue
-            f, fb = row[name]["fwd"], row[name]["fwd+bwd"]
-            lines.append(
-                f"| {row['shape']} | {name} | {f:.2f} | {fb:.2f} | "
-                f"{f / fused_f:.2f}x | {fb / fused_fb:.2f}x |"
-            )
-        if "torch_note" in row:
-            lines.append(
-                f"| {row['shape']} | official sru | {row['torch_note']} | | | |"
-            )
-    return "\n".join(lines)
-
-
 def describe_backend() -> str:
     backend = keras.backend.backend()
     if backend == "torch":
@@ -496,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"batch {BATCH}, float32, {os.cpu_count()} CPUs, {describe_backend()}")
     print("ratio = peer time / SRU fused time (> 1: the fused SRU is faster)\n")
     if args.backend != "tensorflow":
-        print(format_backend_table(measure_backend(args.quick, not args.no_torch)))
+        print("\n".join(peer_lines(measure_backend(args.quick, not args.no_torch))))
         return 0
     print(format_table(measure(args.quick, not args.no_torch)))
     print()

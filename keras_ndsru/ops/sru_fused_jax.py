@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from keras_ndsru.ops.sru_layout import SRUOutputs, num_directions
+from keras_ndsru.ops.sru_layout import SRUOutputs, fused_width
 
 FORWARD = "keras_ndsru_sru_forward"
 BACKWARD = "keras_ndsru_sru_backward"
@@ -46,7 +46,6 @@ _HANDLERS = {
     "CUDA": ("KerasNdsruSruForwardCuda", "KerasNdsruSruBackwardCuda"),
 }
 _HALF = (jnp.float16, jnp.bfloat16)
-_FLOATS = (*_HALF, jnp.float32, jnp.float64)
 
 _registration_lock = threading.Lock()
 _registered: dict = {}
@@ -110,24 +109,12 @@ def sru_fused(
         ValueError: `u` is not a float16, bfloat16, float32 or float64 array
             of rank 3 whose last dimension is a multiple of `n_dir * 3`.
     """
-    n_dir = num_directions(direction)
     u = jnp.asarray(u)
-    if u.dtype not in _FLOATS:
-        raise ValueError(
-            f"`u` must be float16, bfloat16, float32 or float64. "
-            f"Received: u.dtype={u.dtype}"
-        )
-    if u.ndim != 3 or u.shape[-1] % (3 * n_dir):
-        raise ValueError(
-            f"`u` must have shape (batch, time, n_dir * 3 * units) with a last "
-            f"dimension divisible by {3 * n_dir} for direction={direction!r}. "
-            f"Received: u.shape={tuple(u.shape)}"
-        )
+    width = fused_width(str(u.dtype), u.shape, direction)
     dtype, state = u.dtype, _state_dtype(u.dtype)
     on_cpu = default_platform() == "cpu"
     op_dtype = jnp.float32 if dtype in _HALF and on_cpu else dtype
     batch, steps = u.shape[0], u.shape[1]
-    width = n_dir * (u.shape[-1] // (3 * n_dir))
     x_highway = jnp.asarray(x_highway).astype(op_dtype)
     if not isinstance(alpha, (int, float, np.number)):
         x_highway = x_highway * jnp.asarray(alpha).astype(op_dtype)

@@ -32,12 +32,11 @@ import threading
 import torch
 
 from keras_ndsru.ops import op_library
-from keras_ndsru.ops.sru_layout import SRUOutputs, num_directions
+from keras_ndsru.ops.sru_layout import SRUOutputs, fused_width
 
 FORWARD = "keras_ndsru::sru_forward"
 BACKWARD = "keras_ndsru::sru_backward"
 _HALF = (torch.float16, torch.bfloat16)
-_FLOATS = (*_HALF, torch.float32, torch.float64)
 
 
 def _state_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -106,23 +105,11 @@ def sru_fused(
         ValueError: `u` is not a float16, bfloat16, float32 or float64 tensor
             of rank 3 whose last dimension is a multiple of `n_dir * 3`.
     """
-    n_dir = num_directions(direction)
     u = _tensor(u)
-    if u.dtype not in _FLOATS:
-        raise ValueError(
-            f"`u` must be float16, bfloat16, float32 or float64. "
-            f"Received: u.dtype={u.dtype}"
-        )
-    if u.dim() != 3 or u.shape[-1] % (3 * n_dir):
-        raise ValueError(
-            f"`u` must have shape (batch, time, n_dir * 3 * units) with a last "
-            f"dimension divisible by {3 * n_dir} for direction={direction!r}. "
-            f"Received: u.shape={tuple(u.shape)}"
-        )
+    width = fused_width(str(u.dtype).removeprefix("torch."), u.shape, direction)
     dtype, state = u.dtype, _state_dtype(u.dtype)
     op_dtype = torch.float32 if dtype in _HALF and u.device.type == "cpu" else dtype
     batch, steps = u.shape[0], u.shape[1]
-    width = n_dir * (u.shape[-1] // (3 * n_dir))
     x_highway = _tensor(x_highway, u.device).to(op_dtype)
     if isinstance(alpha, torch.Tensor):
         x_highway = x_highway * alpha.to(op_dtype)

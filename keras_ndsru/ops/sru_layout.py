@@ -15,6 +15,8 @@ from typing import NamedTuple
 import numpy as np
 
 DIRECTIONS = ("forward", "backward", "bidirectional")
+# The dtypes of `u` the fused ops take.
+FUSED_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 class SRUOutputs(NamedTuple):
@@ -38,6 +40,35 @@ def num_directions(direction: str) -> int:
             f"`direction` must be one of {DIRECTIONS}. Received: direction={direction!r}"
         )
     return 2 if direction == "bidirectional" else 1
+
+
+def fused_width(dtype: str, shape: tuple, direction: str) -> int:
+    """Checks the `u` of a fused call by its dtype name and static shape, and
+    returns the state width `n_dir * units`.
+
+    Args:
+        dtype: the dtype's name, e.g. `"float32"`.
+        shape: the static shape of `u`, `(batch, time, n_dir * 3 * units)`.
+        direction: `"forward"`, `"backward"` or `"bidirectional"`.
+
+    Raises:
+        ValueError: `u` is not float16, bfloat16, float32 or float64, or not
+            of rank 3 with a known last dimension that is a multiple of
+            `n_dir * 3`.
+    """
+    n_dir = num_directions(direction)
+    if dtype not in FUSED_DTYPES:
+        raise ValueError(
+            f"`u` must be float16, bfloat16, float32 or float64. "
+            f"Received: u.dtype={dtype}"
+        )
+    if len(shape) != 3 or shape[-1] is None or shape[-1] % (3 * n_dir):
+        raise ValueError(
+            f"`u` must have shape (batch, time, n_dir * 3 * units) with a known "
+            f"last dimension divisible by {3 * n_dir} for direction="
+            f"{direction!r}. Received: u.shape={tuple(shape)}"
+        )
+    return n_dir * (shape[-1] // (3 * n_dir))
 
 
 def state_dtype(dtype) -> str:

@@ -17,6 +17,7 @@ sys.modules["tensorflow"] = None  # an import of TensorFlow now raises
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from counting_task import counting_data, counting_model  # noqa: E402
 
 from keras_ndsru import SRU  # noqa: E402
 from keras_ndsru.ops import (  # noqa: E402
@@ -225,24 +226,8 @@ def fused_true_error():
 def fit_and_save(rng):
     """Counts tokens in right-padded sequences: Embedding(mask_zero) ->
     Bidirectional(SRU) -> SRU; the loss must drop, save/load must match."""
-    tokens = rng.integers(1, 4, size=(128, 8))
-    lengths = rng.integers(2, 9, size=128)
-    tokens[np.arange(8) >= lengths[:, None]] = 0
-    y = (np.sum(tokens == 1, axis=1) > np.sum(tokens == 2, axis=1)).astype("float32")
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((8,), dtype="int32"),
-            keras.layers.Embedding(4, 8, mask_zero=True),
-            keras.layers.Bidirectional(SRU(8, return_sequences=True)),
-            SRU(8),
-            keras.layers.Dense(1),
-        ]
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(0.02),
-        loss=keras.losses.BinaryCrossentropy(from_logits=True),
-    )
+    tokens, y = counting_data(rng)
+    model = counting_model(keras, SRU)
     history = model.fit(tokens, y, batch_size=32, epochs=6, verbose=0)
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/model.keras"

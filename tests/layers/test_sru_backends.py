@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from backend_subprocess import run_json, run_script  # tests/ is on pythonpath
+from central_differences import central_differences
 from sru_numpy import layer_numpy, sru_numpy
 
 from keras_ndsru import SRU
@@ -43,19 +44,6 @@ def _rebuild(config, arrays, prefix, input_shape):
         [arrays[f"{prefix}/weight{i}"] for i in range(len(layer.weights))]
     )
     return layer
-
-
-def _central_differences(f, value, eps=1e-6):
-    grad = np.zeros_like(value)
-    for index in np.ndindex(value.shape):
-        old = value[index]
-        value[index] = old + eps
-        plus = f()
-        value[index] = old - eps
-        minus = f()
-        value[index] = old
-        grad[index] = (plus - minus) / (2 * eps)
-    return grad
 
 
 def _check_oracle_cases(configs, arrays):
@@ -96,7 +84,7 @@ def _check_recurrence_gradients(arrays):
         return sum(float(np.sum(o * w)) for o, w in zip(outputs, loss_weights))
 
     for name in names:
-        want = _central_differences(loss, inputs[name])
+        want = central_differences(loss, inputs[name])
         assert np.max(np.abs(want)) > 0.1, name
         np.testing.assert_allclose(
             arrays[f"recurrence/grad_{name}"], want, rtol=1e-7, atol=1e-9, err_msg=name
@@ -113,8 +101,8 @@ def _check_gradients(config, arrays):
         layer.kernel.assign(kernel)
         return float(np.sum(layer_numpy(layer, x, mask)[0] * loss_weights))
 
-    grad_x = _central_differences(loss, x)
-    grad_kernel = _central_differences(loss, kernel)
+    grad_x = central_differences(loss, x)
+    grad_kernel = central_differences(loss, kernel)
     assert np.max(np.abs(grad_x)) > 0.1 and np.max(np.abs(grad_kernel)) > 0.1
     # Off TensorFlow, Keras type promotion maps float64 to float32, so
     # `ops.matmul` of two float64 tensors computes in float32 (as in JAX

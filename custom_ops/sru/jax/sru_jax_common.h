@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "../kernels/sru_functor.h"
@@ -209,6 +210,46 @@ BackwardArgs<D, S> BackwardPointers(
   a.grad_weight_c_partial = weight_c_partial;
   a.grad_bias_partial = bias_partial;
   return a;
+}
+
+// The operands, results and attributes of the forward target, bound after
+// the context its handler needs (a thread pool, a stream).
+template <typename Binding>
+auto ForwardSignature(Binding binding) {
+  return std::move(binding).template Arg<ffi::AnyBuffer>()  // u
+      .template Arg<ffi::AnyBuffer>()            // x_highway
+      .template Arg<ffi::AnyBuffer>()            // weight_c
+      .template Arg<ffi::AnyBuffer>()            // bias
+      .template Arg<ffi::AnyBuffer>()            // c0
+      .template Arg<ffi::AnyBuffer>()            // lengths
+      .template Ret<ffi::AnyBuffer>()            // h
+      .template Ret<ffi::AnyBuffer>()            // c_seq
+      .template Ret<ffi::AnyBuffer>()            // h_last
+      .template Ret<ffi::AnyBuffer>()            // c_last
+      .template Attr<double>("alpha")
+      .template Attr<std::string_view>("direction");
+}
+
+// The same for the backward target.
+template <typename Binding>
+auto BackwardSignature(Binding binding) {
+  return std::move(binding).template Arg<ffi::AnyBuffer>()  // u
+      .template Arg<ffi::AnyBuffer>()            // x_highway
+      .template Arg<ffi::AnyBuffer>()            // weight_c
+      .template Arg<ffi::AnyBuffer>()            // bias
+      .template Arg<ffi::AnyBuffer>()            // c0
+      .template Arg<ffi::AnyBuffer>()            // lengths
+      .template Arg<ffi::AnyBuffer>()            // c_seq
+      .template Arg<ffi::AnyBuffer>()            // grad_h
+      .template Arg<ffi::AnyBuffer>()            // grad_h_last
+      .template Arg<ffi::AnyBuffer>()            // grad_c_last
+      .template Ret<ffi::AnyBuffer>()            // grad_u
+      .template Ret<ffi::AnyBuffer>()            // grad_x_highway
+      .template Ret<ffi::AnyBuffer>()            // grad_weight_c
+      .template Ret<ffi::AnyBuffer>()            // grad_bias
+      .template Ret<ffi::AnyBuffer>()            // grad_c0
+      .template Attr<double>("alpha")
+      .template Attr<std::string_view>("direction");
 }
 
 }  // namespace jax_ffi

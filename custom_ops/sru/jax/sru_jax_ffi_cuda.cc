@@ -156,43 +156,15 @@ ffi::Error SruBackwardCuda(
 }  // namespace keras_ndsru
 
 namespace ffi = ::xla::ffi;
+using keras_ndsru::sru::jax_ffi::BackwardSignature;
+using keras_ndsru::sru::jax_ffi::ForwardSignature;
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(KerasNdsruSruForwardCuda,
-                              keras_ndsru::sru::jax_ffi::SruForwardCuda,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::PlatformStream<void*>>()
-                                  .Arg<ffi::AnyBuffer>()  // u
-                                  .Arg<ffi::AnyBuffer>()  // x_highway
-                                  .Arg<ffi::AnyBuffer>()  // weight_c
-                                  .Arg<ffi::AnyBuffer>()  // bias
-                                  .Arg<ffi::AnyBuffer>()  // c0
-                                  .Arg<ffi::AnyBuffer>()  // lengths
-                                  .Ret<ffi::AnyBuffer>()  // h
-                                  .Ret<ffi::AnyBuffer>()  // c_seq
-                                  .Ret<ffi::AnyBuffer>()  // h_last
-                                  .Ret<ffi::AnyBuffer>()  // c_last
-                                  .Attr<double>("alpha")
-                                  .Attr<std::string_view>("direction"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    KerasNdsruSruForwardCuda, keras_ndsru::sru::jax_ffi::SruForwardCuda,
+    ForwardSignature(ffi::Ffi::Bind().Ctx<ffi::PlatformStream<void*>>()));
 
-XLA_FFI_DEFINE_HANDLER_SYMBOL(KerasNdsruSruBackwardCuda,
-                              keras_ndsru::sru::jax_ffi::SruBackwardCuda,
-                              ffi::Ffi::Bind()
-                                  .Ctx<ffi::PlatformStream<void*>>()
-                                  .Ctx<ffi::ScratchAllocator>()
-                                  .Arg<ffi::AnyBuffer>()  // u
-                                  .Arg<ffi::AnyBuffer>()  // x_highway
-                                  .Arg<ffi::AnyBuffer>()  // weight_c
-                                  .Arg<ffi::AnyBuffer>()  // bias
-                                  .Arg<ffi::AnyBuffer>()  // c0
-                                  .Arg<ffi::AnyBuffer>()  // lengths
-                                  .Arg<ffi::AnyBuffer>()  // c_seq
-                                  .Arg<ffi::AnyBuffer>()  // grad_h
-                                  .Arg<ffi::AnyBuffer>()  // grad_h_last
-                                  .Arg<ffi::AnyBuffer>()  // grad_c_last
-                                  .Ret<ffi::AnyBuffer>()  // grad_u
-                                  .Ret<ffi::AnyBuffer>()  // grad_x_highway
-                                  .Ret<ffi::AnyBuffer>()  // grad_weight_c
-                                  .Ret<ffi::AnyBuffer>()  // grad_bias
-                                  .Ret<ffi::AnyBuffer>()  // grad_c0
-                                  .Attr<double>("alpha")
-                                  .Attr<std::string_view>("direction"));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    KerasNdsruSruBackwardCuda, keras_ndsru::sru::jax_ffi::SruBackwardCuda,
+    BackwardSignature(ffi::Ffi::Bind()
+        .Ctx<ffi::PlatformStream<void*>>()
+        .Ctx<ffi::ScratchAllocator>()));
