@@ -1,13 +1,16 @@
-"""Deciding one disjunct of a property: bounds, a vertex, then search.
+"""Deciding the open disjuncts of a property: bounds, a vertex, then search.
 
 A property (`spec.Property`) holds iff every disjunct's *margin* is positive
-on the region. One disjunct is decided by the stages of Reluplex's practice
+on the region. A disjunct is decided by the stages of Reluplex's practice
 (arXiv 1709.02802, Secs. 3-4) and of nnenum: symbolic bounds (a positive
 lower bound proves it), the bound-minimising vertex (a non-positive margin
-refutes it), then either branch-and-bound over input splits (low-dimensional
-inputs) or one MILP (HiGHS) on the whole region. The layer bounds of the
-region are computed once by the caller (`keras_ndsru.verify.verifier`) and
-passed in, never recomputed here.
+refutes it), then search. On a box with few inputs the search is batched
+input splitting over all open disjuncts at once (`keras_ndsru.verify.
+input_split`); on other regions with few inputs, per-disjunct input
+splitting with a MILP at small leaves; otherwise one MILP (HiGHS) per
+disjunct on the whole region. The layer bounds of the region are computed
+once by the caller (`keras_ndsru.verify.verifier`) and passed in; only the
+batched search bounds its root box again, with its own (tighter) bounds.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ class Options:
         split_milp_unstable: a split leaf with at most this many unstable
             ReLUs goes to the MILP. Defaults to 24.
         split_max_depth: deeper leaves go to the MILP. Defaults to 24.
+        batch_size: boxes split per round of the batched search (box
+            regions). Defaults to 256.
+        batch_max_depth: boxes of the batched search this deep go to the
+            MILP. Defaults to 48.
         lp_tighten: LP-tighten unstable bounds before a MILP. Defaults to True.
         seed: falsification seed. Defaults to 0.
     """
@@ -46,6 +53,8 @@ class Options:
     split_max_dims: int = 16
     split_milp_unstable: int = 24
     split_max_depth: int = 24
+    batch_size: int = 256
+    batch_max_depth: int = 48
     lp_tighten: bool = True
     seed: int = 0
 
@@ -70,6 +79,90 @@ def screen(network, prop: Property, layer_bounds=None) -> list[Screen]:
             network, layer_bounds, prop.region, prop.disjuncts
         )
     ]
+
+
+def uses_split(prop: Property, options) -> bool:
+    """Whether ``options`` send ``prop`` to input splitting."""
+    region = prop.region
+    return options.method == "split" or (
+        options.method == "auto"
+        and region.copies == 1
+        and region.n <= options.split_max_dims
+    )
+
+
+def batched(prop: Property, options) -> bool:
+    """Whether ``prop``'s open disjuncts are split jointly in batches: input
+    splitting on a plain box (no L_1 ball, no general linear constraints)."""
+    region = prop.region
+    plain = region.copies == 1 and not region.l1_ball and region.a_ub is None
+    return plain and uses_split(prop, options)
+
+
+def decide_all(
+    network, prop: Property, indices, screens, deadline: float, options
+) -> list[Outcome]:
+    """Decides disjuncts ``indices`` of ``prop`` given their `Screen`s: jointly
+    by batched input splitting (`batched`), else one by one (`decide`)."""
+    if batched(prop, options):
+        return _split_jointly(network, prop, list(indices), screens, deadline, options)
+    return [
+        decide(network, prop, i, first, deadline, options)
+        for i, first in zip(indices, screens)
+    ]
+
+
+def _split_jointly(network, prop, indices, screens, deadline, options):
+    from keras_ndsru.verify import input_split
+
+    start = time.time()
+    outcomes = [
+        Outcome(
+            Status.UNKNOWN,
+            disjunct=i,
+            method=Method.SPLIT,
+            description=prop.disjuncts[i].description,
+            pid=os.getpid(),
+        )
+        for i in indices
+    ]
+
+    def finish():
+        for outcome in outcomes:
+            outcome.seconds = time.time() - start
+        return outcomes
+
+    for k, (i, first) in enumerate(zip(indices, screens)):
+        found = _candidate(network, prop, i, prop.region, first.vertex)
+        if found:
+            for outcome in outcomes:
+                outcome.reason = Reason.SKIPPED
+            outcomes[k].status, outcomes[k].reason = Status.VIOLATED, None
+            outcomes[k].method, outcomes[k].x = Method.VERTEX, found["x"]
+            outcomes[k].margin = found["margin"]
+            return finish()
+
+    def leaf_milp(i, box):
+        layer_bounds = bnd.layer_bounds(network, box)
+        result = _milp(network, prop, i, box, layer_bounds, deadline, options)
+        return _interpret(network, prop, i, box, result, options)
+
+    results, stats = input_split.search(
+        network,
+        prop,
+        indices,
+        deadline,
+        tol=options.tol,
+        batch=options.batch_size,
+        max_depth=options.batch_max_depth,
+        leaf_milp=leaf_milp,
+        seed=options.seed,
+    )
+    for outcome, result in zip(outcomes, results):
+        outcome.status, outcome.reason = result.status, result.reason
+        outcome.lower, outcome.x, outcome.margin = result.lower, result.x, result.margin
+        outcome.leaves, outcome.milps = stats.boxes, stats.milps
+    return finish()
 
 
 def decide(
@@ -99,12 +192,7 @@ def decide(
     if found:
         return done(Status.VIOLATED, method=Method.VERTEX, **found)
     region = prop.region
-    use_split = options.method == "split" or (
-        options.method == "auto"
-        and region.copies == 1
-        and region.n <= options.split_max_dims
-    )
-    if use_split:
+    if uses_split(prop, options):
         if region.copies != 1:
             raise ValueError(
                 "method='split' needs a single network copy (Def. 1/3). "

@@ -18,7 +18,7 @@ import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 
-from keras_ndsru.verify.decide import Options, Screen, decide
+from keras_ndsru.verify.decide import Options, Screen, decide_all
 from keras_ndsru.verify.spec import Property
 
 _NETWORKS: collections.OrderedDict = collections.OrderedDict()
@@ -39,27 +39,29 @@ class NetworkMissing:
 
 @dataclasses.dataclass
 class Task:
-    """One disjunct of one property, to decide on some worker."""
+    """Open disjuncts of one property, to decide on some worker (one, or all
+    of them when they are split jointly)."""
 
     group: int
     key: str
     prop: Property
-    index: int
-    screen: Screen
+    indices: tuple[int, ...]
+    screens: tuple[Screen, ...]
     deadline: float
     options: Options
     network: object = None  # attached only after a worker missed it
 
 
 def run_task(task: Task):
-    """Decides ``task`` with the worker's cached network (a worker entry point)."""
+    """Decides ``task`` with the worker's cached network (a worker entry
+    point): one `Outcome` per index, or `NetworkMissing`."""
     if task.network is not None:
         install(task.network)
     network = _NETWORKS.get(task.key)
     if network is None:
         return NetworkMissing()
-    return decide(
-        network, task.prop, task.index, task.screen, task.deadline, task.options
+    return decide_all(
+        network, task.prop, task.indices, task.screens, task.deadline, task.options
     )
 
 
@@ -83,9 +85,9 @@ def default_executor() -> Executor:
 
 
 def run_tasks(network, tasks: list[Task], executor: Executor | None, record) -> None:
-    """Decides every task; ``record(task, outcome)`` returns True when the
-    task's group is settled (a confirmed violation), cancelling the group's
-    other tasks.
+    """Decides every task; ``record(task, outcome)`` (once per outcome of a
+    task) returns True when the task's group is settled (a confirmed
+    violation), cancelling the group's other tasks.
 
     Args:
         network: the `ReluNetwork` all tasks refer to.
@@ -95,10 +97,15 @@ def run_tasks(network, tasks: list[Task], executor: Executor | None, record) -> 
     """
     install(network)
     settled = set()
+
+    def record_all(task, outcomes):
+        if any([record(task, outcome) for outcome in outcomes]):
+            settled.add(task.group)
+
     if executor is None:
         for task in tasks:
-            if task.group not in settled and record(task, run_task(task)):
-                settled.add(task.group)
+            if task.group not in settled:
+                record_all(task, run_task(task))
         return
     pending = {executor.submit(run_task, task): task for task in tasks}
     while pending:
@@ -113,8 +120,8 @@ def run_tasks(network, tasks: list[Task], executor: Executor | None, record) -> 
                 carrying = dataclasses.replace(task, network=network)
                 pending[executor.submit(run_task, carrying)] = task
                 continue
-            if record(task, outcome):
-                settled.add(task.group)
+            record_all(task, outcome)
+            if task.group in settled:
                 for other, other_task in list(pending.items()):
                     if other_task.group == task.group and other.cancel():
                         pending.pop(other)

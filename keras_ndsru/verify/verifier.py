@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from keras_ndsru.verify.decide import Options, screen
+from keras_ndsru.verify.decide import Options, batched, screen
 from keras_ndsru.verify.falsify import falsify
 from keras_ndsru.verify.outcome import (
     Method,
@@ -92,6 +92,7 @@ def check(
                 )
                 pre_seconds.append(time.time() - tick)
                 continue
+        open_ = []
         for i, first in enumerate(screen(network, prop)):
             if first.lower > options.tol:
                 outcomes[q].append(
@@ -104,12 +105,19 @@ def check(
                     )
                 )
             else:
-                tasks.append(Task(q, network.key, prop, i, first, deadline, options))
+                open_.append((i, first))
+        # Joint input splitting takes all open disjuncts; else one task each.
+        groups = [open_] if open_ and batched(prop, options) else [[o] for o in open_]
+        for group in groups:
+            indices, screens = (tuple(v) for v in zip(*group))
+            tasks.append(
+                Task(q, network.key, prop, indices, screens, deadline, options)
+            )
         pre_seconds.append(time.time() - tick)
 
     def record(task, outcome) -> bool:
         if outcome.status is Status.VIOLATED and not accept(
-            task.group, task.index, outcome.x
+            task.group, outcome.disjunct, outcome.x
         ):
             outcome.status, outcome.reason = Status.UNKNOWN, Reason.NOT_CONFIRMED
         outcomes[task.group].append(outcome)

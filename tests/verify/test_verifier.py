@@ -128,14 +128,15 @@ def test_workers_get_the_network_once_by_reference():
         (Disjunct(np.array([[1.0, 0.0, -1.0]]), np.zeros(1)),),
     )
     (first,) = screen(net, prop)
-    task = schedule.Task(0, net.key, prop, 0, first, 1e18, Options(method="milp"))
+    task = schedule.Task(0, net.key, prop, (0,), (first,), 1e18, Options(method="milp"))
     saved = dict(schedule._NETWORKS)
     schedule._NETWORKS.clear()
     try:
         assert isinstance(schedule.run_task(task), schedule.NetworkMissing)
-        with_network = schedule.run_task(dataclass_replace(task, network=net))
+        (with_network,) = schedule.run_task(dataclass_replace(task, network=net))
         assert with_network.status in (Status.SAFE, Status.VIOLATED)
-        assert schedule.run_task(task).status is with_network.status  # cached now
+        (cached,) = schedule.run_task(task)  # cached now
+        assert cached.status is with_network.status
     finally:
         schedule._NETWORKS.clear()
         schedule._NETWORKS.update(saved)
