@@ -16,6 +16,7 @@ with `fullgraph=True`, `jax.jit`), the SRU layer's path and a short `fit`.
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -173,7 +174,8 @@ def ragged_mask_checks(rng):
 
 def policy_checks(rng):
     """The loader's policy on this backend: status, the environment
-    variable, a missing library (each "auto" fallback warns once)."""
+    variable, a missing library, a library built for another release of the
+    framework (each "auto" fallback warns once)."""
     inputs = small_inputs(rng)
     want = to_numpy(sru_reference(**inputs).h)
     found = {
@@ -208,14 +210,23 @@ def policy_checks(rng):
     finally:
         del os.environ[op_library.DISABLE_ENV_VAR]
     real = op_library._other_loaders[BACKEND]
-    with tempfile.TemporaryDirectory() as empty:
-        op_library._other_loaders[BACKEND] = op_library.OpLibraryLoader(
-            Path(empty), framework=real.framework
-        )
-        try:
-            fallback("missing")
-        finally:
-            op_library._other_loaders[BACKEND] = real
+    framework = real.framework
+    with tempfile.TemporaryDirectory() as tmp:
+        missing, other = Path(tmp, "missing"), Path(tmp, "other")
+        other.mkdir()
+        # The real library with a record naming another release.
+        shutil.copy(real.library_path, other / framework.library_name)
+        info = json.loads(real.build_info_path.read_text())
+        info[framework.version_key] = "0.1.0"
+        (other / framework.build_info_name).write_text(json.dumps(info))
+        for tag, folder in (("missing", missing), ("other_version", other)):
+            op_library._other_loaders[BACKEND] = op_library.OpLibraryLoader(
+                folder, framework=framework
+            )
+            try:
+                fallback(tag)
+            finally:
+                op_library._other_loaders[BACKEND] = real
     found["fused_after_restore"] = fused_kernel_status().path
     return found
 

@@ -151,9 +151,11 @@ def test_loader_policy(checked):
     # The FFI call and the custom operators compile: layers stay jit-able.
     assert result["supports_jit"] is True and result["layer_supports_jit"] is True
     assert result["warnings_on_fused_path"] == []
+    name = {"torch": "PyTorch", "jax": "jaxlib"}[backend]
     for tag, reason in (
         ("disabled", "KERAS_NDSRU_DISABLE_FUSED='1'"),
         ("missing", "does not exist"),
+        ("other_version", f"was built for {name} 0.1.0"),
     ):
         assert result[f"{tag}_status"] == "fallback"
         assert result[f"{tag}_diff"] == 0.0  # the reference's numbers
