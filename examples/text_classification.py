@@ -467,8 +467,11 @@ class TimeEstimate(keras.callbacks.Callback):
     def __init__(self, cell: str, steps_per_epoch: int, epochs_in_plan: int):
         super().__init__()
         self.cell, self.steps, self.epochs = cell, steps_per_epoch, epochs_in_plan
+        self.printed = False
 
     def on_train_batch_end(self, batch, logs=None):
+        if self.printed:
+            return
         if batch == self.WARMUP:
             self.start = time.perf_counter()
         measured = min(self.MEASURED, self.steps - 1 - self.WARMUP)
@@ -481,6 +484,7 @@ class TimeEstimate(keras.callbacks.Callback):
                 "epochs in the plan (plus evaluation)",
                 flush=True,
             )
+            self.printed = True
 
 
 def _minutes(seconds: float) -> str:

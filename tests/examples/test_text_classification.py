@@ -128,11 +128,13 @@ def test_cv_runs_fold_by_fold_and_estimates_time(tmp_path, capsys):
         ["--data", _write(tmp_path / "train.txt", 40), "--cv", "2", "--cell", "gru"]
         + ["--batch-size", "2", "--out", str(tmp_path)]
         + SMALL
+        + ["--epochs", "2"]
     )
     out = capsys.readouterr().out
     runs = results["cells"]["gru"]["runs"]
     assert [run["split"] for run in runs] == ["fold 1/2", "fold 2/2"]
-    assert "time estimate (gru): ~" in out
+    assert out.count("time estimate (gru): ~") == 1  # once, for 2 folds x 2 epochs
+    assert "s per training epoch -> ~" in out and "for its 4 epochs in the plan" in out
     assert out.index("plan: 2-fold cross-validation") < out.index("time estimate")
 
 
