@@ -170,14 +170,15 @@ class _Plan:
         self.want_cuda = cuda_reason is None
         self.commands: dict[Path, list[str]] = {}  # object -> command
         self.cuda_commands: dict[Path, list[str]] = {}
-        abi = abi_of(part.compile_flags)
-        own = build_dir / part.framework.backend
-        common = build_dir / f"common-abi{abi}"
+        self.abi = abi_of(part.compile_flags)
+        # Framework-free objects are shared by every library of one ABI.
+        self.common = build_dir / f"common-abi{self.abi}"
+        self.own = build_dir / part.framework.backend
         for src in part.cpu_sources:
-            if src == CPU_KERNELS:  # framework-free: one object for all
-                flags, obj = [f"{ABI_FLAG}={abi}"], common / "sru_cpu.o"
+            if src == CPU_KERNELS:
+                flags, obj = [f"{ABI_FLAG}={self.abi}"], self.common / "sru_cpu.o"
             else:
-                flags, obj = part.compile_flags, own / (src.stem + ".o")
+                flags, obj = part.compile_flags, self.own / (src.stem + ".o")
             self.commands[obj] = [
                 CPU_COMPILER,
                 *CXX_FLAGS,
@@ -187,9 +188,6 @@ class _Plan:
                 "-o",
                 str(obj),
             ]
-        self.abi = abi
-        self.common = common
-        self.own = own
 
     def add_cuda(self, nvcc: str, cuda_home: Path) -> None:
         cu_obj = self.common / "sru_kernels.cu.o"
