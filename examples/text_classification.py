@@ -180,6 +180,8 @@ class Split:
 
 @dataclass
 class Corpus:
+    """What was read: the splits (one, or one per fold), classes and repairs."""
+
     source: str
     classes: list[str]
     splits: list[Split]
