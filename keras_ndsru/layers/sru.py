@@ -477,7 +477,7 @@ class SRU(keras.layers.Layer):
                 seed=self.seed_generator,
             )
         if self.projection_kernel is not None:
-            x = ops.matmul(x, self.projection_kernel)
+            x = _matmul_over_steps(x, self.projection_kernel)
         if self._projects_highway:
             # Slice the kernel, not the product: slicing U costs a copy of it
             # forward and, backward, a zero-filled U-sized gradient per slice
@@ -486,13 +486,13 @@ class SRU(keras.layers.Layer):
             gates, highway = ops.split(self.kernel, [gate_columns], axis=1)
             if swap:
                 gates, highway = _swap_directions(gates), _swap_directions(highway)
-            return ops.matmul(x, gates), ops.matmul(x, highway)
+            return _matmul_over_steps(x, gates), _matmul_over_steps(x, highway)
         kernel = _swap_directions(self.kernel) if swap else self.kernel
         x_highway = sequences
         if self.bidirectional:
             # Both directions' halves are x: unchanged by a swap.
             x_highway = ops.concatenate([sequences, sequences], axis=-1)
-        return ops.matmul(x, kernel), x_highway
+        return _matmul_over_steps(x, kernel), x_highway
 
     def _normalize(self, x):
         """Layer norm over the features, computed in float32 or wider."""
@@ -564,6 +564,20 @@ class SRU(keras.layers.Layer):
                 getattr(self, f"{name}_constraint")
             )
         return {**super().get_config(), **config}
+
+
+def _matmul_over_steps(x, kernel):
+    """`x @ kernel` for `x` of shape `(batch, time, features)`, as one 2-D
+    matmul over all `batch * time` rows.
+
+    Same numbers as the 3-D product, but a plain GEMM forward and backward
+    on every backend: XLA:CPU lays the weight gradient of the 3-D product out
+    as a transposed dot, which made the layer's fwd+bwd 1.75x slower at
+    (32, 128, 512) x (512, 1536) under `jax.jit`.
+    """
+    shape = ops.shape(x)
+    rows = ops.matmul(ops.reshape(x, (-1, shape[-1])), kernel)
+    return ops.reshape(rows, (shape[0], shape[1], kernel.shape[-1]))
 
 
 def _swap_directions(tensor):
