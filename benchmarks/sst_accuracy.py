@@ -56,6 +56,7 @@ import statistics
 import sys
 import time
 import warnings
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -549,7 +550,12 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--data-dir", default="/work/shared/data/sst")
+    parser.add_argument(
+        "--data-dir",
+        default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "sst"),
+        help="folder of stsa.{binary,fine}.{train,dev,test} (default: ../shared/data/sst "
+        "beside the checkout)",
+    )
     parser.add_argument("--out", default="results/sst_accuracy")
     parser.add_argument(
         "--reference", default="lstm", help="spec the s/epoch ratios use"

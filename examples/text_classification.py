@@ -30,7 +30,7 @@ mark is dropped, lines with a label and no text are skipped; each repair is
 printed. The plan (runs x epochs) is printed first, and a time estimate
 after the first few batches.
 
-    D=/work/shared/data/sst   # SST-2: stsa.binary.{train,dev,test}
+    D=../shared/data/sst   # SST-2: stsa.binary.{train,dev,test}
     python examples/text_classification.py --data $D/stsa.binary.train \\
         --dev-data $D/stsa.binary.dev --test-data $D/stsa.binary.test --cell sru lstm
     python examples/text_classification.py --data mr.txt --embeddings glove.840B.300d.txt
