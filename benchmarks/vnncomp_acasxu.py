@@ -16,14 +16,18 @@ after its timeout is killed (``timeout``).
 Every ``sat`` counterexample (ours from the result file, nnenum's from its
 ``Input: [...]`` line) is re-checked with onnxruntime: the point, in the
 graph's input precision, must lie in the property's input box and its
-onnxruntime outputs must satisfy one unsafe case. A ``sat`` that fails the
-check, or a verdict contradicted by the other tool's checked counterexample,
-is *wrong*; two decided verdicts that differ without such evidence are a
-*disagreement*. Either makes the exit status 1.
+onnxruntime outputs must satisfy one unsafe case, exactly; one that does
+only within 1e-6 (nnenum rounds the box to float32, which can move a bound
+outwards) is reported as such. A ``sat`` that fails the check, or a verdict
+contradicted by the other tool's checked counterexample, is *wrong*; two
+decided verdicts that differ without such evidence are a *disagreement*.
+Either makes the exit status 1.
 
-Startup: each tool's interpreter start-up and imports are measured once
-(``python -c 'import ...'``, median of 3) and reported; the "net" columns
-subtract them per instance, as VNN-COMP subtracts a tool's overhead.
+Start-up: each tool's interpreter start-up and imports are measured once
+(``python -c 'import ...'``, median of 3) and reported. The "own" columns are
+the seconds each tool prints for its work (ours: from loading the network to
+the verdict; nnenum: its enumeration's "Runtime"), i.e. without the start-up,
+as VNN-COMP subtracts a tool's overhead.
 
 ``--def1`` adds Def. 1 queries (Katz et al., arXiv 1709.02802: the advisory,
 argmin of the outputs, must not change in an L_inf ball) on several ACAS Xu
@@ -48,6 +52,16 @@ Without it (``--nnenum-venv``), the nnenum columns are skipped with the reason.
 
 Results go to ``--results`` (default ``results/vnncomp_acasxu``) as JSON lines,
 one per run; ``--resume`` reuses the runs already there.
+
+On a cluster (``pip install "dask[distributed]"``): start a scheduler and
+workers on machines that share this checkout's environment and the ACAS Xu
+folder (``dask scheduler``; ``dask worker tcp://HOST:8786 --nworkers 8
+--nthreads 1``), then ``--dask tcp://HOST:8786`` runs our instances as Dask
+tasks (each one `run_instance` inside a worker, timed there; nnenum is not
+run), or ``--dask local:4`` on a local cluster of 4 worker processes. Inside
+one instance, ``--workers`` (or `run_instance(executor=...)`) spreads the
+disjuncts and input regions over any `concurrent.futures.Executor`, e.g.
+``Client(...).get_executor(pure=False)``.
 """
 
 from __future__ import annotations
@@ -125,8 +139,9 @@ class Run:
     wall: float
     cpu: float
     counterexample: list | None = None
-    checked: bool | None = None  # the counterexample's onnxruntime re-check
+    checked: str | None = None  # the counterexample's re-check: Checker's words
     note: str = ""
+    reported: float | None = None  # the tool's own seconds (printed by it)
 
 
 # -- the tools ----------------------------------------------------------------
@@ -148,6 +163,11 @@ class Ours:
 
     def startup(self):
         return [sys.executable, "-c", "import keras_ndsru.verify.cli"]
+
+    def reported(self, stdout):
+        """The seconds the command prints (loading the network included)."""
+        found = re.search(r"^(?:sat|unsat|timeout|unknown) ([\d.]+) s$", stdout, re.M)
+        return float(found.group(1)) if found else None
 
     def parse(self, out, stdout):
         text = out.read_text() if out.exists() else ""
@@ -195,6 +215,11 @@ class Nnenum:
 
     def startup(self):
         return [str(self.python), "-c", "import nnenum.nnenum"]
+
+    def reported(self, stdout):
+        """Its "Runtime:" lines, summed (enumeration only, one per input box)."""
+        found = re.findall(r"Runtime: (?:[\d.]+ min \()?([\d.]+) sec", stdout)
+        return sum(float(v) for v in found) if found else None
 
     def parse(self, out, stdout):
         word = out.read_text().strip() if out.exists() else ""
@@ -244,7 +269,17 @@ def run_tool(tool, inst, workdir) -> Run:
     if result == "error":
         note = (stdout or "").strip().splitlines()[-1:] or [""]
         note = note[0][:200]
-    return Run(tool.name, inst.name, result, wall, cpu, cex, note=note)
+    reported = tool.reported(stdout or "")
+    return Run(
+        tool.name,
+        inst.name,
+        result,
+        wall,
+        cpu,
+        counterexample=cex,
+        note=note,
+        reported=reported,
+    )
 
 
 def startup_seconds(tool, repeats=3):
@@ -264,7 +299,15 @@ def startup_seconds(tool, repeats=3):
 
 
 class Checker:
-    """Re-checks a counterexample on the ONNX graph with onnxruntime."""
+    """Re-checks a counterexample on the ONNX graph with onnxruntime.
+
+    Returns "exact" (in the input box and unsafe, with no tolerance),
+    "tolerance" (only within ``TOLERANCE`` of the box or of the unsafe
+    condition, e.g. a box bound rounded to float32 the wrong way), or
+    "fails".
+    """
+
+    TOLERANCE = 1e-6
 
     def __init__(self):
         import onnxruntime
@@ -279,7 +322,7 @@ class Checker:
             self.sessions[onnx] = self.ort.InferenceSession(str(onnx), options)
         return self.sessions[onnx]
 
-    def __call__(self, inst, values) -> bool:
+    def __call__(self, inst, values) -> str:
         from keras_ndsru.verify.vnnlib import read_vnnlib
 
         session = self.session(inst.onnx)
@@ -293,14 +336,23 @@ class Checker:
         if key not in self.properties:
             self.properties[key] = read_vnnlib(inst.vnnlib, x.size, y.size)
         point = x.astype(np.float64)
+        best = "fails"
         for prop in self.properties[key]:
-            if not prop.region.contains(point[None]):
-                continue
             rows, rhs, _ = prop.rows()
-            margins = np.maximum.reduceat(rows @ y - rhs, prop.row_starts())
-            if np.any(margins <= 0):
-                return True
-        return False
+            margin = np.maximum.reduceat(rows @ y - rhs, prop.row_starts()).min()
+            region = prop.region
+            outside = max(
+                float(np.max(region.lower - point, initial=0.0)),
+                float(np.max(point - region.upper, initial=0.0)),
+            )
+            if region.a_ub is not None:
+                excess = region.a_ub @ point - region.b_ub
+                outside = max(outside, float(np.max(excess, initial=0.0)))
+            if outside == 0.0 and margin <= 0:
+                return "exact"
+            if outside <= self.TOLERANCE and margin <= self.TOLERANCE:
+                best = "tolerance"
+        return best
 
 
 # -- instances ----------------------------------------------------------------
@@ -406,6 +458,62 @@ def def1_instances(folder: Path, workdir: Path, timeout: float) -> list[Instance
     return out
 
 
+# -- a Dask cluster (ours only) ------------------------------------------------
+
+
+def _remote_instance(onnx, vnnlib, timeout):
+    """One instance inside a Dask worker: (result, counterexample, wall, CPU)."""
+    from keras_ndsru.verify.vnncomp import run_instance
+
+    cpu0, start = time.process_time(), time.perf_counter()
+    answer = run_instance(onnx, vnnlib, timeout)
+    cex = None
+    if answer.counterexample is not None:
+        cex = [float(v) for v in answer.counterexample]
+    return answer.result, cex, time.perf_counter() - start, time.process_time() - cpu0
+
+
+def run_on_dask(instances, address, checker, log_path):
+    """Our instances as tasks on a Dask cluster (``local:N`` starts N local
+    worker processes); timings are taken inside the workers."""
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if address.startswith("local:"):
+        cluster = LocalCluster(
+            n_workers=int(address.split(":", 1)[1]),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
+        address = cluster
+    client = Client(address)
+    log_path.unlink(missing_ok=True)
+    runs = {}
+    try:
+        futures = {
+            client.submit(
+                _remote_instance, str(i.onnx), str(i.vnnlib), i.timeout, pure=False
+            ): i
+            for i in instances
+        }
+        for future in as_completed(futures):
+            inst = futures[future]
+            result, cex, wall, cpu = future.result()
+            run = Run("ours", inst.name, result, wall, cpu, cex, note="dask")
+            if result == "sat" and cex is not None:
+                run.checked = checker(inst, cex)
+            runs[("ours", inst.name)] = run
+            with open(log_path, "a") as file:
+                file.write(json.dumps(dataclasses.asdict(run)) + "\n")
+            print(f"{inst.name}  ours {result} {wall:.2f}s (in a worker)", flush=True)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return runs
+
+
 # -- running and reporting ----------------------------------------------------
 
 
@@ -439,7 +547,10 @@ def run_all(instances, tools, checker, log_path, resume):
                 with open(log_path, "a") as file:
                     file.write(json.dumps(dataclasses.asdict(run)) + "\n")
             runs[(tool.name, inst.name)] = run
-            mark = "" if run.checked in (None, True) else " (counterexample FAILS)"
+            mark = {
+                "fails": " (counterexample FAILS)",
+                "tolerance": " (counterexample only within 1e-6)",
+            }.get(run.checked, "")
             line.append(f"{tool.name} {run.result}{mark} {run.wall:.2f}s")
         print("  ".join(line), flush=True)
     return runs
@@ -453,9 +564,13 @@ def judge(instances, tools, runs):
     for inst in instances:
         got = {t: runs[(t, inst.name)] for t in names if (t, inst.name) in runs}
         for t, run in got.items():
-            if run.result == "sat" and run.checked is False:
+            if run.result == "sat" and run.checked == "fails":
                 wrong[t].append(inst.name)
-        confirmed = [t for t, run in got.items() if run.result == "sat" and run.checked]
+        confirmed = [
+            t
+            for t, run in got.items()
+            if run.result == "sat" and run.checked in ("exact", "tolerance")
+        ]
         for t, run in got.items():
             if run.result == "unsat" and confirmed:
                 wrong[t].append(inst.name)
@@ -474,6 +589,8 @@ def summary_rows(instances, tools, runs, wrong, startup):
         if not mine:
             continue
         walls = [r.wall for r in mine]
+        # The tool's own seconds; a run that printed none counts its wall time.
+        own = [r.reported if r.reported is not None else r.wall for r in mine]
         sat = sum(r.result == "sat" for r in mine)
         unsat = sum(r.result == "unsat" for r in mine)
         over = startup.get(tool.name, (0.0, 0.0))
@@ -482,14 +599,19 @@ def summary_rows(instances, tools, runs, wrong, startup):
                 tool.name,
                 f"{sat + unsat}/{len(mine)}",
                 f"{sat}/{unsat}",
+                "/".join(
+                    str(sum(r.result == "sat" and r.checked == c for r in mine))
+                    for c in ("exact", "tolerance", None)
+                ),
                 str(len(mine) - sat - unsat),
                 str(len(wrong[tool.name])),
                 f"{sum(walls):.1f}",
                 f"{statistics.median(walls):.2f}",
                 f"{max(walls):.2f}",
                 f"{sum(r.cpu for r in mine):.1f}",
-                f"{sum(max(w - over[0], 0.0) for w in walls):.1f}",
-                f"{statistics.median(max(w - over[0], 0.0) for w in walls):.2f}",
+                f"{sum(own):.1f}",
+                f"{statistics.median(own):.2f}",
+                f"{max(own):.2f}",
                 f"{over[0]:.2f} / {over[1]:.2f}",
             ]
         )
@@ -547,20 +669,25 @@ def report(title, instances, tools, runs, startup):
         "tool",
         "decided",
         "sat/unsat",
+        "sat checked exact/1e-6/none",
         "timeout/unknown/error",
         "wrong",
         "total s",
         "median s",
         "max s",
         "CPU s",
-        "net total s",
-        "net median s",
+        "own total s",
+        "own median s",
+        "own max s",
         "start-up wall / CPU s",
     ]
     print(f"\n## {title}: {len(instances)} instances\n")
     print(table(header, summary_rows(instances, tools, runs, wrong, startup)))
     print(
-        "\n(wall-clock seconds per process; 'net' subtracts the tool's start-up wall time)\n"
+        "\n(total/median/max: wall-clock seconds per process, start-up included; "
+        "CPU: user + system of the process and its children; own: the seconds the "
+        "tool prints itself, ours from loading the network, nnenum's 'Runtime' of "
+        "its enumeration, the process wall time where it printed none)\n"
     )
     print(per_property(instances, tools, runs))
     for tool in tools:
@@ -586,15 +713,15 @@ def def1_report(instances, tools, runs, startup):
     if not both:
         print("\nNo Def. 1 query was proven robust by both tools.")
         return
-    over = {t.name: startup.get(t.name, (0.0, 0.0))[0] for t in tools}
     lines = []
-    for label, shift in (("process wall", False), ("net of start-up", True)):
+    for label, own in (("process wall", False), ("own seconds", True)):
         gm = {}
         for t in (a, b):
-            values = [
-                max(runs[(t, i.name)].wall - (over[t] if shift else 0.0), 1e-3)
-                for i in both
-            ]
+            values = []
+            for i in both:
+                run = runs[(t, i.name)]
+                seconds = run.reported if own and run.reported is not None else run.wall
+                values.append(max(seconds, 1e-3))
             gm[t] = geometric_mean(values)
         lines.append(
             [
@@ -640,6 +767,11 @@ def build_parser():
     parser.add_argument("--def1", action="store_true", help="also Def. 1 queries")
     parser.add_argument("--def1-only", action="store_true")
     parser.add_argument("--def1-timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--dask",
+        default=None,
+        help="run our instances on a Dask scheduler (ADDRESS, or local:N)",
+    )
     return parser
 
 
@@ -648,6 +780,18 @@ def main(argv=None) -> int:
     if not (args.acasxu / "acasxu_instances.csv").exists():
         print(f"{args.acasxu}: no acasxu_instances.csv (VNN-COMP's ACAS Xu folder)")
         return 2
+    if args.dask:
+        instances = select(
+            read_instances(args.acasxu), args.instances, args.per_prop, args.limit
+        )
+        args.results.mkdir(parents=True, exist_ok=True)
+        runs = run_on_dask(
+            instances, args.dask, Checker(), args.results / "dask_runs.jsonl"
+        )
+        wrong, disagree = report(
+            f"ACAS Xu on Dask ({args.dask})", instances, [Ours()], runs, {}
+        )
+        return 1 if any(wrong.values()) or disagree else 0
     tools = [Ours(args.workers)]
     nnenum = Nnenum(args.nnenum_venv, args.nnenum_processes)
     reason = "nnenum skipped: --no-nnenum" if args.no_nnenum else nnenum.skip_reason()
