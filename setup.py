@@ -101,6 +101,8 @@ OTHER_EXTRAS = {
         "ruff>=0.6",
         "scipy>=1.10",
         "highspy>=1.7",
+        # tests/verify/test_dask.py: the verifier's executor on a Dask LocalCluster.
+        "dask[distributed]>=2024.1",
         "tensorflow-datasets>=4.9",
         "importlib_resources",
         "scikit-learn>=1.2",

@@ -416,7 +416,10 @@ def def1_vnnlib(lower, upper, label, outputs=5) -> str:
     lines += [f"(declare-const X_{i} Real)" for i in range(lower.size)]
     lines += [f"(declare-const Y_{j} Real)" for j in range(outputs)]
     for i, (lo, hi) in enumerate(zip(lower, upper)):
-        lines += [f"(assert (>= X_{i} {lo!r}))", f"(assert (<= X_{i} {hi!r}))"]
+        lines += [
+            f"(assert (>= X_{i} {float(lo)!r}))",
+            f"(assert (<= X_{i} {float(hi)!r}))",
+        ]
     cases = [f"    (and (<= Y_{j} Y_{label}))" for j in range(outputs) if j != label]
     lines += ["(assert (or", *cases, "))"]
     return "\n".join(lines) + "\n"
