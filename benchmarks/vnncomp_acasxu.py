@@ -734,27 +734,6 @@ def def1_report(instances, tools, runs, startup):
     if not both:
         print("\nNo Def. 1 query was proven robust by both tools.")
         return
-    lines = []
-    measures = {
-        "process wall": lambda run, over: run.wall,
-        "process wall - start-up": lambda run, over: run.wall - over,
-        "own seconds": own_seconds,
-    }
-    for label, measure in measures.items():
-        gm = {}
-        for t in (a, b):
-            over = startup.get(t, (0.0, 0.0))[0]
-            values = [max(measure(runs[(t, i.name)], over), 1e-3) for i in both]
-            gm[t] = geometric_mean(values)
-        lines.append(
-            [
-                label,
-                str(len(both)),
-                f"{gm[a]:.3f}",
-                f"{gm[b]:.3f}",
-                f"{gm[b] / gm[a]:.2f}",
-            ]
-        )
     # The proofs that take work: either tool prints >= 0.3 s for it. On the
     # others both finish in a fraction of the start-up's run-to-run noise,
     # and nnenum prints its runtime to 0.1 s (or none, when its prefilter
@@ -762,38 +741,31 @@ def def1_report(instances, tools, runs, startup):
     hard = [
         i for i in both if max(runs[(t, i.name)].reported or 0.0 for t in (a, b)) >= 0.3
     ]
-    if hard:
-        gm = {
-            t: geometric_mean(
-                [
-                    max(own_seconds(runs[(t, i.name)], startup.get(t, (0, 0))[0]), 1e-3)
-                    for i in hard
-                ]
-            )
-            for t in (a, b)
-        }
+    measures = [
+        ("process wall", both, lambda run, over: run.wall),
+        ("process wall - start-up", both, lambda run, over: run.wall - over),
+        ("own seconds", both, own_seconds),
+        ("own seconds, proofs where one tool needs >= 0.3 s", hard, own_seconds),
+        ("process CPU", both, lambda run, over: run.cpu),
+    ]
+    lines = []
+    for label, queries, measure in measures:
+        if not queries:
+            continue
+        gm = {}
+        for t in (a, b):
+            over = startup.get(t, (0.0, 0.0))[0]
+            values = [max(measure(runs[(t, i.name)], over), 1e-3) for i in queries]
+            gm[t] = geometric_mean(values)
         lines.append(
             [
-                "own seconds, proofs where one tool needs >= 0.3 s",
-                str(len(hard)),
+                label,
+                str(len(queries)),
                 f"{gm[a]:.3f}",
                 f"{gm[b]:.3f}",
                 f"{gm[b] / gm[a]:.2f}",
             ]
         )
-    cpu = {
-        t: geometric_mean([max(runs[(t, i.name)].cpu, 1e-3) for i in both])
-        for t in (a, b)
-    }
-    lines.append(
-        [
-            "process CPU",
-            str(len(both)),
-            f"{cpu[a]:.3f}",
-            f"{cpu[b]:.3f}",
-            f"{cpu[b] / cpu[a]:.2f}",
-        ]
-    )
     print("\nDef. 1 robust proofs (both unsat), geometric means of seconds:\n")
     print(table(["measure", "queries", a, b, f"{b}/{a}"], lines))
 
