@@ -69,18 +69,20 @@ DEPLOY = [
     "openvino==2026.4.1",
     "ai-edge-litert==2.3.0",
 ]
+# ONNX networks (onnx) and the re-check of VNN-COMP counterexamples (onnxruntime).
+VERIFY = ["highspy>=1.7", "onnx>=1.14", "onnxruntime>=1.16"]
+EXAMPLES = [
+    "tensorflow-datasets>=4.9",
+    "importlib_resources",
+    "scikit-learn>=1.2",
+    "matplotlib>=3.6",
+]
 OTHER_EXTRAS = {
-    # ONNX networks (onnx) and the re-check of VNN-COMP counterexamples (onnxruntime).
-    "verify": ["highspy>=1.7", "onnx>=1.14", "onnxruntime>=1.16"],
+    "verify": VERIFY,
     # Peers timed by benchmarks/sru_speed.py (the official PyTorch SRU on the CPU
     # wheel) and benchmarks/verify_acasxu.py (Marabou).
     "bench": ["torch==2.13.0", "sru==2.6.0", "ninja", "maraboupy==2.0.0"],
-    "examples": [
-        "tensorflow-datasets>=4.9",
-        "importlib_resources",
-        "scikit-learn>=1.2",
-        "matplotlib>=3.6",
-    ],
+    "examples": EXAMPLES,
     # The JAX backend (its fused SRU op is built against this jaxlib). Kept out
     # of `test`: scripts/setup.sh installs it into its own .venv-jax, so that
     # JAX's numpy and ml_dtypes never change TensorFlow's.
@@ -90,6 +92,10 @@ OTHER_EXTRAS = {
     "deploy": DEPLOY,
     "test": [
         "pytest>=8",
+        "pytest-xdist>=3",
+        "ruff>=0.6",
+        *VERIFY,
+        *EXAMPLES,
         *DEPLOY,
         # CPU wheel: NDAdam's backend test runs Keras on torch in a subprocess.
         "torch==2.13.0",
@@ -97,16 +103,10 @@ OTHER_EXTRAS = {
         "sru==2.6.0",
         # tests/ops/test_build_installed.py builds a wheel without build isolation.
         "setuptools>=77",
-        "pytest-xdist>=3",
-        "ruff>=0.6",
+        # The brute-force verification oracle's LPs (tests/support/verify_brute.py).
         "scipy>=1.10",
-        "highspy>=1.7",
         # tests/verify/test_dask.py: the verifier's executor on a Dask LocalCluster.
         "dask[distributed]>=2024.1",
-        "tensorflow-datasets>=4.9",
-        "importlib_resources",
-        "scikit-learn>=1.2",
-        "matplotlib>=3.6",
     ],
 }
 
