@@ -23,7 +23,6 @@
 #include <memory>
 #include <mutex>
 #include <string_view>
-#include <vector>
 
 #include "../kernels/sru_cpu.h"
 #include "sru_jax_common.h"
@@ -163,9 +162,11 @@ void BackwardCpu(const Dims& n, const XlaParallelFor& threads,
                  ffi::Result<ffi::AnyBuffer>& grad_weight_c,
                  ffi::Result<ffi::AnyBuffer>& grad_bias,
                  ffi::Result<ffi::AnyBuffer>& grad_c0) {
-  std::vector<T> partials(2 * n.batch * 2 * n.dirs * n.units);
-  T* weight_c_partial = partials.data();
-  T* bias_partial = weight_c_partial + partials.size() / 2;
+  // Every element is written by the kernels: no zero-fill.
+  const int64_t partial = n.batch * 2 * n.dirs * n.units;
+  const std::unique_ptr<T[]> partials(new T[2 * partial]);
+  T* weight_c_partial = partials.get();
+  T* bias_partial = weight_c_partial + partial;
   cpu::sru_backward(
       n,
       BackwardPointers<T, T>(u, x_highway, weight_c, bias, c0, lengths, c_seq,
