@@ -19,7 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <vector>
+#include <memory>
 
 #include "sru_functor.h"
 
@@ -303,13 +303,15 @@ void for_each_block(const Dims& n, int num_threads, int64_t cost_per_unit,
   const int64_t total = n.batch * n.dirs * blocks_per_row;
   parallel_for(total, std::max<int64_t>(1, cost_per_unit * n.steps * block),
                [&](int64_t begin, int64_t end) {
-                 std::vector<S> scratch(scratch_per_unit * block);
+                 // Initialized by the block functions: no zero-fill.
+                 const std::unique_ptr<S[]> scratch(
+                     new S[scratch_per_unit * block]);
                  for (int64_t i = begin; i < end; ++i) {
                    const int64_t row = i / blocks_per_row;
                    const int64_t j0 = (i % blocks_per_row) * block;
                    fn(Block{row / n.dirs, row % n.dirs, j0,
                             std::min(block, n.units - j0)},
-                      scratch.data());
+                      scratch.get());
                  }
                });
 }
