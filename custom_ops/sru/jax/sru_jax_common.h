@@ -155,8 +155,24 @@ inline ffi::Error CheckOperands(
   return ffi::Error::Success();
 }
 
-// Points `a` at the forward target's operands and results. D is the kernels'
-// storage type of u's dtype (same bits), S the state type.
+// Points `a` (ForwardArgs<D, S> or BackwardArgs<D, S>) at the operands both
+// targets take. D is the kernels' storage type of u's dtype (same bits), S
+// the state type.
+template <typename D, typename S, typename Args>
+void PointAtInputs(const ffi::AnyBuffer& u, const ffi::AnyBuffer& x_highway,
+                   const ffi::AnyBuffer& weight_c, const ffi::AnyBuffer& bias,
+                   const ffi::AnyBuffer& c0, const ffi::AnyBuffer& lengths,
+                   double alpha, Args* a) {
+  a->u = static_cast<const D*>(u.untyped_data());
+  a->x_highway = static_cast<const D*>(x_highway.untyped_data());
+  a->weight_c = static_cast<const S*>(weight_c.untyped_data());
+  a->bias = static_cast<const S*>(bias.untyped_data());
+  a->c0 = static_cast<const S*>(c0.untyped_data());
+  a->lengths = static_cast<const int32_t*>(lengths.untyped_data());
+  a->alpha = static_cast<S>(alpha);
+}
+
+// The forward target's arguments of the kernels: operands and results.
 template <typename D, typename S>
 ForwardArgs<D, S> ForwardPointers(
     const ffi::AnyBuffer& u, const ffi::AnyBuffer& x_highway,
@@ -165,13 +181,7 @@ ForwardArgs<D, S> ForwardPointers(
     ffi::Result<ffi::AnyBuffer>& h, ffi::Result<ffi::AnyBuffer>& c_seq,
     ffi::Result<ffi::AnyBuffer>& h_last, ffi::Result<ffi::AnyBuffer>& c_last) {
   ForwardArgs<D, S> a;
-  a.u = static_cast<const D*>(u.untyped_data());
-  a.x_highway = static_cast<const D*>(x_highway.untyped_data());
-  a.weight_c = static_cast<const S*>(weight_c.untyped_data());
-  a.bias = static_cast<const S*>(bias.untyped_data());
-  a.c0 = static_cast<const S*>(c0.untyped_data());
-  a.lengths = static_cast<const int32_t*>(lengths.untyped_data());
-  a.alpha = static_cast<S>(alpha);
+  PointAtInputs<D, S>(u, x_highway, weight_c, bias, c0, lengths, alpha, &a);
   a.h = static_cast<D*>(h->untyped_data());
   a.c_seq = static_cast<S*>(c_seq->untyped_data());
   a.h_last = static_cast<D*>(h_last->untyped_data());
@@ -179,8 +189,8 @@ ForwardArgs<D, S> ForwardPointers(
   return a;
 }
 
-// Points `a` at the backward target's operands and results; the per-batch
-// partials of the weight_c / bias gradients are the caller's scratch.
+// The backward target's arguments of the kernels; the per-batch partials of
+// the weight_c / bias gradients are the caller's scratch.
 template <typename D, typename S>
 BackwardArgs<D, S> BackwardPointers(
     const ffi::AnyBuffer& u, const ffi::AnyBuffer& x_highway,
@@ -193,13 +203,7 @@ BackwardArgs<D, S> BackwardPointers(
     ffi::Result<ffi::AnyBuffer>& grad_c0, S* weight_c_partial,
     S* bias_partial) {
   BackwardArgs<D, S> a;
-  a.u = static_cast<const D*>(u.untyped_data());
-  a.x_highway = static_cast<const D*>(x_highway.untyped_data());
-  a.weight_c = static_cast<const S*>(weight_c.untyped_data());
-  a.bias = static_cast<const S*>(bias.untyped_data());
-  a.c0 = static_cast<const S*>(c0.untyped_data());
-  a.lengths = static_cast<const int32_t*>(lengths.untyped_data());
-  a.alpha = static_cast<S>(alpha);
+  PointAtInputs<D, S>(u, x_highway, weight_c, bias, c0, lengths, alpha, &a);
   a.c_seq = static_cast<const S*>(c_seq.untyped_data());
   a.grad_h = static_cast<const D*>(grad_h.untyped_data());
   a.grad_h_last = static_cast<const D*>(grad_h_last.untyped_data());

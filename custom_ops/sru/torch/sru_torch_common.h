@@ -148,8 +148,23 @@ inline Dims CheckInputs(const Tensor& u, const Tensor& x_highway,
   return n;
 }
 
+// Points `a` (ForwardArgs<D, S> or BackwardArgs<D, S>) at the inputs both
+// operators take. D is the kernels' storage type of u's dtype (same bits), S
+// the state type.
+template <typename D, typename S, typename Args>
+void PointAtInputs(const Tensor& u, const Tensor& x_highway,
+                   const Tensor& weight_c, const Tensor& bias, const Tensor& c0,
+                   const Tensor& lengths, double alpha, Args* a) {
+  a->u = static_cast<const D*>(u.const_data_ptr());
+  a->x_highway = static_cast<const D*>(x_highway.const_data_ptr());
+  a->weight_c = static_cast<const S*>(weight_c.const_data_ptr());
+  a->bias = static_cast<const S*>(bias.const_data_ptr());
+  a->c0 = static_cast<const S*>(c0.const_data_ptr());
+  a->lengths = static_cast<const int32_t*>(lengths.const_data_ptr());
+  a->alpha = static_cast<S>(alpha);
+}
+
 // Allocates h, c_seq, h_last, c_last and points `a` at inputs and outputs.
-// D is the kernels' storage type of u's dtype (same bits), S the state type.
 template <typename D, typename S>
 ForwardOutputs PrepareForward(const Dims& n, const Tensor& u,
                               const Tensor& x_highway, const Tensor& weight_c,
@@ -162,13 +177,7 @@ ForwardOutputs PrepareForward(const Dims& n, const Tensor& u,
   Tensor c_seq = ::torch::stable::new_empty(u, {n.batch, n.steps, width}, s);
   Tensor h_last = ::torch::stable::new_empty(u, {n.batch, width});
   Tensor c_last = ::torch::stable::new_empty(u, {n.batch, width}, s);
-  a->u = static_cast<const D*>(u.const_data_ptr());
-  a->x_highway = static_cast<const D*>(x_highway.const_data_ptr());
-  a->weight_c = static_cast<const S*>(weight_c.const_data_ptr());
-  a->bias = static_cast<const S*>(bias.const_data_ptr());
-  a->c0 = static_cast<const S*>(c0.const_data_ptr());
-  a->lengths = static_cast<const int32_t*>(lengths.const_data_ptr());
-  a->alpha = static_cast<S>(alpha);
+  PointAtInputs<D, S>(u, x_highway, weight_c, bias, c0, lengths, alpha, a);
   a->h = static_cast<D*>(h.mutable_data_ptr());
   a->c_seq = static_cast<S*>(c_seq.mutable_data_ptr());
   a->h_last = static_cast<D*>(h_last.mutable_data_ptr());
@@ -195,13 +204,7 @@ BackwardOutputs PrepareBackward(
   Tensor grad_c0 = ::torch::stable::new_empty(u, {n.batch, width}, s);
   partials->push_back(::torch::stable::new_empty(u, {n.batch, 2 * width}, s));
   partials->push_back(::torch::stable::new_empty(u, {n.batch, 2 * width}, s));
-  a->u = static_cast<const D*>(u.const_data_ptr());
-  a->x_highway = static_cast<const D*>(x_highway.const_data_ptr());
-  a->weight_c = static_cast<const S*>(weight_c.const_data_ptr());
-  a->bias = static_cast<const S*>(bias.const_data_ptr());
-  a->c0 = static_cast<const S*>(c0.const_data_ptr());
-  a->lengths = static_cast<const int32_t*>(lengths.const_data_ptr());
-  a->alpha = static_cast<S>(alpha);
+  PointAtInputs<D, S>(u, x_highway, weight_c, bias, c0, lengths, alpha, a);
   a->c_seq = static_cast<const S*>(c_seq.const_data_ptr());
   a->grad_h = static_cast<const D*>(grad_h.const_data_ptr());
   a->grad_h_last = static_cast<const D*>(grad_h_last.const_data_ptr());
