@@ -186,15 +186,16 @@ ForwardOutputs PrepareForward(const Dims& n, const Tensor& u,
 }
 
 // Allocates the gradients of u, x_highway, weight_c, bias, c0 and the
-// per-batch partials of the weight_c / bias gradients (`partials`, kept
-// alive by the caller until the kernels are done), and points `a` at them.
+// per-batch partials of the weight_c / bias gradients (`partials`, one
+// [2, B, n_dir * 2 * d] tensor kept alive by the caller until the kernels are
+// done), and points `a` at them.
 template <typename D, typename S>
 BackwardOutputs PrepareBackward(
     const Dims& n, const Tensor& u, const Tensor& x_highway,
     const Tensor& weight_c, const Tensor& bias, const Tensor& c0,
     const Tensor& lengths, const Tensor& c_seq, const Tensor& grad_h,
     const Tensor& grad_h_last, const Tensor& grad_c_last, double alpha,
-    std::vector<Tensor>* partials, BackwardArgs<D, S>* a) {
+    Tensor* partials, BackwardArgs<D, S>* a) {
   const int64_t width = n.dirs * n.units;
   const ScalarType s = StateType(u.scalar_type());
   Tensor grad_u = ::torch::stable::new_empty(u, {n.batch, n.steps, 3 * width});
@@ -202,8 +203,7 @@ BackwardOutputs PrepareBackward(
   Tensor grad_weight_c = ::torch::stable::new_empty(u, {2 * width}, s);
   Tensor grad_bias = ::torch::stable::new_empty(u, {2 * width}, s);
   Tensor grad_c0 = ::torch::stable::new_empty(u, {n.batch, width}, s);
-  partials->push_back(::torch::stable::new_empty(u, {n.batch, 2 * width}, s));
-  partials->push_back(::torch::stable::new_empty(u, {n.batch, 2 * width}, s));
+  *partials = ::torch::stable::new_empty(u, {2, n.batch, 2 * width}, s);
   PointAtInputs<D, S>(u, x_highway, weight_c, bias, c0, lengths, alpha, a);
   a->c_seq = static_cast<const S*>(c_seq.const_data_ptr());
   a->grad_h = static_cast<const D*>(grad_h.const_data_ptr());
@@ -212,8 +212,8 @@ BackwardOutputs PrepareBackward(
   a->grad_u = static_cast<D*>(grad_u.mutable_data_ptr());
   a->grad_x_highway = static_cast<D*>(grad_x.mutable_data_ptr());
   a->grad_c0 = static_cast<S*>(grad_c0.mutable_data_ptr());
-  a->grad_weight_c_partial = static_cast<S*>((*partials)[0].mutable_data_ptr());
-  a->grad_bias_partial = static_cast<S*>((*partials)[1].mutable_data_ptr());
+  a->grad_weight_c_partial = static_cast<S*>(partials->mutable_data_ptr());
+  a->grad_bias_partial = a->grad_weight_c_partial + n.batch * 2 * width;
   return {grad_u, grad_x, grad_weight_c, grad_bias, grad_c0};
 }
 

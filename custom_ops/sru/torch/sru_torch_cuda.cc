@@ -12,7 +12,6 @@
 
 #include <cstdint>
 #include <string>
-#include <vector>
 
 #include <torch/csrc/stable/accelerator.h>
 #include <torch/csrc/stable/version.h>
@@ -112,7 +111,7 @@ BackwardOutputs BackwardCuda(const Dims& n, const Tensor& u, const Tensor& x,
   // Freeing the partials on return is safe although the kernels run
   // asynchronously: PyTorch's caching allocator hands their memory only to
   // later work on the same stream.
-  std::vector<Tensor> partials;
+  Tensor partials;
   BackwardOutputs out = PrepareBackward<D, S>(
       n, u, x, weight_c, bias, c0, lengths, c_seq, grad_h, grad_h_last,
       grad_c_last, alpha, &partials, &a);

@@ -17,7 +17,6 @@
 // torch.compile are registered in Python: keras_ndsru/ops/sru_fused_torch.py.
 #include <cstdint>
 #include <string>
-#include <vector>
 
 #include "../kernels/sru_cpu.h"
 #include "sru_torch_common.h"
@@ -90,7 +89,7 @@ BackwardOutputs BackwardCpu(const Dims& n, const Tensor& u, const Tensor& x,
                             const Tensor& grad_h_last,
                             const Tensor& grad_c_last, double alpha) {
   BackwardArgs<T, T> a;
-  std::vector<Tensor> partials;
+  Tensor partials;
   BackwardOutputs out = PrepareBackward<T, T>(
       n, u, x, weight_c, bias, c0, lengths, c_seq, grad_h, grad_h_last,
       grad_c_last, alpha, &partials, &a);
