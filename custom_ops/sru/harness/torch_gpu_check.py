@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -115,11 +116,12 @@ def random_case(rng, dtype, direction, batch=4, steps=9, units=40):
     }
     lengths = torch.tensor([steps, 5, 0, 1][:batch], dtype=torch.int32)
     width = n_dir * units
+    # One weight per output of sru_fused: h, h_last, c_last.
     weights = [
         t(batch, steps, width, dt=torch.float64),
         t(batch, width, dt=torch.float64),
+        t(batch, width, dt=torch.float64),
     ]
-    weights.append(t(batch, width, dt=torch.float64))
     return inputs, lengths, weights
 
 
