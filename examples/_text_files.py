@@ -46,7 +46,7 @@ def decode_file(path: str, encoding: str | None = None) -> tuple[str, list[str]]
     as UTF-8 (as UTF-16 after a UTF-16 mark), else as cp1252; an explicit
     `encoding` is used as is.
     """
-    with open(path, "rb") as file:
+    with _open_bytes(path) as file:
         raw = file.read()
     notes = []
     if raw.startswith(codecs.BOM_UTF8):
@@ -67,6 +67,15 @@ def decode_file(path: str, encoding: str | None = None) -> tuple[str, list[str]]
             "Latin-1); pass --encoding if that is wrong"
         )
         return text, notes
+
+
+def _open_bytes(path: str):
+    try:
+        return open(path, "rb")
+    except OSError as error:
+        raise DataError(
+            f"{path}: cannot be read ({error.strerror}). Received: path={path!r}"
+        ) from None
 
 
 def _decode(raw: bytes, encoding: str, path: str, utf8_error=None) -> str:
@@ -167,7 +176,7 @@ def read_word_vectors(
     vectors: dict[str, np.ndarray] = {}
     exact: set[str] = set()
     dim = None
-    with open(path, "rb") as file:
+    with _open_bytes(path) as file:
         for number, raw in enumerate(file, start=1):
             try:
                 line = raw.decode(encoding).rstrip()

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from _text_files import (
+    DataError,
     class_names,
     encode_labels,
     read_labeled_lines,
@@ -119,3 +120,11 @@ def test_word_vector_errors_name_file_and_line(tmp_path):
     path.write_bytes(b"2 3\n\x80\xfe\xff binary")
     with pytest.raises(ValueError, match=r"vec.txt:2: .*binary word2vec"):
         read_word_vectors(str(path), {"the"})
+
+
+def test_missing_files_are_one_line_errors(tmp_path):
+    for path in (tmp_path / "nope.txt", tmp_path):
+        with pytest.raises(DataError, match=rf"^{path}: cannot be read \(.+\)"):
+            read_labeled_lines(str(path))
+        with pytest.raises(DataError, match=rf"^{path}: cannot be read \(.+\)"):
+            read_word_vectors(str(path), {"the"})
