@@ -391,6 +391,11 @@ class OpLibraryLoader:
         """Why the library cannot be used (without loading it), or None."""
         return self._check_build_info()[0]
 
+    def ready(self) -> bool:
+        """Whether the fused op runs: `status().path == "fused"`, without
+        composing the status (the dispatch asks on every call)."""
+        return self.module() is not None and not fused_disabled_by_env()
+
     def status(self) -> FusedKernelStatus:
         module = self.module()
         backend = self.framework.backend
@@ -425,21 +430,24 @@ class OpLibraryLoader:
             f"{self.framework.on_gpu_without_cuda}"
         )
 
-    def warn_once(self, key: str, message: str) -> None:
+    def warn_once(self, key: str, message: Callable[[], str]) -> None:
         """Emits one `FusedKernelWarning` per loader (i.e. per process) and
-        `key`."""
+        `key`, saying `message()`: composed only then, as the callers ask on
+        every call."""
         with self._lock:
             if key in self._warned:
                 return
             self._warned.add(key)
-        warnings.warn(message, FusedKernelWarning, stacklevel=4)
+        warnings.warn(message(), FusedKernelWarning, stacklevel=4)
 
-    def warn_fallback_once(self, reason: str) -> None:
-        """Warns once that the fallback runs instead of the fused op."""
+    def warn_fallback_once(self) -> None:
+        """Warns once that the fallback runs instead of the fused op, and why."""
         self.warn_once(
             "fallback",
-            f"The fused SRU op cannot run, using the slower keras.ops "
-            f"recurrence instead: {reason}",
+            lambda: (
+                f"The fused SRU op cannot run, using the slower keras.ops "
+                f"recurrence instead: {self.status().reason}"
+            ),
         )
 
     def _check_build_info(self) -> tuple[str | None, dict]:

@@ -187,7 +187,7 @@ def _placed_on_cpu(u) -> bool:
 def _runs_on_cpu(u) -> bool:
     """Whether the op will be placed on the CPU: when the library has no CUDA
     kernels, no GPU is visible, or `_placed_on_cpu(u)`."""
-    if not op_library.default_loader().status().cuda:
+    if not op_library.default_loader().cuda:
         return True
     if not tf.config.list_logical_devices("GPU"):
         return True
@@ -201,11 +201,11 @@ def _warn_if_cpu_kernels_on_gpu(u) -> None:
     `use_fused_kernel=False`. Silent under an explicit CPU device scope."""
     loader = op_library.default_loader()
     if (
-        not loader.status().cuda
+        not loader.cuda
         and tf.config.list_logical_devices("GPU")
         and not _placed_on_cpu(u)
     ):
-        loader.warn_once("no_cuda_kernels", loader.no_cuda_kernels_note())
+        loader.warn_once("no_cuda_kernels", loader.no_cuda_kernels_note)
 
 
 _gradient_lock = threading.Lock()

@@ -49,7 +49,7 @@ def _state_dtype(dtype: torch.dtype) -> torch.dtype:
 @torch.compiler.assume_constant_result
 def fused_op_ready() -> bool:
     """Whether the torch library is loaded and enabled (loads it once)."""
-    return op_library.fused_kernel_status("torch").path == "fused"
+    return op_library.default_loader("torch").ready()
 
 
 @torch.compiler.assume_constant_result

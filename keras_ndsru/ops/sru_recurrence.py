@@ -119,7 +119,8 @@ def _fused_op_ready() -> bool:
         from keras_ndsru.ops import sru_fused_torch
 
         return sru_fused_torch.fused_op_ready()
-    return op_library.fused_kernel_status().path == "fused"
+    loader = op_library.default_loader()
+    return loader is not None and loader.ready()
 
 
 def supports_jit(use_fused_kernel="auto") -> bool:
@@ -197,7 +198,7 @@ def sru_recurrence(
         loader = op_library.default_loader()
         # A backend without a fused op has nothing to fall back from.
         if use_fused_kernel == "auto" and loader is not None:
-            loader.warn_fallback_once(loader.status().reason)
+            loader.warn_fallback_once()
         return sru_reference(*args)
     strict = use_fused_kernel is True
     backend = keras.backend.backend()
@@ -212,19 +213,19 @@ def sru_recurrence(
     )
     if mask is None:
         return sru_fused.sru_fused(inputs)
-    return _fused_with_mask(inputs, mask, strict=use_fused_kernel is True)
+    return _fused_with_mask(inputs, mask, strict=strict)
 
 
 def _no_cuda_kernels(strict: bool) -> None:
     """On a GPU with a library built without CUDA kernels (torch, JAX):
     raises under `strict`, else warns once (the caller runs the reference)."""
     loader = op_library.default_loader()
-    note = loader.no_cuda_kernels_note()
     if strict:
         raise RuntimeError(
-            f"use_fused_kernel=True, but the fused SRU op cannot run on the GPU: {note}"
+            f"use_fused_kernel=True, but the fused SRU op cannot run on the GPU: "
+            f"{loader.no_cuda_kernels_note()}"
         )
-    loader.warn_once("no_cuda_kernels", note)
+    loader.warn_once("no_cuda_kernels", loader.no_cuda_kernels_note)
 
 
 def _fused_torch(u, x_highway, weight_c, bias, c0, mask, alpha, direction, strict):
