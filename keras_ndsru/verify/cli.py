@@ -217,6 +217,9 @@ def vnncomp_main(argv) -> int:
     for path, kind in ((args.onnx, "ONNX network"), (args.vnnlib, "VNN-LIB property")):
         if not os.path.isfile(path):
             parser.error(f"{path}: {kind} file not found")
+    if args.out is not None and not os.path.isdir(os.path.dirname(args.out) or "."):
+        # Checked now, not after the whole timeout has been spent.
+        parser.error(f"{args.out}: the result file's folder does not exist")
     pool = None
     if args.workers > 1:
         pool = ProcessPoolExecutor(args.workers, mp_context=process_context())

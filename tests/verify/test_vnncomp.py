@@ -128,6 +128,10 @@ def test_command_line_writes_the_result_file(instance, capsys):
             "--timeout must be a positive number",
         ),
         (["net.onnx", "wide.vnnlib", "--timeout", "5"], "the network has 2 inputs"),
+        (
+            ["net.onnx", "p.vnnlib", "--timeout", "5", "--out", "no/such/r.txt"],
+            "no/such/r.txt: the result file's folder does not exist",
+        ),
     ],
 )
 def test_command_line_errors_are_one_line(instance, capsys, monkeypatch, args, message):
