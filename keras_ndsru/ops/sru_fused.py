@@ -30,15 +30,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_ndsru.ops import op_library
-from keras_ndsru.ops.sru_layout import (
-    SRUOutputs,
-    num_directions,
-    state_dtype,
-    static_alpha,
-)
+from keras_ndsru.ops.sru_layout import SRUOutputs, fused_call, static_alpha
 
 FORWARD_OP = "KerasNdsru>SruForward"
-_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
 class FusedInputs(NamedTuple):
@@ -79,41 +73,23 @@ def prepare_inputs(
         ValueError: `u` is not float16, bfloat16, float32 or float64, or its
             last dimension is unknown or not a multiple of `n_dir * 3`.
     """
-    n_dir = num_directions(direction)
     u = tf.convert_to_tensor(u)
-    if u.dtype.name not in _DTYPES:
-        raise ValueError(
-            f"`u` must be float16, bfloat16, float32 or float64. "
-            f"Received: u.dtype={u.dtype.name}"
-        )
-    if u.shape.rank != 3 or u.shape[-1] is None or u.shape[-1] % (3 * n_dir):
-        raise ValueError(
-            f"`u` must have shape (batch, time, n_dir * 3 * units) with a known "
-            f"last dimension divisible by {3 * n_dir} for direction="
-            f"{direction!r}. Received: u.shape={u.shape}"
-        )
+    shape = tuple(u.shape) if u.shape.rank is not None else None
+    call = fused_call(u.dtype.name, shape, direction, lambda: _runs_on_cpu(u))
     _warn_if_cpu_kernels_on_gpu(u)
-    s_dtype = state_dtype(u.dtype)
-    x_highway = tf.cast(x_highway, u.dtype)
-    width = n_dir * (u.shape[-1] // (3 * n_dir))
+    state = call.state_dtype
     if c0 is None:
-        c0 = tf.zeros((tf.shape(u)[0], width), s_dtype)
-    x_highway, alpha = _fold_alpha(x_highway, alpha, s_dtype)
-    # The CPU kernels for float16/bfloat16 convert element by element (6-10x
-    # slower than float32); a vectorized cast to float32 around the op gives
-    # the same values, since the kernels compute in float32 anyway.
-    op_dtype = u.dtype
-    if u.dtype in (tf.float16, tf.bfloat16) and _runs_on_cpu(u):
-        op_dtype = tf.float32
+        c0 = tf.zeros((tf.shape(u)[0], call.width), state)
+    x_highway, alpha = _fold_alpha(tf.cast(x_highway, u.dtype), alpha, state)
     return FusedInputs(
         u,
         x_highway,
-        tf.cast(weight_c, s_dtype),
-        tf.cast(bias, s_dtype),
-        tf.cast(c0, s_dtype),
+        tf.cast(weight_c, state),
+        tf.cast(bias, state),
+        tf.cast(c0, state),
         alpha,
         direction,
-        op_dtype,
+        tf.as_dtype(call.op_dtype),
     )
 
 

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from keras_ndsru.ops.sru_layout import SRUOutputs, fused_width
+from keras_ndsru.ops.sru_layout import SRUOutputs, fused_call
 
 FORWARD = "keras_ndsru_sru_forward"
 BACKWARD = "keras_ndsru_sru_backward"
@@ -45,7 +45,6 @@ _HANDLERS = {
     "cpu": ("KerasNdsruSruForwardCpu", "KerasNdsruSruBackwardCpu"),
     "CUDA": ("KerasNdsruSruForwardCuda", "KerasNdsruSruBackwardCuda"),
 }
-_HALF = (jnp.float16, jnp.bfloat16)
 
 _registration_lock = threading.Lock()
 _registered: dict = {}
@@ -75,10 +74,6 @@ def default_platform() -> str:
     return jax.default_backend()
 
 
-def _state_dtype(dtype) -> jnp.dtype:
-    return jnp.float64 if dtype == jnp.float64 else jnp.float32
-
-
 def sru_fused(
     u,
     x_highway,
@@ -89,17 +84,11 @@ def sru_fused(
     alpha=1.0,
     direction: str = "forward",
 ) -> SRUOutputs:
-    """Runs the fused recurrence (arguments as `sru_recurrence`).
+    """Runs the fused recurrence.
 
-    Args:
-        u: `(batch, time, n_dir * 3 * units)` float array.
-        x_highway: `(batch, time, n_dir * units)`.
-        weight_c, bias: `(n_dir * 2 * units,)`.
-        c0: optional `(batch, n_dir * units)` initial cell state (zeros).
-        lengths: optional `(batch,)` number of valid steps of each row (right
-            padding); all steps when None.
-        alpha: highway scaling, a float or a scalar array.
-        direction: `"forward"`, `"backward"` or `"bidirectional"`.
+    Args: as `sru_recurrence` (arrays for tensors), with `lengths` instead
+        of `mask`: an optional `(batch,)` number of valid steps of each row
+        (right padding), all steps when None.
 
     Returns:
         `SRUOutputs(h, h_last, c_last)`: `h` and `h_last` in the dtype of
@@ -110,17 +99,17 @@ def sru_fused(
             of rank 3 whose last dimension is a multiple of `n_dir * 3`.
     """
     u = jnp.asarray(u)
-    width = fused_width(str(u.dtype), u.shape, direction)
-    dtype, state = u.dtype, _state_dtype(u.dtype)
-    on_cpu = default_platform() == "cpu"
-    op_dtype = jnp.float32 if dtype in _HALF and on_cpu else dtype
+    call = fused_call(
+        str(u.dtype), u.shape, direction, lambda: default_platform() == "cpu"
+    )
+    state, op_dtype = call.state_dtype, call.op_dtype
     batch, steps = u.shape[0], u.shape[1]
     x_highway = jnp.asarray(x_highway).astype(op_dtype)
     if not isinstance(alpha, (int, float, np.number)):
         x_highway = x_highway * jnp.asarray(alpha).astype(op_dtype)
         alpha = 1.0
     if c0 is None:
-        c0 = jnp.zeros((batch, width), state)
+        c0 = jnp.zeros((batch, call.width), state)
     if lengths is None:
         lengths = jnp.full((batch,), steps, jnp.int32)
     h, h_last, c_last = _sru(
@@ -133,7 +122,7 @@ def sru_fused(
         float(alpha),
         direction,
     )
-    return SRUOutputs(h.astype(dtype), h_last.astype(dtype), c_last)
+    return SRUOutputs(h.astype(u.dtype), h_last.astype(u.dtype), c_last)
 
 
 def _forward_call(u, x_highway, weight_c, bias, c0, lengths, alpha, direction):

@@ -32,15 +32,10 @@ import threading
 import torch
 
 from keras_ndsru.ops import op_library
-from keras_ndsru.ops.sru_layout import SRUOutputs, fused_width
+from keras_ndsru.ops.sru_layout import SRUOutputs, fused_call
 
 FORWARD = "keras_ndsru::sru_forward"
 BACKWARD = "keras_ndsru::sru_backward"
-_HALF = (torch.float16, torch.bfloat16)
-
-
-def _state_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 # The dispatch's questions to the loader, as constants of a torch.compile
@@ -85,17 +80,11 @@ def sru_fused(
     alpha=1.0,
     direction: str = "forward",
 ) -> SRUOutputs:
-    """Runs the forward operator (arguments as `sru_recurrence`).
+    """Runs the forward operator.
 
-    Args:
-        u: `(batch, time, n_dir * 3 * units)` float tensor.
-        x_highway: `(batch, time, n_dir * units)`.
-        weight_c, bias: `(n_dir * 2 * units,)`.
-        c0: optional `(batch, n_dir * units)` initial cell state (zeros).
-        lengths: optional `(batch,)` number of valid steps of each row (right
-            padding); all steps when None.
-        alpha: highway scaling, a float or a scalar tensor.
-        direction: `"forward"`, `"backward"` or `"bidirectional"`.
+    Args: as `sru_recurrence`, with `lengths` instead of `mask`: an optional
+        `(batch,)` number of valid steps of each row (right padding), all
+        steps when None.
 
     Returns:
         `SRUOutputs(h, h_last, c_last)`: `h` and `h_last` in the dtype of
@@ -106,16 +95,20 @@ def sru_fused(
             of rank 3 whose last dimension is a multiple of `n_dir * 3`.
     """
     u = _tensor(u)
-    width = fused_width(str(u.dtype).removeprefix("torch."), u.shape, direction)
-    dtype, state = u.dtype, _state_dtype(u.dtype)
-    op_dtype = torch.float32 if dtype in _HALF and u.device.type == "cpu" else dtype
+    call = fused_call(
+        str(u.dtype).removeprefix("torch."),
+        u.shape,
+        direction,
+        lambda: u.device.type == "cpu",
+    )
+    state, op_dtype = getattr(torch, call.state_dtype), getattr(torch, call.op_dtype)
     batch, steps = u.shape[0], u.shape[1]
     x_highway = _tensor(x_highway, u.device).to(op_dtype)
     if isinstance(alpha, torch.Tensor):
         x_highway = x_highway * alpha.to(op_dtype)
         alpha = 1.0
     if c0 is None:
-        c0 = u.new_zeros((batch, width), dtype=state)
+        c0 = u.new_zeros((batch, call.width), dtype=state)
     if lengths is None:
         lengths = torch.full((batch,), steps, dtype=torch.int32, device=u.device)
     h, _, h_last, c_last = torch.ops.keras_ndsru.sru_forward(
@@ -128,7 +121,7 @@ def sru_fused(
         float(alpha),
         direction,
     )
-    return SRUOutputs(h.to(dtype), h_last.to(dtype), c_last)
+    return SRUOutputs(h.to(u.dtype), h_last.to(u.dtype), c_last)
 
 
 def _tensor(x, device=None) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Conventions of the SRU recurrence shared by the layer, the dispatch, the
-fused op's wrapper and the reference: directions, the state dtype, the
-outputs, and reading alpha when it is known before run time.
+fused op's wrappers (TensorFlow, torch, JAX) and the reference: directions,
+the state dtype, the dtypes a fused op is called in, the outputs, and
+reading alpha when it is known before run time.
 
 The tensor layout itself is documented in `sru_reference.py` (and for the op
 in `custom_ops/sru/ops/sru_ops.cc`). This module imports neither TensorFlow
@@ -10,6 +11,7 @@ op's GPU check, which runs where Keras may not be installed).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -42,14 +44,35 @@ def num_directions(direction: str) -> int:
     return 2 if direction == "bidirectional" else 1
 
 
-def fused_width(dtype: str, shape: tuple, direction: str) -> int:
+class FusedCall(NamedTuple):
+    """How the fused op of any framework is called on a `u`.
+
+    Attributes:
+        width: the state width `n_dir * units`.
+        state_dtype: the dtype of `weight_c`, `bias`, `c0` and `c_last`.
+        op_dtype: the dtype `u` and `x_highway` are passed to the op in.
+    """
+
+    width: int
+    state_dtype: str
+    op_dtype: str
+
+
+def fused_call(
+    dtype: str, shape: tuple | None, direction: str, on_cpu: Callable[[], bool]
+) -> FusedCall:
     """Checks the `u` of a fused call by its dtype name and static shape, and
-    returns the state width `n_dir * units`.
+    says how to call the op on it.
 
     Args:
         dtype: the dtype's name, e.g. `"float32"`.
-        shape: the static shape of `u`, `(batch, time, n_dir * 3 * units)`.
+        shape: the static shape of `u`, `(batch, time, n_dir * 3 * units)`;
+            None when its rank is unknown.
         direction: `"forward"`, `"backward"` or `"bidirectional"`.
+        on_cpu: whether the op runs on the CPU; asked only for float16 and
+            bfloat16, whose CPU kernels convert element by element (6-10x
+            slower than float32): a vectorized cast to float32 around the op
+            gives the same values, since the kernels compute in float32.
 
     Raises:
         ValueError: `u` is not float16, bfloat16, float32 or float64, or not
@@ -62,22 +85,30 @@ def fused_width(dtype: str, shape: tuple, direction: str) -> int:
             f"`u` must be float16, bfloat16, float32 or float64. "
             f"Received: u.dtype={dtype}"
         )
-    if len(shape) != 3 or shape[-1] is None or shape[-1] % (3 * n_dir):
+    if shape is None or len(shape) != 3 or shape[-1] is None or shape[-1] % (3 * n_dir):
         raise ValueError(
             f"`u` must have shape (batch, time, n_dir * 3 * units) with a known "
             f"last dimension divisible by {3 * n_dir} for direction="
-            f"{direction!r}. Received: u.shape={tuple(shape)}"
+            f"{direction!r}. Received: u.shape="
+            f"{'<unknown>' if shape is None else tuple(shape)}"
         )
-    return n_dir * (shape[-1] // (3 * n_dir))
+    half = dtype in ("float16", "bfloat16")
+    return FusedCall(
+        width=n_dir * (shape[-1] // (3 * n_dir)),
+        state_dtype=_state_dtype_of(dtype),
+        op_dtype="float32" if half and on_cpu() else dtype,
+    )
 
 
 def state_dtype(dtype) -> str:
     """The dtype the recurrence state is carried in for inputs of `dtype`."""
     import keras
 
-    return (
-        "float64" if keras.backend.standardize_dtype(dtype) == "float64" else "float32"
-    )
+    return _state_dtype_of(keras.backend.standardize_dtype(dtype))
+
+
+def _state_dtype_of(name: str) -> str:
+    return "float64" if name == "float64" else "float32"
 
 
 def static_alpha(alpha) -> float | None:

@@ -6,7 +6,13 @@ import pytest
 import tensorflow as tf
 
 from keras_ndsru.ops import SRUOutputs
-from keras_ndsru.ops.sru_layout import num_directions, state_dtype, static_alpha
+from keras_ndsru.ops.sru_layout import (
+    FusedCall,
+    fused_call,
+    num_directions,
+    state_dtype,
+    static_alpha,
+)
 
 
 def test_num_directions():
@@ -29,6 +35,46 @@ def test_num_directions():
 )
 def test_state_dtype(dtype, state):
     assert state_dtype(dtype) == state
+
+
+def test_fused_call():
+    asked = []
+
+    def on_cpu(answer):
+        return lambda: asked.append(answer) or answer
+
+    shape = (2, 5, 2 * 3 * 4)
+    assert fused_call("float64", shape, "bidirectional", on_cpu(True)) == FusedCall(
+        8, "float64", "float64"
+    )
+    assert fused_call("float32", shape, "forward", on_cpu(True)) == FusedCall(
+        8, "float32", "float32"
+    )
+    assert asked == []  # the device matters for half precision only
+    # Half precision runs the op in float32 on the CPU, as is on a GPU.
+    for dtype in ("float16", "bfloat16"):
+        assert fused_call(dtype, shape, "forward", on_cpu(True)).op_dtype == "float32"
+        assert fused_call(dtype, shape, "forward", on_cpu(False)).op_dtype == dtype
+        assert fused_call(dtype, shape, "forward", on_cpu(False)).state_dtype == (
+            "float32"
+        )
+
+
+@pytest.mark.parametrize(
+    "dtype, shape, direction, message",
+    [
+        ("int32", (2, 5, 12), "forward", "Received: u.dtype=int32"),
+        ("float32", (2, 5, 13), "forward", r"Received: u.shape=\(2, 5, 13\)"),
+        ("float32", (2, 5, 9), "bidirectional", "divisible by 6"),
+        ("float32", (2, 12), "forward", r"Received: u.shape=\(2, 12\)"),
+        ("float32", (2, 5, None), "forward", "known last dimension"),
+        ("float32", None, "forward", "Received: u.shape=<unknown>"),
+        ("float32", (2, 5, 12), "up", "Received: direction='up'"),
+    ],
+)
+def test_fused_call_rejects(dtype, shape, direction, message):
+    with pytest.raises(ValueError, match=message):
+        fused_call(dtype, shape, direction, lambda: True)
 
 
 def test_static_alpha():
