@@ -170,11 +170,11 @@ def _fraction(text: str) -> float:
 
 @dataclass
 class Split:
-    """One train / dev / test partition of texts and class indices."""
+    """One train / dev / test partition of tokenized texts and class indices."""
 
-    train: tuple[list[str], np.ndarray]
-    dev: tuple[list[str], np.ndarray]
-    test: tuple[list[str], np.ndarray]
+    train: tuple[list[list[str]], np.ndarray]
+    dev: tuple[list[list[str]], np.ndarray]
+    test: tuple[list[list[str]], np.ndarray]
     name: str = ""
 
 
@@ -203,9 +203,14 @@ def folds(num_examples: int, k: int, seed: int = DEV_SPLIT_SEED) -> list[np.ndar
     return np.array_split(order, k)
 
 
+def _tokenized(texts: list[str]) -> list[list[str]]:
+    return [_text_inputs.tokenize(text) for text in texts]
+
+
 def load_files(args) -> Corpus:
     read = lambda path: _text_files.read_labeled_lines(path, args.encoding)  # noqa: E731
     train = read(args.data)
+    tokens = _tokenized(train.texts)
     classes = _text_files.class_names(train.labels)
     if len(classes) < 2:
         raise _text_files.DataError(
@@ -219,7 +224,7 @@ def load_files(args) -> Corpus:
         dev_file = read(args.dev_data)
         notes += dev_file.notes
         dev = (
-            dev_file.texts,
+            _tokenized(dev_file.texts),
             _text_files.encode_labels(classes, dev_file, "--dev-data"),
         )
     dev_plan = (
@@ -230,10 +235,13 @@ def load_files(args) -> Corpus:
     if args.test_data:
         test_file = read(args.test_data)
         notes += test_file.notes
-        test = (test_file.texts, _text_files.encode_labels(classes, test_file))
-        rest = (train.texts, labels)
+        test = (
+            _tokenized(test_file.texts),
+            _text_files.encode_labels(classes, test_file),
+        )
+        rest = (tokens, labels)
         if dev is None:
-            rest, dev = hold_out(train.texts, labels, args.dev_fraction)
+            rest, dev = hold_out(tokens, labels, args.dev_fraction)
         plan = f"train {args.data}, {dev_plan}, test {args.test_data}"
         return Corpus(args.data, classes, [Split(rest, dev, test)], plan, notes)
     if not 2 <= args.cv <= len(train):
@@ -246,14 +254,14 @@ def load_files(args) -> Corpus:
         mask = np.ones(len(train), bool)
         mask[test_index] = False
         train_index = np.flatnonzero(mask)
-        fold_texts = [train.texts[i] for i in train_index]
-        rest = (fold_texts, labels[train_index])
+        fold_tokens = [tokens[i] for i in train_index]
+        rest = (fold_tokens, labels[train_index])
         fold_dev = dev
         if fold_dev is None:
             rest, fold_dev = hold_out(
-                fold_texts, labels[train_index], args.dev_fraction
+                fold_tokens, labels[train_index], args.dev_fraction
             )
-        test = ([train.texts[i] for i in test_index], labels[test_index])
+        test = ([tokens[i] for i in test_index], labels[test_index])
         splits.append(Split(rest, fold_dev, test, f"fold {k + 1}/{args.cv}"))
     why = "" if args.cv_given else " (no --test-data; --cv K sets the folds)"
     plan = f"{args.cv}-fold cross-validation of {args.data}{why}, {dev_plan}"
@@ -289,7 +297,7 @@ def load_tfds(args) -> Corpus:
     def arrays(split):
         texts, labels = [], []
         for example in tfds.as_numpy(split):
-            texts.append(example[key].decode("utf-8"))
+            texts.append(_text_inputs.tokenize(example[key].decode("utf-8")))
             labels.append(int(example["label"]))
         return texts, np.array(labels, np.int32)
 
@@ -315,10 +323,7 @@ class Encoded:
 
 
 def encode_split(split: Split, args, vectors=None, dim=None) -> Encoded:
-    tokens = {
-        name: [_text_inputs.tokenize(t) for t in getattr(split, name)[0]]
-        for name in ("train", "dev", "test")
-    }
+    tokens = {name: getattr(split, name)[0] for name in ("train", "dev", "test")}
     # Words of dev/test that have a pretrained vector keep it (no labels used).
     extra = (
         ()
@@ -466,9 +471,9 @@ class TimeEstimate(keras.callbacks.Callback):
 
     WARMUP, MEASURED = 3, 20
 
-    def __init__(self, cell: str, steps_per_epoch: int, epochs_in_plan: int):
+    def __init__(self, cell: str, epochs_in_plan: int):
         super().__init__()
-        self.cell, self.steps, self.epochs = cell, steps_per_epoch, epochs_in_plan
+        self.cell, self.epochs = cell, epochs_in_plan
         self.printed = False
 
     def on_train_batch_end(self, batch, logs=None):
@@ -476,10 +481,11 @@ class TimeEstimate(keras.callbacks.Callback):
             return
         if batch == self.WARMUP:
             self.start = time.perf_counter()
-        measured = min(self.MEASURED, self.steps - 1 - self.WARMUP)
+        steps = self.params["steps"]
+        measured = min(self.MEASURED, steps - 1 - self.WARMUP)
         if measured > 0 and batch == self.WARMUP + measured:
             per_step = (time.perf_counter() - self.start) / measured
-            epoch = per_step * self.steps
+            epoch = per_step * steps
             print(
                 f"time estimate ({self.cell}): ~{epoch:.1f} s per training epoch "
                 f"-> ~{_minutes(epoch * self.epochs)} for its {self.epochs} "
@@ -623,8 +629,8 @@ def main(argv=None) -> dict:
             token
             for split in corpus.splits
             for part in (split.train, split.dev, split.test)
-            for text in part[0]
-            for token in _text_inputs.tokenize(text)
+            for tokens in part[0]
+            for token in tokens
         }
         vectors, dim = _text_files.read_word_vectors(args.embeddings, words)
     encoded = [encode_split(split, args, vectors, dim) for split in corpus.splits]
@@ -644,15 +650,12 @@ def main(argv=None) -> dict:
     )
 
     num_classes = len(corpus.classes)
-    steps = int(
-        _text_inputs.bucketed_batches(*encoded[0].train, args.batch_size).cardinality()
-    )
     results = {"args": vars(args), "source": corpus.source, "classes": corpus.classes}
     results.update(plan=corpus.plan, notes=corpus.notes, data=encoded[0].stats)
     results["cells"] = {}
     for cell in args.cell:
         runs = []
-        estimate = TimeEstimate(cell, steps, runs_per_cell * args.epochs)
+        estimate = TimeEstimate(cell, runs_per_cell * args.epochs)
         for split, data in zip(corpus.splits, encoded):
             for seed in args.seeds:
                 if args.verbose and (len(corpus.splits) > 1 or len(args.seeds) > 1):
