@@ -155,15 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--argmin", action="store_true", help="label = argmin (ACAS Xu advisories)"
     )
-    parser.add_argument(
-        "--timeout", type=_positive("--timeout"), default=None, help="seconds per point"
-    )
-    parser.add_argument(
-        "--workers",
-        type=_positive("--workers", integer=True),
-        default=1,
-        help="processes (1 = sequential)",
-    )
+    _add_timeout_and_workers(parser, "seconds per point", required=False)
     parser.add_argument("--method", choices=["auto", "milp", "split"], default="auto")
     parser.add_argument(
         "--max-delta",
@@ -184,14 +176,18 @@ def build_vnncomp_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("onnx", help="the network, an .onnx file")
     parser.add_argument("vnnlib", help="the property, a VNN-LIB 1.0 .vnnlib file")
-    parser.add_argument(
-        "--timeout",
-        type=_positive("--timeout"),
-        required=True,
-        help="seconds for the whole instance, loading included",
+    _add_timeout_and_workers(
+        parser, "seconds for the whole instance, loading included", required=True
     )
     parser.add_argument(
         "--out", default=None, help="result file (default: standard output only)"
+    )
+    return parser
+
+
+def _add_timeout_and_workers(parser, timeout_help: str, required: bool) -> None:
+    parser.add_argument(
+        "--timeout", type=_positive("--timeout"), required=required, help=timeout_help
     )
     parser.add_argument(
         "--workers",
@@ -199,7 +195,6 @@ def build_vnncomp_parser() -> argparse.ArgumentParser:
         default=1,
         help="processes for the disjuncts (1 = sequential)",
     )
-    return parser
 
 
 def vnncomp_main(argv) -> int:
