@@ -29,21 +29,19 @@ ffi::Error LaunchStatus(const char* target, const char* error) {
                               target + " CUDA kernel failed: " + error);
 }
 
-template <typename D, typename S>
-ffi::Error ForwardCuda(void* stream, const Dims& n, const ffi::AnyBuffer& u,
-                       const ffi::AnyBuffer& x, const ffi::AnyBuffer& weight_c,
-                       const ffi::AnyBuffer& bias, const ffi::AnyBuffer& c0,
-                       const ffi::AnyBuffer& lengths, double alpha,
-                       ffi::Result<ffi::AnyBuffer>& h,
-                       ffi::Result<ffi::AnyBuffer>& c_seq,
-                       ffi::Result<ffi::AnyBuffer>& h_last,
-                       ffi::Result<ffi::AnyBuffer>& c_last) {
-  return LaunchStatus(
-      "forward",
-      gpu::LaunchSruForward<D, S>(
-          stream, n,
-          ForwardPointers<D, S>(u, x, weight_c, bias, c0, lengths, alpha, h,
-                                c_seq, h_last, c_last)));
+// Calls run(gpu::KernelTypes<D, S>{}) for u's dtype.
+template <typename Run>
+ffi::Error DispatchDtype(ffi::DataType dtype, Run&& run) {
+  switch (dtype) {
+    case ffi::DataType::F64:
+      return run(gpu::KernelTypes<double, double>{});
+    case ffi::DataType::F16:
+      return run(gpu::KernelTypes<gpu::Float16Storage, float>{});
+    case ffi::DataType::BF16:
+      return run(gpu::KernelTypes<gpu::BFloat16Storage, float>{});
+    default:
+      return run(gpu::KernelTypes<float, float>{});
+  }
 }
 
 ffi::Error SruForwardCuda(void* stream, ffi::AnyBuffer u,
@@ -58,58 +56,16 @@ ffi::Error SruForwardCuda(void* stream, ffi::AnyBuffer u,
   Dims n;
   KERAS_NDSRU_RETURN_IF_ERROR(
       CheckOperands(u, x_highway, weight_c, bias, c0, lengths, direction, &n));
-  switch (u.element_type()) {
-    case ffi::DataType::F64:
-      return ForwardCuda<double, double>(stream, n, u, x_highway, weight_c,
-                                         bias, c0, lengths, alpha, h, c_seq,
-                                         h_last, c_last);
-    case ffi::DataType::F16:
-      return ForwardCuda<gpu::Float16Storage, float>(
-          stream, n, u, x_highway, weight_c, bias, c0, lengths, alpha, h,
-          c_seq, h_last, c_last);
-    case ffi::DataType::BF16:
-      return ForwardCuda<gpu::BFloat16Storage, float>(
-          stream, n, u, x_highway, weight_c, bias, c0, lengths, alpha, h,
-          c_seq, h_last, c_last);
-    default:
-      return ForwardCuda<float, float>(stream, n, u, x_highway, weight_c, bias,
-                                       c0, lengths, alpha, h, c_seq, h_last,
-                                       c_last);
-  }
-}
-
-template <typename D, typename S>
-ffi::Error BackwardCuda(
-    void* stream, ffi::ScratchAllocator& scratch, const Dims& n,
-    const ffi::AnyBuffer& u, const ffi::AnyBuffer& x,
-    const ffi::AnyBuffer& weight_c, const ffi::AnyBuffer& bias,
-    const ffi::AnyBuffer& c0, const ffi::AnyBuffer& lengths,
-    const ffi::AnyBuffer& c_seq, const ffi::AnyBuffer& grad_h,
-    const ffi::AnyBuffer& grad_h_last, const ffi::AnyBuffer& grad_c_last,
-    double alpha, ffi::Result<ffi::AnyBuffer>& grad_u,
-    ffi::Result<ffi::AnyBuffer>& grad_x, ffi::Result<ffi::AnyBuffer>& grad_w,
-    ffi::Result<ffi::AnyBuffer>& grad_b, ffi::Result<ffi::AnyBuffer>& grad_c0) {
-  const int64_t partial = n.batch * 2 * n.dirs * n.units;
-  const auto memory = scratch.Allocate(
-      static_cast<size_t>(std::max<int64_t>(1, 2 * partial)) * sizeof(S),
-      alignof(S));
-  if (!memory.has_value()) {
-    return ffi::Error::Internal(
-        "keras_ndsru_sru: allocating the backward scratch memory failed. "
-        "Received: bytes=" +
-        std::to_string(2 * partial * sizeof(S)));
-  }
-  S* weight_c_partial = static_cast<S*>(*memory);
-  return LaunchStatus(
-      "backward",
-      gpu::LaunchSruBackward<D, S>(
-          stream, n,
-          BackwardPointers<D, S>(u, x, weight_c, bias, c0, lengths, c_seq,
-                                 grad_h, grad_h_last, grad_c_last, alpha,
-                                 grad_u, grad_x, grad_c0, weight_c_partial,
-                                 weight_c_partial + partial),
-          static_cast<S*>(grad_w->untyped_data()),
-          static_cast<S*>(grad_b->untyped_data())));
+  return DispatchDtype(u.element_type(), [&](auto types) {
+    using D = typename decltype(types)::Storage;
+    using S = typename decltype(types)::State;
+    return LaunchStatus(
+        "forward", gpu::LaunchSruForward<D, S>(
+                       stream, n,
+                       ForwardPointers<D, S>(u, x_highway, weight_c, bias, c0,
+                                             lengths, alpha, h, c_seq, h_last,
+                                             c_last)));
+  });
 }
 
 ffi::Error SruBackwardCuda(
@@ -126,28 +82,31 @@ ffi::Error SruBackwardCuda(
   KERAS_NDSRU_RETURN_IF_ERROR(
       CheckOperands(u, x_highway, weight_c, bias, c0, lengths, direction, &n,
                     {&c_seq, &grad_h, &grad_h_last, &grad_c_last}));
-  switch (u.element_type()) {
-    case ffi::DataType::F64:
-      return BackwardCuda<double, double>(
-          stream, scratch, n, u, x_highway, weight_c, bias, c0, lengths, c_seq,
-          grad_h, grad_h_last, grad_c_last, alpha, grad_u, grad_x_highway,
-          grad_weight_c, grad_bias, grad_c0);
-    case ffi::DataType::F16:
-      return BackwardCuda<gpu::Float16Storage, float>(
-          stream, scratch, n, u, x_highway, weight_c, bias, c0, lengths, c_seq,
-          grad_h, grad_h_last, grad_c_last, alpha, grad_u, grad_x_highway,
-          grad_weight_c, grad_bias, grad_c0);
-    case ffi::DataType::BF16:
-      return BackwardCuda<gpu::BFloat16Storage, float>(
-          stream, scratch, n, u, x_highway, weight_c, bias, c0, lengths, c_seq,
-          grad_h, grad_h_last, grad_c_last, alpha, grad_u, grad_x_highway,
-          grad_weight_c, grad_bias, grad_c0);
-    default:
-      return BackwardCuda<float, float>(
-          stream, scratch, n, u, x_highway, weight_c, bias, c0, lengths, c_seq,
-          grad_h, grad_h_last, grad_c_last, alpha, grad_u, grad_x_highway,
-          grad_weight_c, grad_bias, grad_c0);
-  }
+  return DispatchDtype(u.element_type(), [&](auto types) {
+    using D = typename decltype(types)::Storage;
+    using S = typename decltype(types)::State;
+    const int64_t partial = n.batch * 2 * n.dirs * n.units;
+    const size_t bytes =
+        static_cast<size_t>(std::max<int64_t>(1, 2 * partial)) * sizeof(S);
+    const auto memory = scratch.Allocate(bytes, alignof(S));
+    if (!memory.has_value()) {
+      return ffi::Error::Internal(
+          "keras_ndsru_sru: allocating the backward scratch memory failed. "
+          "Received: bytes=" +
+          std::to_string(bytes));
+    }
+    S* weight_c_partial = static_cast<S*>(*memory);
+    return LaunchStatus(
+        "backward",
+        gpu::LaunchSruBackward<D, S>(
+            stream, n,
+            BackwardPointers<D, S>(u, x_highway, weight_c, bias, c0, lengths,
+                                   c_seq, grad_h, grad_h_last, grad_c_last,
+                                   alpha, grad_u, grad_x_highway, grad_c0,
+                                   weight_c_partial, weight_c_partial + partial),
+            static_cast<S*>(grad_weight_c->untyped_data()),
+            static_cast<S*>(grad_bias->untyped_data())));
+  });
 }
 
 }  // namespace

@@ -28,6 +28,14 @@ struct BFloat16Storage {
   uint16_t bits;
 };
 
+// The kernels' storage type D and state type S of one dtype, as a value:
+// framework glue maps its dtype to one and calls a generic lambda with it.
+template <typename D, typename S>
+struct KernelTypes {
+  using Storage = D;
+  using State = S;
+};
+
 // Threads per block are chosen in [kMinThreadsPerBlock, kMaxThreadsPerBlock].
 constexpr int kMaxThreadsPerBlock = 256;
 constexpr int kMinThreadsPerBlock = 64;

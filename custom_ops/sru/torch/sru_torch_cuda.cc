@@ -66,16 +66,19 @@ void CheckLaunch(const char* op, const char* error) {
                   ": launching the CUDA kernel failed: ", error);
 }
 
-template <typename D, typename S>
-ForwardOutputs ForwardCuda(const Dims& n, const Tensor& u, const Tensor& x,
-                           const Tensor& weight_c, const Tensor& bias,
-                           const Tensor& c0, const Tensor& lengths,
-                           double alpha) {
-  ForwardArgs<D, S> a;
-  ForwardOutputs out =
-      PrepareForward<D, S>(n, u, x, weight_c, bias, c0, lengths, alpha, &a);
-  CheckLaunch("sru_forward", gpu::LaunchSruForward<D, S>(CurrentStream(u), n, a));
-  return out;
+// Calls run(gpu::KernelTypes<D, S>{}) for u's dtype.
+template <typename Run>
+auto DispatchDtype(ScalarType dtype, Run&& run) {
+  switch (dtype) {
+    case ScalarType::Double:
+      return run(gpu::KernelTypes<double, double>{});
+    case ScalarType::Half:
+      return run(gpu::KernelTypes<gpu::Float16Storage, float>{});
+    case ScalarType::BFloat16:
+      return run(gpu::KernelTypes<gpu::BFloat16Storage, float>{});
+    default:
+      return run(gpu::KernelTypes<float, float>{});
+  }
 }
 
 ForwardOutputs SruForwardCuda(Tensor u, Tensor x_highway, Tensor weight_c,
@@ -84,43 +87,16 @@ ForwardOutputs SruForwardCuda(Tensor u, Tensor x_highway, Tensor weight_c,
   const Dims n =
       CheckInputs(u, x_highway, weight_c, bias, c0, lengths, direction);
   ::torch::stable::accelerator::DeviceGuard guard(u.get_device_index());
-  switch (u.scalar_type()) {
-    case ScalarType::Double:
-      return ForwardCuda<double, double>(n, u, x_highway, weight_c, bias, c0,
-                                         lengths, alpha);
-    case ScalarType::Half:
-      return ForwardCuda<gpu::Float16Storage, float>(
-          n, u, x_highway, weight_c, bias, c0, lengths, alpha);
-    case ScalarType::BFloat16:
-      return ForwardCuda<gpu::BFloat16Storage, float>(
-          n, u, x_highway, weight_c, bias, c0, lengths, alpha);
-    default:
-      return ForwardCuda<float, float>(n, u, x_highway, weight_c, bias, c0,
-                                       lengths, alpha);
-  }
-}
-
-template <typename D, typename S>
-BackwardOutputs BackwardCuda(const Dims& n, const Tensor& u, const Tensor& x,
-                             const Tensor& weight_c, const Tensor& bias,
-                             const Tensor& c0, const Tensor& lengths,
-                             const Tensor& c_seq, const Tensor& grad_h,
-                             const Tensor& grad_h_last,
-                             const Tensor& grad_c_last, double alpha) {
-  BackwardArgs<D, S> a;
-  // Freeing the partials on return is safe although the kernels run
-  // asynchronously: PyTorch's caching allocator hands their memory only to
-  // later work on the same stream.
-  Tensor partials;
-  BackwardOutputs out = PrepareBackward<D, S>(
-      n, u, x, weight_c, bias, c0, lengths, c_seq, grad_h, grad_h_last,
-      grad_c_last, alpha, &partials, &a);
-  CheckLaunch("sru_backward",
-              gpu::LaunchSruBackward<D, S>(
-                  CurrentStream(u), n, a,
-                  static_cast<S*>(std::get<2>(out).mutable_data_ptr()),
-                  static_cast<S*>(std::get<3>(out).mutable_data_ptr())));
-  return out;
+  return DispatchDtype(u.scalar_type(), [&](auto types) {
+    using D = typename decltype(types)::Storage;
+    using S = typename decltype(types)::State;
+    ForwardArgs<D, S> a;
+    ForwardOutputs out = PrepareForward<D, S>(n, u, x_highway, weight_c, bias,
+                                              c0, lengths, alpha, &a);
+    CheckLaunch("sru_forward",
+                gpu::LaunchSruForward<D, S>(CurrentStream(u), n, a));
+    return out;
+  });
 }
 
 BackwardOutputs SruBackwardCuda(Tensor u, Tensor x_highway, Tensor weight_c,
@@ -132,24 +108,24 @@ BackwardOutputs SruBackwardCuda(Tensor u, Tensor x_highway, Tensor weight_c,
                              direction,
                              {&c_seq, &grad_h, &grad_h_last, &grad_c_last});
   ::torch::stable::accelerator::DeviceGuard guard(u.get_device_index());
-  switch (u.scalar_type()) {
-    case ScalarType::Double:
-      return BackwardCuda<double, double>(n, u, x_highway, weight_c, bias, c0,
-                                          lengths, c_seq, grad_h, grad_h_last,
-                                          grad_c_last, alpha);
-    case ScalarType::Half:
-      return BackwardCuda<gpu::Float16Storage, float>(
-          n, u, x_highway, weight_c, bias, c0, lengths, c_seq, grad_h,
-          grad_h_last, grad_c_last, alpha);
-    case ScalarType::BFloat16:
-      return BackwardCuda<gpu::BFloat16Storage, float>(
-          n, u, x_highway, weight_c, bias, c0, lengths, c_seq, grad_h,
-          grad_h_last, grad_c_last, alpha);
-    default:
-      return BackwardCuda<float, float>(n, u, x_highway, weight_c, bias, c0,
-                                        lengths, c_seq, grad_h, grad_h_last,
-                                        grad_c_last, alpha);
-  }
+  return DispatchDtype(u.scalar_type(), [&](auto types) {
+    using D = typename decltype(types)::Storage;
+    using S = typename decltype(types)::State;
+    BackwardArgs<D, S> a;
+    // Freeing the partials on return is safe although the kernels run
+    // asynchronously: PyTorch's caching allocator hands their memory only to
+    // later work on the same stream.
+    Tensor partials;
+    BackwardOutputs out = PrepareBackward<D, S>(
+        n, u, x_highway, weight_c, bias, c0, lengths, c_seq, grad_h,
+        grad_h_last, grad_c_last, alpha, &partials, &a);
+    CheckLaunch("sru_backward",
+                gpu::LaunchSruBackward<D, S>(
+                    CurrentStream(u), n, a,
+                    static_cast<S*>(std::get<2>(out).mutable_data_ptr()),
+                    static_cast<S*>(std::get<3>(out).mutable_data_ptr())));
+    return out;
+  });
 }
 
 }  // namespace
