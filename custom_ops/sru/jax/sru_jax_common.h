@@ -47,22 +47,6 @@ inline ffi::Error Invalid(const std::string& message) {
   return ffi::Error::InvalidArgument("keras_ndsru_sru: " + message);
 }
 
-inline ffi::Error ParseDirection(std::string_view direction, Dims* n) {
-  if (direction == "forward" || direction == "backward") {
-    n->dirs = 1;
-    n->reverse_mask = direction == "backward" ? 1 : 0;
-  } else if (direction == "bidirectional") {
-    n->dirs = 2;
-    n->reverse_mask = 2;  // direction 0 forward, direction 1 backward
-  } else {
-    return Invalid(
-        "direction must be 'forward', 'backward' or 'bidirectional'. "
-        "Received: direction=" +
-        std::string(direction));
-  }
-  return ffi::Error::Success();
-}
-
 inline ffi::Error CheckBuffer(const ffi::AnyBuffer& t, const char* name,
                               const char* expected,
                               std::vector<int64_t> want, ffi::DataType dtype) {
@@ -105,7 +89,12 @@ inline ffi::Error CheckOperands(
     const ffi::AnyBuffer& c0, const ffi::AnyBuffer& lengths,
     std::string_view direction, Dims* n,
     const std::vector<const ffi::AnyBuffer*>& backward = {}) {
-  KERAS_NDSRU_RETURN_IF_ERROR(ParseDirection(direction, n));
+  if (!parse_direction(direction, &n->dirs, &n->reverse_mask)) {
+    return Invalid(
+        "direction must be 'forward', 'backward' or 'bidirectional'. "
+        "Received: direction=" +
+        std::string(direction));
+  }
   const auto dims = u.dimensions();
   if (dims.size() != 3 || dims[2] % (3 * n->dirs) != 0) {
     return Invalid(

@@ -30,6 +30,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string_view>
 
 #if defined(__CUDACC__)
 #define SRU_HD __host__ __device__ __forceinline__
@@ -47,6 +48,23 @@ struct Dims {
   int64_t units;  // d
   int32_t reverse_mask;  // bit k set: direction k runs from the end
 };
+
+// The `direction` attribute of every binding as (dirs, reverse_mask):
+// "forward", "backward", or "bidirectional" (direction 0 forward, direction 1
+// backward). False for any other string; the binding reports it.
+inline bool parse_direction(std::string_view direction, int64_t* dirs,
+                            int32_t* reverse_mask) {
+  if (direction == "forward" || direction == "backward") {
+    *dirs = 1;
+    *reverse_mask = direction == "backward" ? 1 : 0;
+  } else if (direction == "bidirectional") {
+    *dirs = 2;
+    *reverse_mask = 2;
+  } else {
+    return false;
+  }
+  return true;
+}
 
 template <typename T, typename S>
 struct ForwardArgs {

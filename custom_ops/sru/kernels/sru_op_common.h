@@ -25,16 +25,7 @@ inline ::tensorflow::Status ReadSruAttrs(::tensorflow::OpKernelConstruction* ctx
   std::string direction;
   TF_RETURN_IF_ERROR(ctx->GetAttr("direction", &direction));
   TF_RETURN_IF_ERROR(ctx->GetAttr("alpha", &attrs->alpha));
-  if (direction == "forward") {
-    attrs->dirs = 1;
-    attrs->reverse_mask = 0;
-  } else if (direction == "backward") {
-    attrs->dirs = 1;
-    attrs->reverse_mask = 1;
-  } else if (direction == "bidirectional") {
-    attrs->dirs = 2;
-    attrs->reverse_mask = 2;  // direction 0 forward, direction 1 backward
-  } else {
+  if (!parse_direction(direction, &attrs->dirs, &attrs->reverse_mask)) {
     return ::tensorflow::errors::InvalidArgument(
         "direction must be 'forward', 'backward' or 'bidirectional'. "
         "Received: direction=",

@@ -52,21 +52,6 @@ inline std::string ShapeString(const Tensor& t) {
   return s + "]";
 }
 
-// direction -> (n_dir, reverse_mask) as in ../kernels/sru_op_common.h.
-inline void ParseDirection(const std::string& direction, Dims* dims) {
-  if (direction == "forward" || direction == "backward") {
-    dims->dirs = 1;
-    dims->reverse_mask = direction == "backward" ? 1 : 0;
-  } else {
-    STD_TORCH_CHECK(direction == "bidirectional",
-                    "keras_ndsru::sru: direction must be 'forward', "
-                    "'backward' or 'bidirectional'. Received: direction=",
-                    direction);
-    dims->dirs = 2;
-    dims->reverse_mask = 2;  // direction 0 forward, direction 1 backward
-  }
-}
-
 inline void CheckTensor(const Tensor& t, const char* name, const char* expected,
                         std::vector<int64_t> want, ScalarType dtype,
                         const Tensor& u) {
@@ -107,7 +92,10 @@ inline Dims CheckInputs(const Tensor& u, const Tensor& x_highway,
                         const std::string& direction,
                         const std::vector<const Tensor*>& backward = {}) {
   Dims n;
-  ParseDirection(direction, &n);
+  STD_TORCH_CHECK(parse_direction(direction, &n.dirs, &n.reverse_mask),
+                  "keras_ndsru::sru: direction must be 'forward', "
+                  "'backward' or 'bidirectional'. Received: direction=",
+                  direction);
   STD_TORCH_CHECK(u.dim() == 3,
                   "keras_ndsru::sru: `u` must have rank 3 [batch, time, "
                   "n_dir * 3 * units]. Received: u.shape=",
