@@ -15,9 +15,8 @@ each choosing the relaxation side by sign.
 
 A disjunct of several rows is unsafe where *all* rows are ``<= rhs``; its
 margin ``max_i (mat_i @ y - rhs_i)`` is at least ``sum_i lam_i (mat_i @ y -
-rhs_i)`` for any convex weights ``lam``. `combined_bounds` picks ``lam`` per
-box (mirror ascent on the rows' linear lower bounds), then bounds the
-combined row with one more backward pass: close to the LP over the rows
+rhs_i)`` for any convex weights ``lam``. `optimized_bounds` improves ``lam``
+per box together with the lower ReLU slopes: close to the LP over the rows
 jointly, which the best single row is not (ACAS Xu property 2).
 
 Every bound here is sound for its box whatever the choices (slopes in
@@ -28,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from keras_ndsru.verify.bounds import Relaxation, activated, unstable
+
 _CHUNK = 64  # boxes per back-substitution chunk
 
 
@@ -36,36 +37,6 @@ def _concretize(coef, const, mid, rad):
     centre = np.matmul(mid[:, None, :], coef)[:, 0]
     spread = np.matmul(rad[:, None, :], np.abs(coef))[:, 0]
     return const + centre - spread
-
-
-def _relax(lower, upper, through):
-    """Per neuron: upper slope ``s``, upper shift, and which are unstable.
-
-    Active (``l >= 0``) and pass-through neurons are the identity, inactive
-    ones (``u <= 0``) are zero, unstable ones take the chord above.
-    """
-    active = lower >= 0
-    if through is not None:
-        active = active | through
-    unstable = ~active & (upper > 0)
-    width = np.where(unstable, upper - lower, 1.0)
-    slope = np.where(active, 1.0, np.where(unstable, upper / width, 0.0))
-    shift = np.where(unstable, -slope * lower, 0.0)
-    return slope, shift, unstable
-
-
-class _Relaxation:
-    """One hidden layer's ReLU relaxation for backward passes, per box.
-
-    Above: the chord (``slope``, ``shift``). Below: slope 1 where the
-    interval is mostly positive, else 0 (DeepPoly's area heuristic).
-    """
-
-    def __init__(self, lower, upper, through):
-        self.slope, self.shift, unstable = _relax(lower, upper, through)
-        self.low_slope = np.where(
-            unstable, (upper > -lower).astype(np.float64), self.slope
-        )
 
 
 def _backward(network, relaxations, boxes, lam, offset, mid, rad):
@@ -131,9 +102,7 @@ def hidden_bounds(network, lower, upper, known=None, backward: bool = True):
             z_up = np.minimum(z_up, known[k][1])
         if k and backward:
             # Back-substitute the neurons still unstable, both sides at once.
-            open_ = (z_low < 0) & (z_up > 0)
-            if through is not None:
-                open_ &= ~through
+            open_ = unstable(z_low, z_up, through)
             counts = open_.sum(1)
             w, b = network.weights[k], network.biases[k]
             # Boxes with similar counts together, each chunk padded to its
@@ -162,12 +131,12 @@ def hidden_bounds(network, lower, upper, known=None, backward: bool = True):
         out.append((z_low, z_up))
         if k == hidden - 1:
             break
-        relaxations.append(_Relaxation(z_low, z_up, through))
-        slope, shift, _ = _relax(z_low, z_up, through)
+        relax = Relaxation(z_low, z_up, through)
+        relaxations.append(relax)
         # Forward: the chord above, the parallel line s z below.
-        a_up = eq_up * slope[:, None, :]
-        a_up[:, n] += shift
-        a_low = eq_low * slope[:, None, :]
+        a_up = eq_up * relax.slope[:, None, :]
+        a_up[:, n] += relax.shift
+        a_low = eq_low * relax.slope[:, None, :]
         w, b = network.weights[k + 1], network.biases[k + 1]
         w_pos, w_neg = np.maximum(w, 0.0).T, np.minimum(w, 0.0).T
         width = w.shape[0]
@@ -180,11 +149,7 @@ def hidden_bounds(network, lower, upper, known=None, backward: bool = True):
         new_low = _concretize(eq_low[:, :n], eq_low[:, n], mid, rad)
         new_up = -_concretize(-eq_up[:, :n], -eq_up[:, n], mid, rad)
         # Plain interval arithmetic on the activations, where it is tighter.
-        act_low = np.maximum(z_low, 0.0)
-        act_up = np.maximum(z_up, 0.0)
-        if through is not None:
-            act_low = np.where(through, z_low, act_low)
-            act_up = np.where(through, z_up, act_up)
+        act_low, act_up = activated(z_low, z_up, through)
         z_low = np.maximum(new_low, act_low @ w_pos + act_up @ w_neg + b)
         z_up = np.minimum(new_up, act_up @ w_pos + act_low @ w_neg + b)
     return out
@@ -215,7 +180,7 @@ def row_bounds(network, layers, lower, upper, mat, const):
     lam = np.broadcast_to(mat @ network.weights[-1], (count, rows, width)).copy()
     offset = np.broadcast_to(mat @ network.biases[-1] + const, (count, rows)).copy()
     for m in range(len(layers) - 1, -1, -1):
-        relax = _Relaxation(*layers[m], network.passthrough[m])
+        relax = Relaxation(*layers[m], network.passthrough[m])
         slope, shift, low_slope = relax.slope, relax.shift, relax.low_slope
         pos, neg = np.maximum(lam, 0.0), np.minimum(lam, 0.0)
         offset += np.matmul(neg, shift[:, :, None])[:, :, 0]
@@ -232,62 +197,6 @@ def row_bounds(network, layers, lower, upper, mat, const):
 def minimizer(coef, lower, upper):
     """The box vertex minimising ``coef . x``: ``coef`` ``(B, n)``."""
     return np.where(coef > 0, lower, upper)
-
-
-def combined_bounds(network, layers, lower, upper, mat, rhs, steps: int = 12):
-    """Lower bounds of ``max_i (mat_i @ N(x) - rhs_i)`` per box.
-
-    Args:
-        network, layers, lower, upper: as in `row_bounds`.
-        mat, rhs: one disjunct's rows ``(r, n_out)`` and ``(r,)``.
-        steps: mirror-ascent steps on the convex weights (rows > 1).
-
-    Returns:
-        ``(value, coef, offset)``: ``value`` ``(B,)``, and a linear lower
-        bound ``coef . x + offset`` of the margin (``(B, n)``, ``(B,)``) whose
-        box minimizer is a candidate counterexample and whose coefficients
-        rank the input dimensions for splitting.
-    """
-    value, coef, offset = row_bounds(network, layers, lower, upper, mat, -rhs)
-    count, rows = value.shape
-    best = np.argmax(value, axis=1)
-    pick = np.arange(count)
-    out_value = value[pick, best]
-    out_coef, out_offset = coef[pick, best], offset[pick, best]
-    if rows == 1:
-        return out_value, out_coef, out_offset
-    # Convex weights maximising min_x sum_i lam_i L_i(x) over the box.
-    lam = np.full((count, rows), 1.0 / rows)
-    best_lam = np.zeros((count, rows))
-    best_lam[pick, best] = 1.0
-    surrogate = out_value.copy()
-    spread = np.abs(value - out_value[:, None]).max(1) + 1e-12
-    for step in range(steps):
-        g = np.einsum("br,brn->bn", lam, coef)
-        x = minimizer(g, lower, upper)
-        vals = np.einsum("brn,bn->br", coef, x) + offset
-        obj = (lam * vals).sum(1)
-        better = obj > surrogate
-        surrogate = np.where(better, obj, surrogate)
-        best_lam[better] = lam[better]
-        eta = 2.0 / (np.sqrt(step + 1.0) * spread)
-        lam = lam * np.exp(np.clip(eta[:, None] * (vals - obj[:, None]), -30, 30))
-        lam /= lam.sum(1, keepdims=True)
-    # The weights' own bound (valid for any lam), then one backward pass of
-    # the combined row, which chooses its own relaxation sides.
-    s_coef = np.einsum("br,brn->bn", best_lam, coef)
-    s_offset = (best_lam * offset).sum(1)
-    out_value, out_coef, out_offset = surrogate, s_coef, s_offset
-    combo = best_lam @ mat
-    c_value, c_coef, c_offset = row_bounds(
-        network, layers, lower, upper, combo[:, None, :], -(best_lam @ rhs)[:, None]
-    )
-    c_value, c_coef, c_offset = c_value[:, 0], c_coef[:, 0], c_offset[:, 0]
-    use = c_value > out_value
-    out_value = np.where(use, c_value, out_value)
-    out_coef = np.where(use[:, None], c_coef, out_coef)
-    out_offset = np.where(use, c_offset, out_offset)
-    return out_value, out_coef, out_offset
 
 
 def optimized_bounds(
@@ -309,25 +218,28 @@ def optimized_bounds(
         network, layers, lower, upper: as in `row_bounds`.
         mat, rhs: one disjunct's rows ``(r, n_out)`` and ``(r,)``.
         steps: gradient steps (0: the area heuristic and, for several rows,
-            the best single row). Defaults to 20.
+            weights 0.9 on the best single row). Defaults to 20.
         target: a box stops improving once its bound exceeds this (a proof
             needs no more). Defaults to inf.
 
     Returns:
-        ``(value, coef, offset)`` as in `combined_bounds`.
+        ``(value, coef, offset)``: ``value`` ``(B,)``, and a linear lower
+        bound ``coef . x + offset`` of the margin (``(B, n)``, ``(B,)``) whose
+        box minimizer is a candidate counterexample and whose coefficients
+        rank the input dimensions for splitting.
     """
     lower = np.asarray(lower, np.float64)
     upper = np.asarray(upper, np.float64)
     count, n = lower.shape
     rows = mat.shape[0]
     hidden = len(layers)
-    relax = [_Relaxation(*layers[m], network.passthrough[m]) for m in range(hidden)]
+    relax = [Relaxation(*layers[m], network.passthrough[m]) for m in range(hidden)]
     state = {
         "lower": lower,
         "upper": upper,
         "slope": [r.slope for r in relax],
         "shift": [r.shift for r in relax],
-        "unstable": [r.low_slope != r.slope for r in relax],
+        "unstable": [r.unstable for r in relax],
         "alpha": [r.low_slope.copy() for r in relax],
     }
     weights = np.full((count, rows), 1.0 / rows)

@@ -14,18 +14,34 @@ from __future__ import annotations
 import numpy as np
 
 
-def _relaxation(lower: np.ndarray, upper: np.ndarray, through=None):
-    """Slopes/intercepts of the ReLU triangle relaxation for bounds [l, u]."""
-    active = lower >= 0
-    if through is not None:
-        active = active | through
-    unstable = (lower < 0) & (upper > 0) & ~active
-    width = np.where(unstable, upper - lower, 1.0)
-    up_slope = np.where(active, 1.0, np.where(unstable, upper / width, 0.0))
-    up_shift = np.where(unstable, -lower * upper / width, 0.0)
-    # Lower slope 0 or 1, whichever gives the smaller relaxation area.
-    low_slope = np.where(active, 1.0, np.where(unstable & (upper > -lower), 1.0, 0.0))
-    return low_slope, up_slope, up_shift
+class Relaxation:
+    """The triangle relaxation of ReLUs with pre-activation bounds [l, u].
+
+    Active (``l >= 0``) and pass-through neurons are the identity, inactive
+    ones (``u <= 0``) are zero. An ``unstable`` one is bounded above by its
+    chord ``slope z + shift`` (``slope = u / (u - l)``) and below by
+    ``low_slope z``, slope 1 where the interval is mostly positive, else 0
+    (DeepPoly's area heuristic). Works on arrays of any shape (one region, or
+    a batch of boxes).
+    """
+
+    def __init__(self, lower, upper, through=None):
+        active = lower >= 0
+        if through is not None:
+            active = active | through
+        self.unstable = unstable(lower, upper, through)
+        width = np.where(self.unstable, upper - lower, 1.0)
+        self.slope = np.where(active, 1.0, np.where(self.unstable, upper / width, 0.0))
+        self.shift = np.where(self.unstable, -self.slope * lower, 0.0)
+        self.low_slope = np.where(
+            self.unstable, (upper > -lower).astype(np.float64), self.slope
+        )
+
+
+def unstable(lower, upper, through=None):
+    """ReLUs whose phase the bounds leave open (pass-through neurons never)."""
+    open_ = (lower < 0) & (upper > 0)
+    return open_ if through is None else open_ & ~through
 
 
 def _back_substitute(network, relax, coef, const, region, upper_side):
@@ -33,17 +49,16 @@ def _back_substitute(network, relax, coef, const, region, upper_side):
     sign = -1.0 if upper_side else 1.0
     coef, const = sign * coef, sign * const
     for m in range(len(relax) - 1, -1, -1):
-        low_slope, up_slope, up_shift = relax[m]
         pos, neg = np.maximum(coef, 0.0), np.minimum(coef, 0.0)
         # Minimising: positive coefficients take the lower relaxation.
-        const = const + neg @ up_shift
-        coef = pos * low_slope + neg * up_slope
+        const = const + neg @ relax[m].shift
+        coef = pos * relax[m].low_slope + neg * relax[m].slope
         const = const + coef @ network.biases[m]
         coef = coef @ network.weights[m]
     return sign * region.minimize(coef, const)
 
 
-def _activated(lower, upper, through):
+def activated(lower, upper, through=None):
     """Interval of the layer's outputs from its pre-activation bounds."""
     lo, hi = np.maximum(lower, 0.0), np.maximum(upper, 0.0)
     if through is not None:
@@ -75,8 +90,8 @@ def layer_bounds(network, region, symbolic: bool = True):
         upper = np.maximum(upper, lower)
         through = network.passthrough[k]
         bounds.append((lower, upper))
-        relax.append(_relaxation(lower, upper, through))
-        lo, hi = _activated(lower, upper, through)
+        relax.append(Relaxation(lower, upper, through))
+        lo, hi = activated(lower, upper, through)
     return bounds
 
 
@@ -91,33 +106,30 @@ def output_lower_bounds(network, bounds, region, out_coef, out_const):
     coef = out_coef @ network.weights[-1]
     const = out_coef @ network.biases[-1] + out_const
     relax = [
-        _relaxation(lo, hi, through)
+        Relaxation(lo, hi, through)
         for (lo, hi), through in zip(bounds, network.passthrough)
     ]
     lower = _back_substitute(network, relax, coef, const, region, False)
     if bounds:
-        lo, hi = _activated(*bounds[-1], network.passthrough[-1])
+        lo, hi = activated(*bounds[-1], network.passthrough[-1])
         interval = const + np.maximum(coef, 0) @ lo + np.minimum(coef, 0) @ hi
         lower = np.maximum(lower, interval)
     # The symbolic coefficient on the input, for the minimizing vertex.
     input_coef = coef
     for m in range(len(relax) - 1, -1, -1):
-        low_slope, up_slope, _ = relax[m]
         input_coef = (
-            np.maximum(input_coef, 0) * low_slope + np.minimum(input_coef, 0) * up_slope
+            np.maximum(input_coef, 0) * relax[m].low_slope
+            + np.minimum(input_coef, 0) * relax[m].slope
         ) @ network.weights[m]
     return lower, input_coef
 
 
 def count_unstable(network, bounds) -> int:
     """ReLUs whose phase the bounds leave open (binaries of the MILP)."""
-    total = 0
-    for (lo, hi), through in zip(bounds, network.passthrough):
-        open_ = (lo < 0) & (hi > 0)
-        if through is not None:
-            open_ &= ~through
-        total += int(np.sum(open_))
-    return total
+    return sum(
+        int(np.sum(unstable(lo, hi, through)))
+        for (lo, hi), through in zip(bounds, network.passthrough)
+    )
 
 
 def margin_bounds(network, bounds, region, disjuncts):
