@@ -374,10 +374,14 @@ class OpLibraryLoader:
 
     def module(self):
         """The loaded op module, or None when the library cannot be used."""
-        with self._lock:
-            if not self._loaded:
-                self._module, self._reason, self._cuda, self._cuda_note = self._load()
-                self._loaded = True
+        # The lock only for the first load: the dispatch asks on every call,
+        # and `_loaded` is set after the outcome it guards.
+        if not self._loaded:
+            with self._lock:
+                if not self._loaded:
+                    outcome = self._load()
+                    self._module, self._reason, self._cuda, self._cuda_note = outcome
+                    self._loaded = True
         return self._module
 
     def forget_failure(self) -> None:
