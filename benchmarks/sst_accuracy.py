@@ -65,6 +65,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 
+import _common  # noqa: E402
 import _text_inputs  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
@@ -654,4 +655,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    _common.run_script(main)
