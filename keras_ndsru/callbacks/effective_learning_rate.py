@@ -27,7 +27,10 @@ class EffectiveLearningRate(keras.callbacks.Callback):
     `NDAdam.vector_variables` when the model's optimizer is an `NDAdam`
     (also inside a `LossScaleOptimizer`), else those of
     `keras_ndsru.optimizers.vector_axes_for_model(model)`, so the same
-    number can be read for SGD or Adam. With `steps_per_execution=k` a
+    number can be read for SGD or Adam. Measuring starts with the first
+    batch after the optimizer is built, so in a model's first `fit` with the
+    second batch: NDAdam's unit-norm initialization happens in the first
+    step and is no step of the algorithm. With `steps_per_execution=k` a
     measured "batch" spans `k` optimizer steps.
 
     Args:
@@ -49,24 +52,30 @@ class EffectiveLearningRate(keras.callbacks.Callback):
             "every_n_batches", every_n_batches
         )
         self.name = validation.non_empty_str("name", name)
-        self._vectors: list = []
+        self._vectors: list | None = None
         self._snapshot = None
 
-    def _weight_vectors(self) -> list:
+    def _weight_vectors(self) -> list | None:
+        """The vectors to measure, or None until they exist: the first train
+        step builds the optimizer (NDAdam normalizes the vectors then, which
+        is no step) and the variables of a model without `keras.Input`."""
         optimizer = getattr(self.model, "optimizer", None)
         optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-        vectors = getattr(optimizer, "vector_variables", None)
-        if vectors:
-            return list(vectors)
-        return weight_vectors(self.model)
+        if hasattr(optimizer, "vector_variables"):
+            if not optimizer.built:
+                return None
+            return list(optimizer.vector_variables) or weight_vectors(self.model)
+        return weight_vectors(self.model) if self.model.built else None
 
     def on_train_begin(self, logs=None):
-        self._vectors = self._weight_vectors()
+        self._vectors = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._sum, self._count = 0.0, 0
 
     def on_train_batch_begin(self, batch, logs=None):
+        if self._vectors is None:
+            self._vectors = self._weight_vectors()
         if self._vectors and batch % self.every_n_batches == 0:
             self._snapshot = [
                 keras.ops.convert_to_numpy(v).astype("float64")

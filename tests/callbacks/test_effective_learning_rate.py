@@ -71,3 +71,42 @@ def test_every_n_batches_and_name():
 def test_bad_arguments(kwargs):
     with pytest.raises(ValueError, match="Received"):
         EffectiveLearningRate(**kwargs)
+
+
+class _KernelsAfterEachBatch(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.kernels = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        kernels = [layer.kernel for layer in self.model.layers]
+        self.kernels.append([np.asarray(k, "float64") for k in kernels])
+
+
+@pytest.mark.parametrize("with_input", [True, False], ids=["input", "deferred_build"])
+def test_first_fit_measures_the_steps_of_the_built_optimizer(with_input):
+    """In the first `fit`, NDAdam is built (and normalizes the weight
+    vectors) by the first step, and a model without `keras.Input` gets its
+    variables there: the measurement starts with the next batch, so it
+    holds optimizer steps only, not the unit-norm initialization."""
+    keras.utils.set_random_seed(0)
+    layers = [LAYERS.Dense(3), LAYERS.Dense(2)]
+    model = keras.Sequential([keras.Input((4,)), *layers] if with_input else layers)
+    model.compile(optimizer=NDAdam(), loss="mse")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 4)).astype("float32")
+    y = rng.normal(size=(12, 2)).astype("float32")
+    kernels = _KernelsAfterEachBatch()
+    history = model.fit(
+        x,
+        y,
+        batch_size=4,
+        shuffle=False,
+        verbose=0,
+        callbacks=[kernels, EffectiveLearningRate()],
+    )
+    after_step = kernels.kernels  # three batches: steps 1, 2, 3
+    want = np.mean(
+        [_expected(after_step[i - 1], after_step[i], [(0,), (0,)]) for i in (1, 2)]
+    )
+    assert history.history["effective_learning_rate"] == [pytest.approx(want, rel=1e-5)]
