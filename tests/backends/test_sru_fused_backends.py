@@ -93,7 +93,7 @@ def test_outputs_match_the_oracle(checked):
             assert not np.any(h[~mask]), name
 
 
-def test_gradients_matchcentral_differences(checked):
+def test_gradients_match_central_differences(checked):
     """Every input's gradient; all entries of the float64 cases, 60 random
     entries per input of the others."""
     backend, result, arrays = checked
