@@ -128,14 +128,9 @@ def parse_spec(spec: str) -> tuple[str, dict]:
 def load_task(data_dir: str, task: str, min_count: int) -> dict:
     """The example's data pipeline on one SST task's train/dev/test files."""
     stem = os.path.join(data_dir, TASKS[task])
-    argv = [f"--{s}" for s in ("data", "dev-data", "test-data")]
-    argv = [
-        a
-        for flag, split in zip(argv, ("train", "dev", "test"))
-        for a in (flag, f"{stem}.{split}")
-    ]
     args = text_classification.build_parser().parse_args(
-        argv + ["--min-count", str(min_count)]
+        ["--data", f"{stem}.train", "--dev-data", f"{stem}.dev"]
+        + ["--test-data", f"{stem}.test", "--min-count", str(min_count)]
     )
     corpus = text_classification.load_files(args)
     encoded = text_classification.encode_split(corpus.splits[0], args)
@@ -452,12 +447,11 @@ def OfficialClassifier(torch, sru, options, embedding, head_w, head_b):  # noqa:
 
 def select(run: dict) -> dict:
     best = int(np.argmax(run["dev"]))  # first maximum: the earlier epoch
-    steady = run["seconds"][1:] or run["seconds"]
     return {
         "epoch": best + 1,
         "dev": run["dev"][best],
         "test": run["test"][best],
-        "seconds": statistics.median(steady),
+        "seconds": _common.steady_seconds(run["seconds"]),
         "train_accuracy": run["train_accuracy"][best],
     }
 
@@ -525,14 +519,7 @@ def report(
             ratio += f" ({timing_reference})" if timing_reference != spec else ""
         median = statistics.median(interleaved)
         rows.append([task, spec, "", "", "", "", "", f"{median:.2f}", ratio, ""])
-    widths = [
-        max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)
-    ]
-
-    def line(cells):
-        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+    return _common.format_table(headers, rows)
 
 
 def main(argv=None) -> None:
