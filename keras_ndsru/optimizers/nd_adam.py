@@ -214,9 +214,7 @@ class NDAdam(keras.optimizers.Optimizer):
         name=None,
         **kwargs,
     ):
-        if isinstance(learning_rate, int) and not isinstance(learning_rate, bool):
-            learning_rate = float(learning_rate)
-        _check_rate(learning_rate, "learning_rate")
+        learning_rate = _check_rate(learning_rate, "learning_rate")
         super().__init__(
             learning_rate=learning_rate,
             name=name,
