@@ -332,10 +332,13 @@ def test_setting_vector_lr_to_callable_untracks_its_var():
     """The vector step size, set like optimizer_test's learning rate."""
     optimizer = NDAdam(vector_learning_rate=0.05)
     tracked = len(optimizer.variables)
-    schedule = keras.optimizers.schedules.PolynomialDecay(0.05, 4)
+    rate = optimizer.vector_learning_rate  # the variable, while it is one
+    assert any(v is rate for v in optimizer.variables)
+    schedule = keras.optimizers.schedules.PolynomialDecay(0.2, 4)
     optimizer.vector_learning_rate = schedule
     assert len(optimizer.variables) == tracked - 1
-    assert float(optimizer.vector_learning_rate) == pytest.approx(0.05)
+    assert not any(v is rate for v in optimizer.variables)
+    assert float(optimizer.vector_learning_rate) == pytest.approx(0.2)
 
 
 def test_pickleable_optimizers():
