@@ -105,6 +105,36 @@ def _pieces(weights, biases, lower, upper, x0=None, delta=None):
     return out
 
 
+def exact_min_margin(weights, biases, region, disjunct):
+    """min over a box region (and its ``a_ub x <= b_ub``, if any) of the
+    margin max_i (mat_i y - rhs_i) of ``disjunct``, piece by piece (LPs)."""
+    best = np.inf
+    n = region.n
+    for rows, rhs, out_map, out_c in _pieces(
+        weights, biases, region.lower, region.upper
+    ):
+        # variables (x, t): min t, t >= mat_i (M x + m) - rhs_i
+        a_ub = [np.concatenate([r, [0.0]]) for r in rows]
+        b_ub = list(rhs)
+        for row, bound in zip(disjunct.mat, disjunct.rhs):
+            a_ub.append(np.concatenate([row @ out_map, [-1.0]]))
+            b_ub.append(bound - row @ out_c)
+        if region.a_ub is not None:
+            for row, bound in zip(region.a_ub, region.b_ub):
+                a_ub.append(np.concatenate([row, [0.0]]))
+                b_ub.append(bound)
+        res = linprog(
+            np.concatenate([np.zeros(n), [1.0]]),
+            A_ub=np.array(a_ub),
+            b_ub=np.array(b_ub),
+            bounds=[*zip(region.lower, region.upper), (None, None)],
+            method="highs",
+        )
+        if res.status == 0:
+            best = min(best, res.fun)
+    return best
+
+
 def min_local(weights, biases, x0, delta, norm, objectives, domain=None):
     """Exact min over ``||x - x0|| <= delta`` (in domain) of the smallest
     ``coef . N(x) + const`` over ``objectives`` (a list of (coef, const))."""

@@ -5,37 +5,13 @@ pattern, the triangle relaxation's LP, and verdicts of the joint search."""
 import numpy as np
 import pytest
 from scipy.optimize import linprog
-from verify_brute import _pieces, forward, random_net
+from verify_brute import exact_min_margin, forward, random_net
 
 from keras_ndsru.verify import ReluNetwork
 from keras_ndsru.verify import batch_bounds as bb
 from keras_ndsru.verify.input_split import search
 from keras_ndsru.verify.outcome import Status
 from keras_ndsru.verify.spec import Disjunct, Property, Region
-
-
-def exact_min_margin(weights, biases, region, disjunct):
-    """min over a box of max_i (mat_i y - rhs_i), piece by piece (LPs; as in
-    test_verifier, which this suite cannot import)."""
-    best, n = np.inf, region.n
-    for rows, rhs, out_map, out_c in _pieces(
-        weights, biases, region.lower, region.upper
-    ):
-        a_ub = [np.concatenate([r, [0.0]]) for r in rows]
-        b_ub = list(rhs)
-        for row, bound in zip(disjunct.mat, disjunct.rhs):
-            a_ub.append(np.concatenate([row @ out_map, [-1.0]]))
-            b_ub.append(bound - row @ out_c)
-        res = linprog(
-            np.concatenate([np.zeros(n), [1.0]]),
-            A_ub=np.array(a_ub),
-            b_ub=np.array(b_ub),
-            bounds=[*zip(region.lower, region.upper), (None, None)],
-            method="highs",
-        )
-        if res.status == 0:
-            best = min(best, res.fun)
-    return best
 
 
 def random_boxes(rng, n, count, scale=1.0):

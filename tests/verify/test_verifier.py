@@ -4,8 +4,7 @@ typed outcomes; the network sent to workers once."""
 
 import numpy as np
 import pytest
-from scipy.optimize import linprog
-from verify_brute import _pieces, random_net
+from verify_brute import exact_min_margin, random_net
 
 from keras_ndsru.verify import ReluNetwork, schedule
 from keras_ndsru.verify.decide import Options, screen
@@ -14,35 +13,6 @@ from keras_ndsru.verify.spec import Disjunct, Property, Region
 from keras_ndsru.verify.verifier import check
 
 AMBIGUOUS = 1e-5
-
-
-def exact_min_margin(weights, biases, region, disjunct):
-    """min over the region of max_i (mat_i y - rhs_i), piece by piece (LPs)."""
-    best = np.inf
-    n = region.n
-    for rows, rhs, out_map, out_c in _pieces(
-        weights, biases, region.lower, region.upper
-    ):
-        # variables (x, t): min t, t >= mat_i (M x + m) - rhs_i
-        a_ub = [np.concatenate([r, [0.0]]) for r in rows]
-        b_ub = list(rhs)
-        for row, bound in zip(disjunct.mat, disjunct.rhs):
-            a_ub.append(np.concatenate([row @ out_map, [-1.0]]))
-            b_ub.append(bound - row @ out_c)
-        if region.a_ub is not None:
-            for row, bound in zip(region.a_ub, region.b_ub):
-                a_ub.append(np.concatenate([row, [0.0]]))
-                b_ub.append(bound)
-        res = linprog(
-            np.concatenate([np.zeros(n), [1.0]]),
-            A_ub=np.array(a_ub),
-            b_ub=np.array(b_ub),
-            bounds=[*zip(region.lower, region.upper), (None, None)],
-            method="highs",
-        )
-        if res.status == 0:
-            best = min(best, res.fun)
-    return best
 
 
 def random_property(rng, n_out, linear):
