@@ -44,6 +44,7 @@ def test_ema_overwrite_hook_of_nd_adam():
 
     variable = keras.Variable(np.ones((3, 2), "float32"), name="kernel")
     optimizer = Spy(use_ema=True)
+    optimizer.build([variable])  # before the gradient, as NDAdam asks
     optimizer.apply([np.ones((3, 2), "float32")], [variable])
     optimizer.finalize_variable_values([variable])
     assert calls == [1]
