@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 
 import keras
@@ -79,7 +80,7 @@ def _check_rate(value, argument: str):
         value
     ):
         return value
-    if not validation.is_real(value) or not value > 0:
+    if not validation.is_real(value) or not math.isfinite(value) or value <= 0:
         raise ValueError(
             f"`{argument}` must be a positive float, a LearningRateSchedule or a "
             f"callable. Received: {argument}={value!r}"

@@ -263,6 +263,7 @@ def test_zero_vector_at_build_is_a_clear_error():
         ({"epsilon": 0}, "epsilon"),
         ({"vector_learning_rate": -1.0}, "vector_learning_rate"),
         ({"vector_learning_rate": "fast"}, "vector_learning_rate"),
+        ({"vector_learning_rate": math.inf}, "vector_learning_rate"),
         ({"learning_rate": 0.0}, "learning_rate"),
         ({"weight_decay": -1.0}, "weight_decay"),
         ({"vector_variables": "kernel"}, "vector_variables"),
