@@ -25,6 +25,8 @@ Every bound here is sound for its box whatever the choices (slopes in
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from keras_ndsru.verify.bounds import Relaxation, activated, unstable
@@ -200,7 +202,15 @@ def minimizer(coef, lower, upper):
 
 
 def optimized_bounds(
-    network, layers, lower, upper, mat, rhs, steps: int = 20, target=np.inf
+    network,
+    layers,
+    lower,
+    upper,
+    mat,
+    rhs,
+    steps: int = 20,
+    target=np.inf,
+    deadline: float = np.inf,
 ):
     """Lower bounds of ``max_i (mat_i @ N(x) - rhs_i)`` per box, optimized.
 
@@ -221,6 +231,8 @@ def optimized_bounds(
             weights 0.9 on the best single row). Defaults to 20.
         target: a box stops improving once its bound exceeds this (a proof
             needs no more). Defaults to inf.
+        deadline: `time.time()` after which no more steps are taken (the
+            bound so far is sound). Defaults to inf.
 
     Returns:
         ``(value, coef, offset)``: ``value`` ``(B,)``, and a linear lower
@@ -276,7 +288,7 @@ def optimized_bounds(
         hit = active[better]
         best[hit] = value[better]
         best_coef[hit], best_offset[hit] = lam[better], offset[better]
-        if step == steps:
+        if step == steps or time.time() >= deadline:
             break
         # The relaxed network at the minimizer: gradients of the bound.
         a = x

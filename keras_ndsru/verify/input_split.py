@@ -175,6 +175,7 @@ def search(
                 disjunct.mat,
                 disjunct.rhs,
                 target=tol,
+                deadline=deadline,
             )
             values[rows, j], coefs[rows, j] = value, coef
         values = np.maximum(values, box["margin"])

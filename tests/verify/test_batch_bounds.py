@@ -178,6 +178,21 @@ def test_margin_bounds_are_sound_and_optimization_approaches_the_lp(rows):
     assert np.median(gaps) < 0.05, gaps
 
 
+def test_optimization_stops_at_the_deadline_with_a_sound_bound():
+    # Past the deadline only the first (sound) iterate is computed, so a
+    # round of the search cannot run far past its instance's timeout.
+    rng = np.random.default_rng(3)
+    net = ReluNetwork(*random_net(rng, [3, 9, 9, 4]))
+    lower, upper = random_boxes(rng, 3, 5)
+    mat, rhs = rng.normal(size=(3, 4)), np.zeros(3)
+    layers = bb.hidden_bounds(net, lower, upper)
+    first, _, _ = bb.optimized_bounds(net, layers, lower, upper, mat, rhs, steps=0)
+    late, _, _ = bb.optimized_bounds(
+        net, layers, lower, upper, mat, rhs, steps=60, deadline=0.0
+    )
+    np.testing.assert_array_equal(late, first)
+
+
 def near_zero_property(rng, weights, biases, n, n_out, margins):
     """Two disjuncts on a box whose exact minimum margins are ``margins``
     (each disjunct's rhs shifted after a first brute-force pass)."""
