@@ -206,45 +206,70 @@ def torch_timers(steps: int, units: int):
     return forward, forward_backward
 
 
+def peer_layers(units: int) -> dict:
+    """The fused SRU layer and its peers, each returning sequences."""
+    return {
+        "SRU fused": keras_ndsru.SRU(
+            units, return_sequences=True, use_fused_kernel=True
+        ),
+        "SRU fallback": keras_ndsru.SRU(
+            units, return_sequences=True, use_fused_kernel=False
+        ),
+        "keras LSTM": keras.layers.LSTM(units, return_sequences=True),
+        "keras GRU": keras.layers.GRU(units, return_sequences=True),
+    }
+
+
 def measure(quick: bool, with_torch: bool) -> list[dict]:
+    """SRU fused / fallback, keras LSTM / GRU and (not on JAX) the official
+    sru, timed in turns on the running backend; on TensorFlow also the parts
+    of the fused layer's time."""
     min_seconds = 2.0 if quick else 15.0
+    backend = keras.backend.backend()
+    layer_timers = keras_timers if backend == "tensorflow" else backend_timers
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(os.cpu_count())
     rows = []
     for steps, units in SHAPES:
-        x = tf.random.normal((BATCH, steps, units), seed=0)
-        layers = {
-            "SRU fused": keras_ndsru.SRU(
-                units, return_sequences=True, use_fused_kernel=True
-            ),
-            "SRU fallback": keras_ndsru.SRU(
-                units, return_sequences=True, use_fused_kernel=False
-            ),
-            "keras LSTM": keras.layers.LSTM(units, return_sequences=True),
-            "keras GRU": keras.layers.GRU(units, return_sequences=True),
-        }
+        rng = np.random.default_rng(0)
+        x = keras.ops.convert_to_tensor(
+            rng.normal(size=(BATCH, steps, units)).astype("float32")
+        )
         timers = {}
-        for name, layer in layers.items():
-            timers[name, "fwd"], timers[name, "fwd+bwd"] = keras_timers(layer, x)
+        for name, layer in peer_layers(units).items():
+            timers[name, "fwd"], timers[name, "fwd+bwd"] = layer_timers(layer, x)
         row = {"shape": (steps, units)}
-        if with_torch:
+        if with_torch and backend != "jax":
             torch_fns = torch_timers(steps, units)
             if isinstance(torch_fns, str):
                 row["torch_note"] = torch_fns
             else:
                 timers["official sru", "fwd"] = torch_fns[0]
                 timers["official sru", "fwd+bwd"] = torch_fns[1]
-        for name, fused in (("recurrence fused", True), ("recurrence fallback", False)):
-            fns = recurrence_timers(steps, units, fused)
-            timers[name, "fwd"], timers[name, "fwd+bwd"] = fns
-        matmul = keras.layers.Dense(3 * units, use_bias=False)
-        timers["matmul U = xW", "fwd"], timers["matmul U = xW", "fwd+bwd"] = (
-            keras_timers(matmul, x)
-        )
-        timers["op", "fwd"], timers["op", "copy"] = op_timers(steps, units)
+        if backend == "tensorflow":
+            timers.update(part_timers(steps, units, x))
         ms = round_robin_ms(timers, min_seconds)
         for name, kind in timers:
             row.setdefault(name, {})[kind] = ms[name, kind]
         rows.append(row)
     return rows
+
+
+def part_timers(steps: int, units: int, x) -> dict:
+    """Timers of the fused layer's parts: the matmul, the recurrence alone
+    (fused and fallback), the op and a copy of its input bytes."""
+    timers = {}
+    for name, fused in (("recurrence fused", True), ("recurrence fallback", False)):
+        fns = recurrence_timers(steps, units, fused)
+        timers[name, "fwd"], timers[name, "fwd+bwd"] = fns
+    matmul = keras.layers.Dense(3 * units, use_bias=False)
+    timers["matmul U = xW", "fwd"], timers["matmul U = xW", "fwd+bwd"] = keras_timers(
+        matmul, x
+    )
+    timers["op", "fwd"], timers["op", "copy"] = op_timers(steps, units)
+    return timers
 
 
 def measure_projected(quick: bool) -> dict:
@@ -397,49 +422,6 @@ def backend_timers(layer, x):
     )
 
 
-def measure_backend(quick: bool, with_torch: bool) -> list[dict]:
-    """SRU fused / fallback, keras LSTM / GRU (and the official sru on
-    torch), timed in turns on the running torch or JAX backend."""
-    min_seconds = 2.0 if quick else 15.0
-    backend = keras.backend.backend()
-    if backend == "torch":
-        import torch
-
-        torch.set_num_threads(os.cpu_count())
-    rows = []
-    for steps, units in SHAPES:
-        rng = np.random.default_rng(0)
-        x = keras.ops.convert_to_tensor(
-            rng.normal(size=(BATCH, steps, units)).astype("float32")
-        )
-        layers = {
-            "SRU fused": keras_ndsru.SRU(
-                units, return_sequences=True, use_fused_kernel=True
-            ),
-            "SRU fallback": keras_ndsru.SRU(
-                units, return_sequences=True, use_fused_kernel=False
-            ),
-            "keras LSTM": keras.layers.LSTM(units, return_sequences=True),
-            "keras GRU": keras.layers.GRU(units, return_sequences=True),
-        }
-        timers = {}
-        for name, layer in layers.items():
-            timers[name, "fwd"], timers[name, "fwd+bwd"] = backend_timers(layer, x)
-        row = {"shape": (steps, units)}
-        if with_torch and backend == "torch":
-            torch_fns = torch_timers(steps, units)
-            if isinstance(torch_fns, str):
-                row["torch_note"] = torch_fns
-            else:
-                timers["official sru", "fwd"] = torch_fns[0]
-                timers["official sru", "fwd+bwd"] = torch_fns[1]
-        ms = round_robin_ms(timers, min_seconds)
-        for name, kind in timers:
-            row.setdefault(name, {})[kind] = ms[name, kind]
-        rows.append(row)
-    return rows
-
-
 def describe_backend() -> str:
     backend = keras.backend.backend()
     if backend == "torch":
@@ -480,10 +462,11 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"the fused SRU op cannot run: {status.reason}")
     print(f"batch {BATCH}, float32, {os.cpu_count()} CPUs, {describe_backend()}")
     print("ratio = peer time / SRU fused time (> 1: the fused SRU is faster)\n")
+    rows = measure(args.quick, not args.no_torch)
     if args.backend != "tensorflow":
-        print("\n".join(peer_lines(measure_backend(args.quick, not args.no_torch))))
+        print("\n".join(peer_lines(rows)))
         return 0
-    print(format_table(measure(args.quick, not args.no_torch)))
+    print(format_table(rows))
     print()
     print(format_projected(measure_projected(args.quick)))
     return 0
