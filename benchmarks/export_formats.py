@@ -243,7 +243,7 @@ def _interpreter_class():
     return Interpreter
 
 
-def _load_tflite(path):
+def load_tflite(path):
     interpreter = _interpreter_class()(model_path=str(path))
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
 
@@ -282,7 +282,7 @@ def _non_onnx_ops(path: Path) -> list[str]:
     )
 
 
-def _load_onnx(path):
+def load_onnx(path):
     import onnxruntime
 
     session = onnxruntime.InferenceSession(
@@ -299,7 +299,7 @@ def _export_openvino(model, path):
 OPENVINO_CONFIG = {"INFERENCE_PRECISION_HINT": "f32"}
 
 
-def _load_openvino(path, config=None):
+def load_openvino(path, config=None):
     import openvino
 
     compiled = openvino.Core().compile_model(
@@ -312,39 +312,39 @@ FORMATS: dict[str, Format] = {
     f.name: f
     for f in [
         Format("tf_saved_model", "", _export_saved_model, _load_saved_model),
-        Format("litert", ".tflite", _export_litert, _load_tflite),
+        Format("litert", ".tflite", _export_litert, load_tflite),
         Format(
             "litert, static shape",
             ".tflite",
             _export_litert_static,
-            _load_tflite,
+            load_tflite,
             static=True,
         ),
         Format(
             "TFLiteConverter.from_keras_model",
             ".tflite",
             _export_from_keras_model,
-            _load_tflite,
+            load_tflite,
         ),
         Format(
             "from_keras_model, static shape",
             ".tflite",
             _export_from_keras_model_static,
-            _load_tflite,
+            load_tflite,
             static=True,
         ),
         Format(
             "onnx",
             ".onnx",
             _export_onnx,
-            _load_onnx,
+            load_onnx,
             requires=("tf2onnx", "onnx", "onnxruntime"),
         ),
         Format(
             "openvino",
             ".xml",
             _export_openvino,
-            _load_openvino,
+            load_openvino,
             requires=("openvino",),
         ),
     ]
@@ -483,7 +483,7 @@ def openvino_default_precision(out_dir: Path) -> str:
     model = build_model("classifier")
     x = model_inputs(model, SHAPES[0])
     with quiet_native_stderr():
-        got = _load_openvino(path, config={})(x)
+        got = load_openvino(path, config={})(x)
     diff = float(np.max(np.abs(got - np.asarray(model(x)))))
     return (
         f"OpenVINO CPU default INFERENCE_PRECISION_HINT here: {hint}; with it the "

@@ -7,7 +7,6 @@ format on more models. The ONNX and OpenVINO tools are optional (the `deploy`
 extra): their tests skip when the package is absent.
 """
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -19,18 +18,28 @@ import tensorflow as tf
 from keras_ndsru import SRU
 from keras_ndsru.ops import fused_kernel_status
 
+sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
+import export_formats  # noqa: E402
+from export_formats import (  # noqa: E402
+    SHAPES,
+    VOCAB,
+    load_onnx,
+    load_openvino,
+    load_tflite,
+    model_inputs,
+)
+
 NOT_INSTALLED = "{} is not installed (pip install keras-ndsru[deploy])"
 
 # The LiteRT/TFLite rows need fixed shapes: the exporter is told STATIC.
-SHAPES = [(3, 7), (2, 12)]
-STATIC = SHAPES[0]
+STATIC = export_formats.STATIC_SHAPE
 
 
 def classifier(use_fused_kernel="auto"):
     """Masked tokens, a bidirectional SRU returning sequences, a Keras
     `Bidirectional` SRU stacked on it, a dense head; random weights."""
     inputs = keras.Input((None,), dtype="int32")
-    x = keras.layers.Embedding(20, 4, mask_zero=True)(inputs)
+    x = keras.layers.Embedding(VOCAB, 4, mask_zero=True)(inputs)
     x = SRU(
         6, return_sequences=True, bidirectional=True, use_fused_kernel=use_fused_kernel
     )(x)
@@ -39,65 +48,32 @@ def classifier(use_fused_kernel="auto"):
     rng = np.random.default_rng(0)
     for variable in model.trainable_variables:
         variable.assign(rng.normal(scale=0.5, size=variable.shape))
-    model(tokens(STATIC))  # Keras' ONNX export requires a model once called
+    model(model_inputs(model, STATIC))  # Keras' ONNX export needs it called once
     return model
 
 
-def tokens(shape, seed=9):
-    """Right-padded rows: the first half padded, the last one step long."""
-    x = np.random.default_rng(seed).integers(1, 20, size=shape).astype("int32")
-    x[0, shape[1] // 2 :] = 0
-    x[-1, 1:] = 0
-    return x
-
-
 def assert_runs_like_keras(model, run, shapes=SHAPES):
+    """Right-padded token rows of each shape: the same outputs as Keras."""
     for shape in shapes:
-        x = tokens(shape)
+        x = model_inputs(model, shape)
         np.testing.assert_allclose(run(x), model(x), atol=1e-5)
-
-
-def litert_runner(path):
-    """LiteRT's interpreter (ai-edge-litert), else TensorFlow's own."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        Interpreter = tf.lite.Interpreter
-    interpreter = Interpreter(model_path=str(path))
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-
-    def run(x):
-        interpreter.resize_tensor_input(inp["index"], x.shape)
-        interpreter.allocate_tensors()
-        interpreter.set_tensor(inp["index"], x)
-        interpreter.invoke()
-        return interpreter.get_tensor(out["index"])
-
-    return run
 
 
 def test_onnx_runs_in_onnxruntime(tmp_path):
     pytest.importorskip("tf2onnx", reason=NOT_INSTALLED.format("tf2onnx"))
-    onnxruntime = pytest.importorskip(
-        "onnxruntime", reason=NOT_INSTALLED.format("onnxruntime")
-    )
+    pytest.importorskip("onnxruntime", reason=NOT_INSTALLED.format("onnxruntime"))
     model, path = classifier(), tmp_path / "model.onnx"
     model.export(str(path), format="onnx", verbose=False)
-    session = onnxruntime.InferenceSession(str(path))
-    name = session.get_inputs()[0].name
-    assert_runs_like_keras(model, lambda x: session.run(None, {name: x})[0])
+    assert_runs_like_keras(model, load_onnx(path))
 
 
 def test_openvino_runs_in_f32(tmp_path):
-    openvino = pytest.importorskip("openvino", reason=NOT_INSTALLED.format("openvino"))
+    pytest.importorskip("openvino", reason=NOT_INSTALLED.format("openvino"))
     model, path = classifier(), tmp_path / "model.xml"
     model.export(str(path), format="openvino", verbose=False)
     # On a CPU with bf16 units OpenVINO's default precision hint is bf16,
-    # which alone moves these outputs by ~1e-2.
-    compiled = openvino.Core().compile_model(
-        str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
-    )
-    assert_runs_like_keras(model, lambda x: compiled(x)[0])
+    # which alone moves these outputs by ~1e-2: the loader asks for f32.
+    assert_runs_like_keras(model, load_openvino(path))
 
 
 def test_litert_with_static_shapes_runs_builtin_ops(tmp_path):
@@ -105,7 +81,7 @@ def test_litert_with_static_shapes_runs_builtin_ops(tmp_path):
     spec = keras.InputSpec(shape=STATIC, dtype="int32")
     model.export(str(path), format="litert", verbose=False, input_signature=[spec])
     assert b"Flex" not in path.read_bytes()
-    assert_runs_like_keras(model, litert_runner(path), shapes=[STATIC])
+    assert_runs_like_keras(model, load_tflite(path), shapes=[STATIC])
 
 
 def test_litert_with_dynamic_shapes_needs_the_flex_delegate(tmp_path):
@@ -118,7 +94,7 @@ def test_litert_with_dynamic_shapes_needs_the_flex_delegate(tmp_path):
     model.export(str(path), format="litert", verbose=False)
     assert b"FlexTensorListReserve" in path.read_bytes()
     with pytest.raises(RuntimeError, match=r"Select TensorFlow op\(s\)"):
-        litert_runner(path)(tokens(STATIC))
+        load_tflite(path)(model_inputs(model, STATIC))
 
 
 def test_tflite_from_keras_model_needs_static_shapes():
@@ -164,14 +140,11 @@ def test_fused_opt_in_exports_an_onnx_file_that_onnxruntime_rejects(tmp_path):
         onnxruntime.InferenceSession(str(path))
 
 
-def test_the_benchmark_script_measures_a_format(capsys, monkeypatch):
+def test_the_benchmark_script_measures_a_format(capsys):
     """benchmarks/export_formats.py runs and reports what it measured."""
-    path = Path(__file__).parents[2] / "benchmarks" / "export_formats.py"
-    spec = importlib.util.spec_from_file_location("export_formats", path)
-    script = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "export_formats", script)  # for dataclasses
-    spec.loader.exec_module(script)
-    report = script.main(["--models", "masked_sequences", "--formats", "litert_static"])
+    report = export_formats.main(
+        ["--models", "masked_sequences", "--formats", "litert_static"]
+    )
     (row,) = report["results"]
     assert row["converts"] and row["runs"] and row["max_abs_diff"] < 1e-5
     assert "| litert, static shape | masked_sequences | yes | yes |" in (
