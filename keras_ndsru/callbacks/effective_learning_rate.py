@@ -23,7 +23,9 @@ class EffectiveLearningRate(keras.callbacks.Callback):
     On each measured batch the callback takes this ratio for every weight
     vector, averages it over all vectors (each vector counts once), and at
     the end of the epoch writes the mean over the measured batches into
-    `logs[name]`, so `History` records it. The weight vectors are those of
+    `logs[name]`, so `History` records it (NaN for an epoch in which no
+    batch was measured, so that the values line up with the epochs). The
+    weight vectors are those of
     `NDAdam.vector_variables` when the model's optimizer is an `NDAdam`
     (also inside a `LossScaleOptimizer`), else those of
     `keras_ndsru.optimizers.vector_axes_for_model(model)`, so the same
@@ -99,8 +101,8 @@ class EffectiveLearningRate(keras.callbacks.Callback):
         self._snapshot = None
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and self._count:
-            logs[self.name] = self._sum / self._count
+        if logs is not None:
+            logs[self.name] = self._sum / self._count if self._count else float("nan")
 
     def get_config(self) -> dict:
         return {"every_n_batches": self.every_n_batches, "name": self.name}

@@ -110,3 +110,22 @@ def test_first_fit_measures_the_steps_of_the_built_optimizer(with_input):
         [_expected(after_step[i - 1], after_step[i], [(0,), (0,)]) for i in (1, 2)]
     )
     assert history.history["effective_learning_rate"] == [pytest.approx(want, rel=1e-5)]
+
+
+def test_an_epoch_without_a_measured_step_logs_nan():
+    """One batch per epoch in a first `fit`: epoch 0's only step builds
+    NDAdam, so nothing is measured there; History still gets one value per
+    epoch (NaN for epoch 0), as Keras' other logs, so it lines up with the
+    epochs (e.g. in a DataFrame)."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([LAYERS.Dense(3), LAYERS.Dense(2)])
+    model.compile(optimizer=NDAdam(), loss="mse")
+    x = np.ones((4, 4), "float32")
+    y = np.zeros((4, 2), "float32")
+    history = model.fit(
+        x, y, batch_size=4, epochs=3, verbose=0, callbacks=[EffectiveLearningRate()]
+    )
+    rates = history.history["effective_learning_rate"]
+    assert len(rates) == len(history.history["loss"]) == 3
+    assert np.isnan(rates[0])
+    assert all(np.isfinite(rates[1:])) and min(rates[1:]) > 0
