@@ -12,6 +12,7 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 
 import numpy as np
 
+from keras_ndsru import validation
 from keras_ndsru.verify import definitions, schedule, verifier
 from keras_ndsru.verify.decide import Options
 from keras_ndsru.verify.keras_reader import from_keras, keras_forward
@@ -39,20 +40,6 @@ def _as_network(model, strip_softmax):
     )
 
 
-def _positive(name, value, allow_none=False):
-    if value is None and allow_none:
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        value = np.nan
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(
-            f"{name} must be a positive finite number. Received: {name}={value}"
-        )
-    return value
-
-
 def _norm(norm):
     key = norm.lower() if isinstance(norm, str) else norm
     if key not in _NORMS:
@@ -61,10 +48,7 @@ def _norm(norm):
 
 
 def _options(method, tol, lp_tighten):
-    if method not in _METHODS:
-        raise ValueError(
-            f"method must be one of {_METHODS}. Received: method={method!r}"
-        )
+    method = validation.one_of("method", method, _METHODS)
     return Options(method=method, tol=float(tol), lp_tighten=bool(lp_tighten))
 
 
@@ -101,12 +85,8 @@ def _check_parallel(workers, executor):
         raise TypeError(
             f"executor must be a concurrent.futures.Executor. Received: {executor!r}"
         )
-    if workers is not None and (
-        isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
-    ):
-        raise ValueError(
-            f"workers must be None or an int >= 1. Received: workers={workers!r}"
-        )
+    if workers is not None:
+        validation.positive_int("workers", workers)
 
 
 def _executor(workers, executor):
@@ -207,13 +187,10 @@ def local_robustness(
     _check_parallel(workers, executor)
     network, keras_model = _as_network(model, strip_softmax=eps is None)
     points, batched = _points(network, x0)
-    delta = _positive("delta", delta)
-    eps = _positive("eps", eps, allow_none=True)
+    delta = validation.positive_float("delta", delta)
+    eps = None if eps is None else validation.positive_float("eps", eps)
     norm = _norm(norm)
-    if label_mode not in ("argmax", "argmin"):
-        raise ValueError(
-            f"label_mode must be 'argmax' or 'argmin'. Received: label_mode={label_mode!r}"
-        )
+    validation.one_of("label_mode", label_mode, ("argmax", "argmin"))
     options = _options(method, tol, lp_tighten)
     dom_lo, dom_hi = _domain(network, domain, network.n_inputs)
     if not np.all(np.isfinite(points)):
@@ -320,8 +297,8 @@ def global_robustness(
     """
     _check_parallel(workers, executor)
     network, keras_model = _as_network(model, strip_softmax=False)
-    delta = _positive("delta", delta)
-    eps = _positive("eps", eps)
+    delta = validation.positive_float("delta", delta)
+    eps = validation.positive_float("eps", eps)
     norm = _norm(norm)
     options = _options("milp", tol, lp_tighten)
     n = network.n_inputs
@@ -384,8 +361,8 @@ def max_robust_delta(
     Returns:
         A `MaxDeltaResult`.
     """
-    upper = _positive("upper", upper)
-    precision = _positive("precision", precision)
+    upper = validation.positive_float("upper", upper)
+    precision = validation.positive_float("precision", precision)
     start = time.time()
     queries = []
     first = local_robustness(model, x0, upper, norm=norm, eps=eps, **kwargs)
