@@ -69,8 +69,9 @@ DEPLOY = [
     "openvino==2026.4.1",
     "ai-edge-litert==2.3.0",
 ]
-# ONNX networks (onnx) and the re-check of VNN-COMP counterexamples (onnxruntime).
-VERIFY = ["highspy>=1.7", "onnx>=1.14", "onnxruntime>=1.16"]
+# ONNX networks (onnx), the re-check of VNN-COMP counterexamples (onnxruntime)
+# and the bound-propagation engine's tensors and autodiff, on CPU or GPU (torch).
+VERIFY = ["highspy>=1.7", "onnx>=1.14", "onnxruntime>=1.16", "torch>=2.1"]
 EXAMPLES = [
     "tensorflow-datasets>=4.9",
     "importlib_resources",
