@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -197,46 +198,87 @@ def _add_timeout_and_workers(parser, timeout_help: str, required: bool) -> None:
     )
 
 
-def vnncomp_main(argv) -> int:
+def vnncomp_main(argv, started: float | None = None) -> int:
     """``keras-ndsru-verify vnncomp``: exit 0 when decided, 1 on timeout or
-    unknown, 2 on a usage error (one line naming the input)."""
-    from concurrent.futures import ProcessPoolExecutor
+    unknown, 2 on a usage error (one line naming the input).
 
-    from keras_ndsru.verify.onnx_reader import OnnxError
-    from keras_ndsru.verify.schedule import process_context
-    from keras_ndsru.verify.vnncomp import run_instance
-    from keras_ndsru.verify.vnnlib import VnnlibError
+    The deadline is hard (`keras_ndsru.verify.watchdog`): ``--timeout``
+    seconds after ``started`` (a `time.time()` value; defaults to now), the
+    result file holds an answer and the process has exited, whatever the
+    verifier was doing.
+    """
+    from keras_ndsru.verify import watchdog
 
+    deadline = time.time() if started is None else started
     parser = build_vnncomp_parser()
     args = parser.parse_args(argv)
+    deadline += args.timeout
     for path, kind in ((args.onnx, "ONNX network"), (args.vnnlib, "VNN-LIB property")):
         if not os.path.isfile(path):
             parser.error(f"{path}: {kind} file not found")
     if args.out is not None and not os.path.isdir(os.path.dirname(args.out) or "."):
         # Checked now, not after the whole timeout has been spent.
         parser.error(f"{args.out}: the result file's folder does not exist")
+    started = time.time()
+
+    def emit(answer: watchdog.Answer) -> None:
+        if args.out is not None:
+            with open(args.out, "w") as file:
+                file.write(answer.text)
+        seconds = time.time() - started
+        print(answer.text.splitlines()[0], f"{seconds:.3f} s", flush=True)
+
+    answer = watchdog.run(
+        lambda due: _decide_instance(args, due),
+        deadline,
+        on_timeout=watchdog.Answer(1, "timeout\n"),
+        emit=emit,
+    )
+    if answer.error:
+        parser.error(answer.error)
+    return answer.code
+
+
+# The verifier's own answer is due this long before the hard deadline, so that
+# it normally answers itself (e.g. "unknown" rather than "timeout").
+_ANSWER_MARGIN = 0.25
+
+
+def _decide_instance(args, deadline: float):
+    """Runs in the watchdog's child: loads and decides the instance."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from keras_ndsru.verify.onnx_reader import OnnxError
+    from keras_ndsru.verify.schedule import process_context
+    from keras_ndsru.verify.vnncomp import run_instance
+    from keras_ndsru.verify.vnnlib import VnnlibError
+    from keras_ndsru.verify.watchdog import Answer
+
     pool = None
     if args.workers > 1:
         pool = ProcessPoolExecutor(args.workers, mp_context=process_context())
+    timeout = max(deadline - _ANSWER_MARGIN - time.time(), 0.01)
     try:
-        result = run_instance(args.onnx, args.vnnlib, args.timeout, executor=pool)
+        result = run_instance(args.onnx, args.vnnlib, timeout, executor=pool)
     except (OnnxError, VnnlibError) as error:
-        parser.error(str(error))
+        return Answer(2, "", error=str(error))
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
-    text = result.text()
-    if args.out is not None:
-        with open(args.out, "w") as file:
-            file.write(text)
-    print(text.splitlines()[0], f"{result.seconds:.3f} s", flush=True)
-    return 0 if result.result in ("sat", "unsat") else 1
+    return Answer(0 if result.result in ("sat", "unsat") else 1, result.text())
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """The command line; ``argv`` None means this process's own arguments,
+    and then a ``vnncomp`` deadline counts from the process's start."""
+    started = None
+    if argv is None:
+        from keras_ndsru.verify.watchdog import process_start_time
+
+        started, argv = process_start_time(), sys.argv[1:]
+    argv = list(argv)
     if argv and argv[0] == "vnncomp":
-        return vnncomp_main(argv[1:])
+        return vnncomp_main(argv[1:], started)
     parser = build_parser()
     args = parser.parse_args(argv)
     from keras_ndsru.verify.queries import local_robustness, max_robust_delta

@@ -278,7 +278,9 @@ def _tighten(network, region, layer_bounds, deadline):
         if time.time() > deadline:
             return tightened + layer_bounds[k:]
         tightened.append(
-            neuron_bounds_lp(network, region, tightened, layer_bounds[k], k)
+            neuron_bounds_lp(
+                network, region, tightened, layer_bounds[k], k, deadline=deadline
+            )
         )
     return tightened
 

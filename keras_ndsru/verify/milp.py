@@ -15,6 +15,7 @@ import dataclasses
 import enum
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -355,14 +356,16 @@ def _dual_bound(builder, cost, row_dual) -> float:
     return float(terms.sum() - 1e-12 * (1.0 + np.abs(terms).sum()))
 
 
-def neuron_bounds_lp(network, region, tightened, current, k):
+def neuron_bounds_lp(network, region, tightened, current, k, deadline=None):
     """Tightens layer ``k``'s unstable pre-activation bounds with LPs.
 
     The LP relaxation (binaries in [0, 1]) of layers ``< k`` over one copy of
     ``region``, with their already tightened bounds, is minimised and
     maximised for each unstable neuron of layer ``k``. Sound: an LP
     relaxation only widens the set, and each bound is recomputed from the
-    LP's duals by weak duality.
+    LP's duals by weak duality. At ``deadline`` (a `time.time()` value, or
+    None) it stops, each LP included, and keeps the bounds found so far
+    (also sound).
     """
     lower, upper = (np.array(v, dtype=float) for v in current)
     open_ = (lower < 0) & (upper > 0)
@@ -387,6 +390,11 @@ def neuron_bounds_lp(network, region, tightened, current, k):
     cost = np.zeros(len(builder.lower))
     for j in unstable:
         for sense in (1.0, -1.0):
+            if deadline is not None:
+                left = deadline - time.time()
+                if left <= 0:
+                    return lower, np.maximum(upper, lower)
+                highs.setOptionValue("time_limit", left)
             highs.changeColsCost(len(cols), cols, sense * w[j])
             highs.run()
             solution = highs.getSolution()

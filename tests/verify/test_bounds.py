@@ -79,3 +79,21 @@ def test_verdicts_with_and_without_lp_tightening():
                 assert res.robust == (exact > 0)
             verdicts.append(res.robust)
     assert {True, False} <= set(verdicts)
+
+
+def test_lp_tightening_stops_at_its_deadline():
+    """Past the deadline no LP is solved (bounds unchanged, still sound);
+    without one the same call tightens."""
+    rng = np.random.default_rng(3)
+    weights, biases = random_net(rng, [4, 12, 12, 2])
+    net = ReluNetwork(weights, biases)
+    region = Region(-np.ones(4), np.ones(4))
+    bounds = layer_bounds(net, region)
+    first = neuron_bounds_lp(net, region, [], bounds[0], 0)
+    late = neuron_bounds_lp(net, region, [first], bounds[1], 1, deadline=0.0)
+    np.testing.assert_array_equal(late[0], bounds[1][0])
+    np.testing.assert_array_equal(late[1], bounds[1][1])
+    tight = neuron_bounds_lp(net, region, [first], bounds[1], 1)
+    assert np.any(tight[0] > bounds[1][0] + 1e-9) or np.any(
+        tight[1] < bounds[1][1] - 1e-9
+    )
