@@ -10,6 +10,7 @@ import keras
 from keras import ops
 
 from keras_ndsru import validation
+from keras_ndsru.optimizers import row_sparse
 from keras_ndsru.optimizers.vector_partition import PartitionRules, variable_path
 
 
@@ -109,8 +110,11 @@ class NDAdam(keras.optimizers.Optimizer):
     with bias-corrected `m_hat = m / (1 - beta_1^t)`, `v_hat = v / (1 -
     beta_2^t)`. Reductions and norms run in float32 whatever the variable
     dtype. theta_s variables get Adam with `learning_rate`, numerically the
-    same as `keras.optimizers.Adam(epsilon=epsilon)`; weight decay, if set,
-    applies to theta_s only (weight vectors have a fixed norm).
+    same as `keras.optimizers.Adam(epsilon=epsilon)` on a dense gradient (a
+    row-sparse one is summed per row first; given it as is, Keras' Adam
+    squares the rows of a repeated index before summing them); weight
+    decay, if set, applies to theta_s only (weight vectors have a fixed
+    norm).
 
     The partition (`optimizer.vector_variables` lists `(variable, axes)` once
     built; `axes` are the axes one vector spans) is resolved per variable, in
@@ -160,6 +164,16 @@ class NDAdam(keras.optimizers.Optimizer):
     backend Keras inlines the periodic overwrite, so there only the end of
     `fit` is renormalized (see docs/ndadam.md).
 
+    With `lazy_sparse_updates=True`, a theta_s variable whose gradient is
+    row-sparse (a `tf.IndexedSlices`, which an `Embedding` gets on the
+    TensorFlow backend) is updated as TF Addons' `LazyAdam` does: only the
+    rows the batch touched (gradients of repeated indices summed) step, and
+    only their moments decay; the other rows and their moments stay as they
+    are. On a touched row the step is Adam's; weight vectors always take the
+    exact ND-Adam step on the dense gradient. Each step then costs the touched
+    rows instead of the whole table. The JAX and torch trainers give dense
+    gradients for lookups, so there the flag changes nothing.
+
     Args:
         learning_rate: Float, `LearningRateSchedule` or callable: alpha_s,
             Adam's step size for theta_s. Defaults to `0.001`.
@@ -181,6 +195,10 @@ class NDAdam(keras.optimizers.Optimizer):
         vector_axes: Dict from exact `variable.path` to the axes each weight
             vector spans, or `None` for theta_s; e.g. the output of
             `vector_axes_for_model(model)`. Defaults to `None`.
+        lazy_sparse_updates: Boolean. If `True`, theta_s variables with a
+            row-sparse gradient update only the touched rows and their
+            moments (LazyAdam); if `False`, every row takes Adam's step on
+            the dense gradient. Defaults to `False`.
         {{base_optimizer_keyword_args}}
 
     Example:
@@ -204,6 +222,7 @@ class NDAdam(keras.optimizers.Optimizer):
         vector_variables=None,
         exclude_from_vectors=None,
         vector_axes=None,
+        lazy_sparse_updates=False,
         clipnorm=None,
         clipvalue=None,
         global_clipnorm=None,
@@ -234,6 +253,9 @@ class NDAdam(keras.optimizers.Optimizer):
         self.beta_2 = validation.fraction("beta_2", beta_2)
         self.epsilon = validation.positive_float("epsilon", epsilon)
         validation.optional_non_negative_float("weight_decay", weight_decay)
+        self.lazy_sparse_updates = validation.one_of(
+            "lazy_sparse_updates", lazy_sparse_updates, (True, False)
+        )
         self._rules = PartitionRules.from_arguments(
             vector_variables, exclude_from_vectors, vector_axes
         )
@@ -435,9 +457,17 @@ class NDAdam(keras.optimizers.Optimizer):
             return 0.0
 
     def update_step(self, gradient, variable, learning_rate):
-        """One Algorithm 1 step for a weight vector, an Adam step otherwise."""
+        """One Algorithm 1 step for a weight vector, an Adam step otherwise
+        (on the touched rows only, for a row-sparse gradient when
+        `lazy_sparse_updates`)."""
         index = self._get_variable_index(variable)
         axes = self._axes[index]
+        if axes is None and self.lazy_sparse_updates:
+            if row_sparse.is_row_sparse(gradient):
+                gradient = row_sparse.unique_rows(gradient)
+                self._lazy_adam_step(gradient, variable, learning_rate, index)
+                return
+        gradient = row_sparse.densify(gradient)
         if axes is None:
             self._adam_step(gradient, variable, learning_rate, index)
         else:
@@ -460,6 +490,25 @@ class NDAdam(keras.optimizers.Optimizer):
             variable,
             ops.divide(ops.multiply(m, alpha), ops.add(ops.sqrt(v), self.epsilon)),
         )
+
+    def _lazy_adam_step(self, gradient, variable, learning_rate, index):
+        # `_adam_step`'s operations on the touched rows: a touched row steps
+        # exactly as under the dense update; the others are not read.
+        rows = gradient.rows
+        lr = ops.cast(learning_rate, variable.dtype)
+        g = ops.cast(gradient.values, variable.dtype)
+        local_step = ops.cast(self.iterations + 1, variable.dtype)
+        beta_1_power = ops.power(ops.cast(self.beta_1, variable.dtype), local_step)
+        beta_2_power = ops.power(ops.cast(self.beta_2, variable.dtype), local_step)
+        alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        m, v = self._momentums[index], self._velocities[index]
+        m_rows, v_rows = row_sparse.gather(m, rows), row_sparse.gather(v, rows)
+        m_rows = m_rows + (g - m_rows) * (1 - self.beta_1)
+        v_rows = v_rows + (ops.square(g) - v_rows) * (1 - self.beta_2)
+        self.assign(m, row_sparse.at_rows(m_rows, rows))
+        self.assign(v, row_sparse.at_rows(v_rows, rows))
+        step = m_rows * alpha / (ops.sqrt(v_rows) + self.epsilon)
+        self.assign_sub(variable, row_sparse.at_rows(step, rows))
 
     def _vector_step(self, gradient, variable, axes, index):
         # Without XLA (model.fit on CPU) every full-size op is one pass over
@@ -553,6 +602,7 @@ class NDAdam(keras.optimizers.Optimizer):
                 "beta_1": self.beta_1,
                 "beta_2": self.beta_2,
                 "epsilon": self.epsilon,
+                "lazy_sparse_updates": self.lazy_sparse_updates,
                 "vector_variables": self._rules.vector_patterns,
                 "exclude_from_vectors": self._rules.exclude_patterns or None,
                 "vector_axes": {
