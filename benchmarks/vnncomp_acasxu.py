@@ -332,7 +332,7 @@ class Checker:
         return self.sessions[onnx]
 
     def __call__(self, inst, values) -> str:
-        from keras_ndsru.verify.vnnlib import read_vnnlib
+        from keras_ndsru.verify.formats.vnnlib import read_vnnlib
 
         session = self.session(inst.onnx)
         node = session.get_inputs()[0]
@@ -437,7 +437,7 @@ def def1_vnnlib(lower, upper, label, outputs=5) -> str:
 def def1_instances(folder: Path, workdir: Path, timeout: float) -> list[Instance]:
     """Writes the Def. 1 queries as VNN-LIB files (box rounded inwards to
     float32, the graphs' input precision) and returns them as instances."""
-    from keras_ndsru.verify.onnx_reader import load_onnx
+    from keras_ndsru.verify.formats.onnx_reader import load_onnx
 
     out = []
     workdir.mkdir(parents=True, exist_ok=True)

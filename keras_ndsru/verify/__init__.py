@@ -12,22 +12,22 @@ VNN-COMP instance. HiGHS, SciPy and onnx are imported only when needed
 (``pip install keras-ndsru[verify]``).
 """
 
-from keras_ndsru.verify.keras_reader import from_keras
-from keras_ndsru.verify.max_delta_result import MaxDeltaResult
-from keras_ndsru.verify.network import ReluNetwork
-from keras_ndsru.verify.nnet import NNetNetwork, load_nnet
-from keras_ndsru.verify.onnx_reader import load_onnx
-from keras_ndsru.verify.outcome import Outcome, PropertyOutcome, Status
+from keras_ndsru.verify.formats.keras_reader import from_keras
+from keras_ndsru.verify.formats.nnet import NNetNetwork, load_nnet
+from keras_ndsru.verify.formats.onnx_reader import load_onnx
+from keras_ndsru.verify.formats.vnnlib import read_vnnlib
+from keras_ndsru.verify.graph.network import ReluNetwork
+from keras_ndsru.verify.outcomes.max_delta_result import MaxDeltaResult
+from keras_ndsru.verify.outcomes.outcome import Outcome, PropertyOutcome, Status
+from keras_ndsru.verify.outcomes.result import VerificationResult
+from keras_ndsru.verify.properties.spec import Disjunct, Property, Region
 from keras_ndsru.verify.queries import (
     global_robustness,
     local_robustness,
     max_robust_delta,
 )
-from keras_ndsru.verify.result import VerificationResult
-from keras_ndsru.verify.spec import Disjunct, Property, Region
 from keras_ndsru.verify.verifier import check
 from keras_ndsru.verify.vnncomp import run_instance
-from keras_ndsru.verify.vnnlib import read_vnnlib
 
 __all__ = [
     "Disjunct",

@@ -38,7 +38,7 @@ def _load_model(path: str, parser: argparse.ArgumentParser):
     if not os.path.isfile(path):
         parser.error(f"{path}: model file not found (a .keras or .nnet file)")
     if path.endswith(".nnet"):
-        from keras_ndsru.verify.nnet import load_nnet
+        from keras_ndsru.verify.formats.nnet import load_nnet
 
         try:
             return load_nnet(path)
@@ -248,10 +248,10 @@ def _decide_instance(args, deadline: float):
     """Runs in the watchdog's child: loads and decides the instance."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from keras_ndsru.verify.onnx_reader import OnnxError
-    from keras_ndsru.verify.schedule import process_context
+    from keras_ndsru.verify.formats.onnx_reader import OnnxError
+    from keras_ndsru.verify.formats.vnnlib import VnnlibError
+    from keras_ndsru.verify.search.schedule import process_context
     from keras_ndsru.verify.vnncomp import run_instance
-    from keras_ndsru.verify.vnnlib import VnnlibError
     from keras_ndsru.verify.watchdog import Answer
 
     pool = None

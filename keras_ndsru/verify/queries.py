@@ -13,13 +13,15 @@ from concurrent.futures import Executor, ProcessPoolExecutor
 import numpy as np
 
 from keras_ndsru import validation
-from keras_ndsru.verify import definitions, schedule, verifier
-from keras_ndsru.verify.decide import Options
-from keras_ndsru.verify.keras_reader import from_keras, keras_forward
-from keras_ndsru.verify.max_delta_result import MaxDeltaResult
-from keras_ndsru.verify.network import ReluNetwork
-from keras_ndsru.verify.outcome import Status
-from keras_ndsru.verify.result import VerificationResult
+from keras_ndsru.verify import verifier
+from keras_ndsru.verify.formats.keras_reader import from_keras, keras_forward
+from keras_ndsru.verify.graph.network import ReluNetwork
+from keras_ndsru.verify.outcomes.max_delta_result import MaxDeltaResult
+from keras_ndsru.verify.outcomes.outcome import Status
+from keras_ndsru.verify.outcomes.result import VerificationResult
+from keras_ndsru.verify.properties import definitions
+from keras_ndsru.verify.search import schedule
+from keras_ndsru.verify.search.decide import Options
 
 _NORMS = {"inf": "inf", "linf": "inf", np.inf: "inf", "1": "1", "l1": "1", 1: "1"}
 _METHODS = ("auto", "milp", "split")

@@ -16,16 +16,16 @@ import time
 
 import numpy as np
 
-from keras_ndsru.verify.decide import Options, batched, screen
-from keras_ndsru.verify.falsify import falsify
-from keras_ndsru.verify.outcome import (
+from keras_ndsru.verify.outcomes.outcome import (
     Method,
     Outcome,
     PropertyOutcome,
     Reason,
     Status,
 )
-from keras_ndsru.verify.schedule import Task, run_tasks
+from keras_ndsru.verify.search.decide import Options, batched, screen
+from keras_ndsru.verify.search.falsify import falsify
+from keras_ndsru.verify.search.schedule import Task, run_tasks
 
 
 def check(

@@ -25,8 +25,8 @@ import time
 import numpy as np
 
 from keras_ndsru.verify import verifier
-from keras_ndsru.verify.decide import Options
-from keras_ndsru.verify.outcome import Status
+from keras_ndsru.verify.outcomes.outcome import Status
+from keras_ndsru.verify.search.decide import Options
 
 
 @dataclasses.dataclass
@@ -72,8 +72,8 @@ def run_instance(
     Returns:
         An `InstanceResult`.
     """
-    from keras_ndsru.verify.onnx_reader import load_onnx
-    from keras_ndsru.verify.vnnlib import read_vnnlib
+    from keras_ndsru.verify.formats.onnx_reader import load_onnx
+    from keras_ndsru.verify.formats.vnnlib import read_vnnlib
 
     start = time.time()
     network = load_onnx(onnx_path)

@@ -15,7 +15,8 @@ from verify_brute import def1_min_margin, random_net
 
 distributed = pytest.importorskip("distributed")
 
-from keras_ndsru.verify import ReluNetwork, local_robustness, schedule  # noqa: E402
+from keras_ndsru.verify import ReluNetwork, local_robustness  # noqa: E402
+from keras_ndsru.verify.search import schedule  # noqa: E402
 
 AMBIGUOUS = 1e-5
 

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from verify_brute import exact_min_margin, random_net
 
-from keras_ndsru.verify import ReluNetwork, schedule
-from keras_ndsru.verify.decide import Options, screen
-from keras_ndsru.verify.outcome import Method, Reason, Status
-from keras_ndsru.verify.spec import Disjunct, Property, Region
+from keras_ndsru.verify import ReluNetwork
+from keras_ndsru.verify.outcomes.outcome import Method, Reason, Status
+from keras_ndsru.verify.properties.spec import Disjunct, Property, Region
+from keras_ndsru.verify.search import schedule
+from keras_ndsru.verify.search.decide import Options, screen
 from keras_ndsru.verify.verifier import check
 
 AMBIGUOUS = 1e-5

@@ -7,7 +7,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from keras_ndsru.verify.onnx_reader import OnnxError, load_onnx  # noqa: E402
+from keras_ndsru.verify.formats.onnx_reader import OnnxError, load_onnx  # noqa: E402
 
 F = TensorProto.FLOAT
 

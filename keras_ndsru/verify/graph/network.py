@@ -19,7 +19,7 @@ class ReluNetwork:
     they carry a value past a ReLU layer without a case split, which is how
     residual connections (``x + f(x)``), LeakyReLU (``a z + (1 - a) relu(z)``)
     and max-pooling (``max(a, b) = a + relu(b - a)``) become a single chain
-    (see `keras_ndsru.verify.lowering`).
+    (see `keras_ndsru.verify.graph.lowering`).
 
     Args:
         weights: list of 2-D arrays, ``weights[k]`` of shape ``(n_out, n_in)``.

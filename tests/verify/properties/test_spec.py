@@ -5,7 +5,7 @@ import pytest
 from verify_brute import random_net
 
 from keras_ndsru.verify import ReluNetwork
-from keras_ndsru.verify.spec import Disjunct, Property, Region, project_l1
+from keras_ndsru.verify.properties.spec import Disjunct, Property, Region, project_l1
 
 
 def test_region_membership_and_projection_l1_ball():

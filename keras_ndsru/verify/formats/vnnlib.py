@@ -29,7 +29,7 @@ import re
 
 import numpy as np
 
-from keras_ndsru.verify.spec import Disjunct, Property, Region
+from keras_ndsru.verify.properties.spec import Disjunct, Property, Region
 
 _MAX_TERMS = 100_000
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from keras_ndsru.verify.vnnlib import VnnlibError, parse_vnnlib, read_vnnlib
+from keras_ndsru.verify.formats.vnnlib import VnnlibError, parse_vnnlib, read_vnnlib
 
 HEADER = """; two inputs, two outputs
 (declare-const X_0 Real)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_ndsru.verify import ReluNetwork, from_keras, local_robustness
-from keras_ndsru.verify.keras_reader import keras_forward
+from keras_ndsru.verify.formats.keras_reader import keras_forward
 
 
 def _trained_bn_model():

@@ -7,7 +7,7 @@ Dropout, Conv (2-D), BatchNormalization, AveragePool, GlobalAveragePool,
 MaxPool, GlobalMaxPool, and any node whose inputs are all constants (folded
 with ONNX's reference evaluator, e.g. Shape -> Gather -> Reshape chains).
 Anything else is a one-line error naming the node and its op type. The graph
-is lowered to a chain by `keras_ndsru.verify.lowering` (dense matrices, so
+is lowered to a chain by `keras_ndsru.verify.graph.lowering` (dense matrices, so
 meant for small networks). The VNN-LIB variables ``X_i``/``Y_i`` index the
 input and output flattened in C order, as here.
 """
@@ -19,8 +19,8 @@ import os
 
 import numpy as np
 
-from keras_ndsru.verify import image_ops
-from keras_ndsru.verify.lowering import Affine, Chain, Values
+from keras_ndsru.verify.graph import image_ops
+from keras_ndsru.verify.graph.lowering import Affine, Chain, Values
 
 SUPPORTED = (
     "Add",

@@ -1,7 +1,7 @@
 """Reading a Keras model into a `ReluNetwork`.
 
 The model's graph (a `Sequential` chain or a functional DAG) is lowered by
-`keras_ndsru.verify.lowering`: affine layers (Dense, Conv2D, BatchNormalization
+`keras_ndsru.verify.graph.lowering`: affine layers (Dense, Conv2D, BatchNormalization
 in inference mode, AveragePooling2D, Add, Flatten, ...) update dense
 coefficients, ReLU/LeakyReLU and MaxPooling2D close hidden layers, residual
 tensors ride along as pass-through neurons. Dense matrices make this a tool
@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from keras_ndsru.verify import image_ops
-from keras_ndsru.verify.lowering import Affine, Chain, Values
+from keras_ndsru.verify.graph import image_ops
+from keras_ndsru.verify.graph.lowering import Affine, Chain, Values
 
 _IDENTITY_LAYERS = (
     "InputLayer",

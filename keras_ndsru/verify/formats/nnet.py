@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from keras_ndsru.verify.network import ReluNetwork
+from keras_ndsru.verify.graph.network import ReluNetwork
 
 
 class NNetNetwork(ReluNetwork):

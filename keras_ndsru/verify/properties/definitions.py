@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_ndsru.verify.spec import Disjunct, Property, Region
+from keras_ndsru.verify.properties.spec import Disjunct, Property, Region
 
 
 def ball_box(x, delta, lower, upper):

@@ -8,10 +8,10 @@ from scipy.optimize import linprog
 from verify_brute import exact_min_margin, forward, random_net
 
 from keras_ndsru.verify import ReluNetwork
-from keras_ndsru.verify import batch_bounds as bb
-from keras_ndsru.verify.input_split import search
-from keras_ndsru.verify.outcome import Status
-from keras_ndsru.verify.spec import Disjunct, Property, Region
+from keras_ndsru.verify.bounds import batched as bb
+from keras_ndsru.verify.outcomes.outcome import Status
+from keras_ndsru.verify.properties.spec import Disjunct, Property, Region
+from keras_ndsru.verify.search.input_split import search
 
 
 def random_boxes(rng, n, count, scale=1.0):

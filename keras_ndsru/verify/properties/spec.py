@@ -6,8 +6,8 @@ output constraints ``mat @ y <= rhs`` (the ``Specification(mat, rhs)`` of
 nnenum, Bak et al., "Improved Geometric Path Enumeration for Verifying ReLU
 Neural Networks", CAV 2020). The property holds iff no input of the region
 satisfies any disjunct. Reluplex's robustness definitions (Katz et al., arXiv
-1709.02802, Defs. 1-3; `keras_ndsru.verify.definitions`) and VNN-LIB files
-(`keras_ndsru.verify.vnnlib`) both compile into it.
+1709.02802, Defs. 1-3; `keras_ndsru.verify.properties.definitions`) and VNN-LIB files
+(`keras_ndsru.verify.formats.vnnlib`) both compile into it.
 
 The region's geometry lives here too: exact membership, projection, sampling,
 and the concretization of a linear function over the region (what bound

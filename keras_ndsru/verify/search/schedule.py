@@ -18,8 +18,8 @@ import multiprocessing
 import os
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 
-from keras_ndsru.verify.decide import Options, Screen, decide_all
-from keras_ndsru.verify.spec import Property
+from keras_ndsru.verify.properties.spec import Property
+from keras_ndsru.verify.search.decide import Options, Screen, decide_all
 
 _NETWORKS: collections.OrderedDict = collections.OrderedDict()
 _CACHE_SIZE = 4

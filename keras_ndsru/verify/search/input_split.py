@@ -6,13 +6,13 @@ input split for ACAS Xu): bound the margin on a box; a positive bound proves
 every input in it, a point with a non-positive margin refutes, and anything
 else is halved along the dimension that matters most for the bound. Here a
 whole batch of boxes is bounded with one pass of matrix products
-(`keras_ndsru.verify.batch_bounds`), the boxes with the lowest bounds first
+(`keras_ndsru.verify.bounds.batched`), the boxes with the lowest bounds first
 (best first, which finds counterexamples early), and a box is bounded once
 for every disjunct still open on it (its hidden-layer bounds are shared).
 Each bounded box also offers two counterexample candidates, the vertex that
 minimizes its margin bound and its centre, and every round the lowest boxes
-seed a short gradient descent (`keras_ndsru.verify.falsify`). Boxes that are
-still open at ``max_depth`` go to the MILP (`keras_ndsru.verify.milp`).
+seed a short gradient descent (`keras_ndsru.verify.search.falsify`). Boxes that are
+still open at ``max_depth`` go to the MILP (`keras_ndsru.verify.search.milp`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import time
 
 import numpy as np
 
-from keras_ndsru.verify import batch_bounds as bb
-from keras_ndsru.verify.falsify import falsify
-from keras_ndsru.verify.outcome import Reason, Status
+from keras_ndsru.verify.bounds import batched as bb
+from keras_ndsru.verify.outcomes.outcome import Reason, Status
+from keras_ndsru.verify.search.falsify import falsify
 
 
 @dataclasses.dataclass

@@ -22,10 +22,10 @@ import time
 
 import numpy as np
 
-from keras_ndsru.verify import bounds as bnd
-from keras_ndsru.verify.falsify import falsify
-from keras_ndsru.verify.outcome import Method, Outcome, Reason, Status
-from keras_ndsru.verify.spec import Property
+from keras_ndsru.verify.bounds import symbolic as bnd
+from keras_ndsru.verify.outcomes.outcome import Method, Outcome, Reason, Status
+from keras_ndsru.verify.properties.spec import Property
+from keras_ndsru.verify.search.falsify import falsify
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +113,7 @@ def decide_all(
 
 
 def _split_jointly(network, prop, indices, screens, deadline, options):
-    from keras_ndsru.verify import input_split
+    from keras_ndsru.verify.search import input_split
 
     start = time.time()
     outcomes = [
@@ -231,7 +231,7 @@ def _candidate(network, prop, index, region, x) -> dict | None:
 
 
 def _interpret(network, prop, index, region, result, options) -> dict:
-    from keras_ndsru.verify.milp import MilpStatus
+    from keras_ndsru.verify.search.milp import MilpStatus
 
     if result.x is not None:
         found = _candidate(network, prop, index, region, result.x)
@@ -246,7 +246,7 @@ def _interpret(network, prop, index, region, result, options) -> dict:
 
 
 def _milp(network, prop, index, region, layer_bounds, deadline, options):
-    from keras_ndsru.verify.milp import solve_milp
+    from keras_ndsru.verify.search.milp import solve_milp
 
     if options.lp_tighten:
         # The disjuncts of a property share their region: tighten once per process.
@@ -271,7 +271,7 @@ _TIGHTENED: dict = {}
 
 def _tighten(network, region, layer_bounds, deadline):
     """LP-based bound tightening of the unstable neurons, layer by layer."""
-    from keras_ndsru.verify.milp import neuron_bounds_lp
+    from keras_ndsru.verify.search.milp import neuron_bounds_lp
 
     tightened = []
     for k in range(len(layer_bounds)):

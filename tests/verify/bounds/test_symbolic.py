@@ -5,9 +5,9 @@ import pytest
 from verify_brute import def1_min_margin, random_net
 
 from keras_ndsru.verify import ReluNetwork, local_robustness  # noqa: E402
-from keras_ndsru.verify.bounds import layer_bounds  # noqa: E402
-from keras_ndsru.verify.milp import neuron_bounds_lp  # noqa: E402
-from keras_ndsru.verify.spec import Region  # noqa: E402
+from keras_ndsru.verify.bounds.symbolic import layer_bounds  # noqa: E402
+from keras_ndsru.verify.properties.spec import Region  # noqa: E402
+from keras_ndsru.verify.search.milp import neuron_bounds_lp  # noqa: E402
 
 
 def _pre_activations(weights, biases, x):

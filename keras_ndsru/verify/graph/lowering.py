@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from keras_ndsru.verify.network import ReluNetwork
+from keras_ndsru.verify.graph.network import ReluNetwork
 
 
 class Affine:

@@ -14,7 +14,7 @@ from keras_ndsru.verify import (
     local_robustness,
     max_robust_delta,
 )
-from keras_ndsru.verify.keras_reader import keras_forward
+from keras_ndsru.verify.formats.keras_reader import keras_forward
 
 L = keras.layers
 AMBIGUOUS = 1e-5

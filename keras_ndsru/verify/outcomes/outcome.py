@@ -31,7 +31,7 @@ class Reason(enum.Enum):
 
 
 class Method(str, enum.Enum):
-    """The stage that decided a disjunct (`keras_ndsru.verify.decide`)."""
+    """The stage that decided a disjunct (`keras_ndsru.verify.search.decide`)."""
 
     FALSIFY = "falsify"
     BOUNDS = "bounds"

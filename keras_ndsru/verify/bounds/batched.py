@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from keras_ndsru.verify.bounds import Relaxation, activated, unstable
+from keras_ndsru.verify.bounds.symbolic import Relaxation, activated, unstable
 
 _CHUNK = 64  # boxes per back-substitution chunk
 

@@ -10,7 +10,7 @@ import pytest
 from verify_brute import _lp
 
 from keras_ndsru.verify import local_robustness
-from keras_ndsru.verify.lowering import Chain, Values
+from keras_ndsru.verify.graph.lowering import Chain, Values
 
 AMBIGUOUS = 1e-5
 

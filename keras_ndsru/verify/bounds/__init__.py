@@ -1,0 +1,1 @@
+"""Bounds on a network's values over an input region."""

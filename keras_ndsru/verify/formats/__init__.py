@@ -1,0 +1,1 @@
+"""Formats in: ONNX graphs, VNN-LIB properties, Keras models, .nnet files."""

@@ -1,0 +1,1 @@
+"""The network the verifier reasons about, and how graphs are lowered to it."""

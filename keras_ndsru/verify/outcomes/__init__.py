@@ -1,0 +1,1 @@
+"""Outcomes out: typed verdicts and results."""

@@ -1,0 +1,1 @@
+"""Properties as data: input regions and unsafe output conditions."""

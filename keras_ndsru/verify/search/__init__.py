@@ -1,0 +1,1 @@
+"""Search: falsification, input splitting, MILP, and scheduling the work."""
