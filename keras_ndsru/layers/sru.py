@@ -74,11 +74,13 @@ class SRU(keras.layers.Layer):
     the matmul input only (not to the identity highway term).
 
     **Masks** (True = valid), e.g. from `Embedding(mask_zero=True)` or
-    `Masking`: a masked step leaves `c` unchanged and outputs zeros; with
-    `return_sequences=False` the output is the `h` of the last valid step of
-    each row. Right-padded masks work on every path; other patterns work on
-    the reference recurrence (the fused path raises a clear error or falls
-    back, see `use_fused_kernel`).
+    `Masking`: a masked step leaves `c` unchanged. With `return_sequences`
+    it outputs, as Keras' `LSTM` and `GRU`, the last valid output its
+    direction processed before it (0 before the first), or 0 with
+    `zero_output_for_mask=True`; with `return_sequences=False` the output is
+    the `h` of the last valid step of each row. Right-padded masks work on
+    every path; other patterns work on the reference recurrence (the fused
+    path raises a clear error or falls back, see `use_fused_kernel`).
 
     Args:
         units: Positive integer, dimension of `h` and `c` per direction.
@@ -113,6 +115,14 @@ class SRU(keras.layers.Layer):
             implementation does for a bidirectional layer, see
             `keras_ndsru.layers.from_official_sru`); `False` requires the
             input size to equal `units`. Defaults to `None`.
+        zero_output_for_mask: `None`, `True` or `False`: with
+            `return_sequences` and a mask, whether masked steps output 0
+            (True) or repeat the last valid output of their direction
+            (False), as `keras.layers.RNN`. `None` is False, Keras' default,
+            except for a bidirectional layer returning sequences: True, as
+            `keras.layers.Bidirectional` sets on its layers (so that
+            `SRU(bidirectional=True)` equals `Bidirectional(SRU(...))`).
+            Defaults to `None`.
         use_fused_kernel: `"auto"` (fused op when it can run, else the
             reference with one warning; TensorFlow, torch and JAX have a
             fused op, other backends run the reference without a warning),
@@ -173,6 +183,7 @@ class SRU(keras.layers.Layer):
         projection_size: int | None = None,
         bidirectional: bool = False,
         highway_projection: bool | None = None,
+        zero_output_for_mask: bool | None = None,
         use_fused_kernel="auto",
         seed: int | None = None,
         kernel_initializer="lecun_uniform",
@@ -206,6 +217,14 @@ class SRU(keras.layers.Layer):
         self.highway_projection = validation.optional_bool(
             "highway_projection", highway_projection
         )
+        zero_output_for_mask = validation.optional_bool(
+            "zero_output_for_mask", zero_output_for_mask
+        )
+        if zero_output_for_mask is None:
+            zero_output_for_mask = self.bidirectional and self.return_sequences
+        # A plain attribute read at call time: keras.layers.Bidirectional
+        # sets it on the layers it wraps.
+        self.zero_output_for_mask = zero_output_for_mask
         # Validates the choice; raises when True and the op cannot run. The
         # TensorFlow op has no XLA kernel: keep jit_compile="auto" away from it.
         self.supports_jit = supports_jit(use_fused_kernel)
@@ -380,6 +399,8 @@ class SRU(keras.layers.Layer):
             self.alpha,
             direction,
             use_fused_kernel=self._call_path(training),
+            # Only returned sequences show masked steps.
+            zero_output_for_mask=self.zero_output_for_mask or not self.return_sequences,
         )
         if swap:
             h, h_last, c_last = map(_swap_directions, (h, h_last, c_last))
@@ -550,6 +571,7 @@ class SRU(keras.layers.Layer):
             "projection_size": self.projection_size,
             "bidirectional": self.bidirectional,
             "highway_projection": self.highway_projection,
+            "zero_output_for_mask": self.zero_output_for_mask,
             "use_fused_kernel": self.use_fused_kernel,
             "seed": self.seed,
         }

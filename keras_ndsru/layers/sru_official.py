@@ -134,6 +134,7 @@ def _convert_cell(cell, index: int, use_fused_kernel, name: str | None) -> SRU:
         projection_size=projection or None,
         bidirectional=bool(cell.bidirectional),
         highway_projection=True if highway else None,
+        zero_output_for_mask=True,  # the official SRU's padded steps output 0
         use_fused_kernel=use_fused_kernel,
         name=name,
     )

@@ -36,7 +36,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from keras_ndsru.ops.sru_layout import SRUOutputs, fused_call
+from keras_ndsru.ops.sru_layout import (
+    SRUOutputs,
+    fused_call,
+    repeat_last_valid_output,
+)
 
 FORWARD = "keras_ndsru_sru_forward"
 BACKWARD = "keras_ndsru_sru_backward"
@@ -200,13 +204,15 @@ def sru_fused_with_mask(
     direction: str,
     reference,
     strict_message: str | None = None,
+    zero_output_for_mask: bool = True,
 ) -> SRUOutputs:
     """The fused recurrence for a right-padded `(batch, time)` mask (True =
     valid step). Any other mask runs `reference` (same arguments as
     `sru_recurrence`), or raises `ValueError(strict_message)` when that is
     given: at once for a concrete mask, from a `jax.debug.callback` at run
     time under `jax.jit` (which then surfaces as JAX's runtime error with
-    the message)."""
+    the message). With `zero_output_for_mask=False` the fused op's masked
+    steps repeat the last valid output (`reference` must do the same)."""
     mask = jnp.asarray(mask).astype(bool)
     if mask.ndim != 2:
         raise ValueError(
@@ -218,7 +224,10 @@ def sru_fused_with_mask(
     args = (u, x_highway, weight_c, bias, c0)
 
     def fused():
-        return tuple(sru_fused(*args, lengths, alpha, direction))
+        outputs = sru_fused(*args, lengths, alpha, direction)
+        if not zero_output_for_mask:
+            outputs = repeat_last_valid_output(outputs, mask, direction)
+        return tuple(outputs)
 
     def fallback():
         return tuple(reference(*args, mask, alpha, direction))

@@ -1,7 +1,7 @@
 """Conventions of the SRU recurrence shared by the layer, the dispatch, the
 fused op's wrappers (TensorFlow, torch, JAX) and the reference: directions,
-the state dtype, the dtypes a fused op is called in, the outputs, and
-reading alpha when it is known before run time.
+the state dtype, the dtypes a fused op is called in, the outputs, reading
+alpha when it is known before run time, and Keras' output at masked steps.
 
 The tensor layout itself is documented in `sru_reference.py` (and for the op
 in `custom_ops/sru/ops/sru_ops.cc`). This module imports neither TensorFlow
@@ -123,3 +123,27 @@ def static_alpha(alpha) -> float | None:
 
     value = tf.get_static_value(alpha)
     return None if value is None else float(value)
+
+
+def repeat_last_valid_output(outputs: SRUOutputs, mask, direction: str) -> SRUOutputs:
+    """Keras' default output at masked steps (`zero_output_for_mask=False`)
+    from the fused op's, for a right-padded `(batch, time)` mask.
+
+    The fused op outputs 0 at masked steps. Keras' RNN layers output there
+    the last valid output their direction processed before (0 before the
+    first). With right padding a forward direction reaches its masked steps
+    after all valid ones, so they repeat `h_last`; a backward direction
+    reaches them first, so they stay 0.
+    """
+    from keras import ops
+
+    if direction == "backward":
+        return outputs
+    h, h_last, c_last = outputs
+    keep = ops.expand_dims(ops.cast(mask, "bool"), -1)
+    if direction == "bidirectional":
+        width = h_last.shape[-1]
+        backward_columns = ops.arange(width) >= width // 2
+        keep = ops.logical_or(keep, backward_columns)
+    h = ops.where(keep, h, ops.expand_dims(h_last, 1))
+    return SRUOutputs(h, h_last, c_last)

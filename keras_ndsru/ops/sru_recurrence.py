@@ -45,6 +45,8 @@ is loaded, only that backend's library.
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 
@@ -52,6 +54,7 @@ from keras_ndsru.ops import op_library
 from keras_ndsru.ops.sru_layout import (
     SRUOutputs,
     num_directions,
+    repeat_last_valid_output,
     state_dtype,
     static_alpha,
 )
@@ -164,6 +167,7 @@ def sru_recurrence(
     alpha: float = 1.0,
     direction: str = "forward",
     use_fused_kernel="auto",
+    zero_output_for_mask: bool = True,
 ) -> SRUOutputs:
     """Runs the SRU recurrence, fused when possible (see the module docstring).
 
@@ -178,6 +182,9 @@ def sru_recurrence(
         alpha: highway scaling (Sec. 3.2), a float or a scalar tensor.
         direction: `"forward"`, `"backward"` or `"bidirectional"`.
         use_fused_kernel: `"auto"`, `True` or `False`. Defaults to `"auto"`.
+        zero_output_for_mask: Whether `h` is 0 at masked steps (True) or
+            repeats the last valid output of the direction (False, Keras'
+            RNN default). Defaults to `True`.
 
     Returns:
         `SRUOutputs(h, h_last, c_last)`.
@@ -199,13 +206,13 @@ def sru_recurrence(
         # A backend without a fused op has nothing to fall back from.
         if use_fused_kernel == "auto" and loader is not None:
             loader.warn_fallback_once()
-        return sru_reference(*args)
+        return sru_reference(*args, zero_output_for_mask)
     strict = use_fused_kernel is True
     backend = keras.backend.backend()
     if backend == "torch":
-        return _fused_torch(*args, strict=strict)
+        return _fused_torch(*args, strict, zero_output_for_mask)
     if backend == "jax":
-        return _fused_jax(*args, strict=strict)
+        return _fused_jax(*args, strict, zero_output_for_mask)
     from keras_ndsru.ops import sru_fused  # imports TensorFlow
 
     inputs = sru_fused.prepare_inputs(
@@ -213,7 +220,7 @@ def sru_recurrence(
     )
     if mask is None:
         return sru_fused.sru_fused(inputs)
-    return _fused_with_mask(inputs, mask, strict=strict)
+    return _fused_with_mask(inputs, mask, strict, zero_output_for_mask)
 
 
 def _no_cuda_kernels(strict: bool) -> None:
@@ -228,7 +235,9 @@ def _no_cuda_kernels(strict: bool) -> None:
     loader.warn_once("no_cuda_kernels", loader.no_cuda_kernels_note)
 
 
-def _fused_torch(u, x_highway, weight_c, bias, c0, mask, alpha, direction, strict):
+def _fused_torch(
+    u, x_highway, weight_c, bias, c0, mask, alpha, direction, strict, zero_output
+):
     """The PyTorch operators; a mask that is not right-padded runs the
     reference (or is an error under `strict`). Checking the mask reads its
     values, a graph break under `torch.compile`; calls without a mask have
@@ -236,23 +245,30 @@ def _fused_torch(u, x_highway, weight_c, bias, c0, mask, alpha, direction, stric
     from keras_ndsru.ops import sru_fused_torch  # imports torch
 
     u = keras.ops.convert_to_tensor(u)
-    args = (u, x_highway, weight_c, bias, c0, mask, alpha, direction)
+    args = (u, x_highway, weight_c, bias, c0, mask, alpha, direction, zero_output)
     if u.device.type != "cpu" and not sru_fused_torch.has_cuda_kernels():
         _no_cuda_kernels(strict)
         return sru_reference(*args)
-    lengths = None
-    if mask is not None:
-        lengths, right_padded = sru_fused_torch.lengths_of_mask(mask)
-        if not right_padded:
-            if strict:
-                raise ValueError(_NOT_RIGHT_PADDED)
-            return sru_reference(*args)
-    return sru_fused_torch.sru_fused(
+    if mask is None:
+        return sru_fused_torch.sru_fused(
+            u, x_highway, weight_c, bias, c0, None, alpha, direction
+        )
+    lengths, right_padded = sru_fused_torch.lengths_of_mask(mask)
+    if not right_padded:
+        if strict:
+            raise ValueError(_NOT_RIGHT_PADDED)
+        return sru_reference(*args)
+    outputs = sru_fused_torch.sru_fused(
         u, x_highway, weight_c, bias, c0, lengths, alpha, direction
     )
+    if zero_output:
+        return outputs
+    return repeat_last_valid_output(outputs, mask, direction)
 
 
-def _fused_jax(u, x_highway, weight_c, bias, c0, mask, alpha, direction, strict):
+def _fused_jax(
+    u, x_highway, weight_c, bias, c0, mask, alpha, direction, strict, zero_output
+):
     """The JAX FFI call; a mask that is not right-padded runs the reference
     (chosen at run time by `lax.cond` under `jax.jit`), or is an error under
     `strict`."""
@@ -263,7 +279,7 @@ def _fused_jax(u, x_highway, weight_c, bias, c0, mask, alpha, direction, strict)
         op_library.default_loader().cuda
     ):
         _no_cuda_kernels(strict)
-        return sru_reference(*args)
+        return sru_reference(*args, zero_output)
     if mask is None:
         return sru_fused_jax.sru_fused(
             u, x_highway, weight_c, bias, c0, None, alpha, direction
@@ -277,12 +293,13 @@ def _fused_jax(u, x_highway, weight_c, bias, c0, mask, alpha, direction, strict)
         mask,
         alpha,
         direction,
-        reference=sru_reference,
+        reference=functools.partial(sru_reference, zero_output_for_mask=zero_output),
         strict_message=_NOT_RIGHT_PADDED if strict else None,
+        zero_output_for_mask=zero_output,
     )
 
 
-def _fused_with_mask(inputs, mask, strict: bool) -> SRUOutputs:
+def _fused_with_mask(inputs, mask, strict: bool, zero_output: bool) -> SRUOutputs:
     """The fused op for a right-padded mask. Any other mask runs the
     reference (`strict=False`) or is an error (`strict=True`), decided at
     run time inside a graph."""
@@ -312,11 +329,18 @@ def _fused_with_mask(inputs, mask, strict: bool) -> SRUOutputs:
             mask,
             inputs.alpha,
             inputs.direction,
+            zero_output,
         )
+
+    def fused():
+        outputs = sru_fused.sru_fused(inputs, lengths)
+        if zero_output:
+            return outputs
+        return repeat_last_valid_output(outputs, mask, inputs.direction)
 
     if tf.executing_eagerly():
         if bool(right_padded):
-            return sru_fused.sru_fused(inputs, lengths)
+            return fused()
         if strict:
             raise ValueError(_NOT_RIGHT_PADDED)
         return reference()
@@ -324,7 +348,5 @@ def _fused_with_mask(inputs, mask, strict: bool) -> SRUOutputs:
         assertion = tf.debugging.Assert(right_padded, [_NOT_RIGHT_PADDED])
         with tf.control_dependencies([assertion]):
             lengths = tf.identity(lengths)
-        return sru_fused.sru_fused(inputs, lengths)
-    return SRUOutputs(
-        *tf.cond(right_padded, lambda: sru_fused.sru_fused(inputs, lengths), reference)
-    )
+        return fused()
+    return SRUOutputs(*tf.cond(right_padded, fused, reference))

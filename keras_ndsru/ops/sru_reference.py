@@ -26,7 +26,9 @@ Per direction, unit and valid step (eqs. (1)-(4) of the paper):
     c_t = f_t * c_{t-1} + (1 - f_t) * (W x_t)
     h_t = r_t * c_t + (1 - r_t) * x_highway_t * alpha
 
-A masked (invalid) step leaves `c` unchanged and outputs `h_t = 0`. `h_last` is
+A masked (invalid) step leaves `c` unchanged and outputs `h_t = 0`, or with
+`zero_output_for_mask=False` (Keras' RNN default) the last valid `h` its
+direction processed before it (0 before the first). `h_last` is
 the `h` of the last valid step each direction processed (for the backward
 direction that is the first valid position), or 0 when a row has no valid
 step; `c_last` is the final cell state. The state is carried in float32
@@ -84,6 +86,7 @@ def sru_reference(
     mask=None,
     alpha: float = 1.0,
     direction: str = "forward",
+    zero_output_for_mask: bool = True,
 ) -> SRUOutputs:
     """Runs the SRU recurrence with `keras.ops` (see the module docstring).
 
@@ -97,6 +100,9 @@ def sru_reference(
             pattern is supported here (not only right padding).
         alpha: highway scaling `sqrt(1 + 2 exp(highway_bias))` (Sec. 3.2), or 1.
         direction: `"forward"`, `"backward"` or `"bidirectional"`.
+        zero_output_for_mask: Whether `h` is 0 at masked steps (True) or
+            repeats the last valid output of the direction (False, as Keras'
+            RNN layers by default). Defaults to `True`.
 
     Returns:
         `SRUOutputs(h, h_last, c_last)`.
@@ -164,6 +170,8 @@ def sru_reference(
         m_t = ops.expand_dims(m_t, -1)
         c = ops.where(m_t, c, c_prev)
         h_last = ops.where(m_t, h, h_last)
+        if not zero_output_for_mask:
+            return c, h_last, h_last
         return c, h_last, ops.where(m_t, h, ops.zeros_like(h))
 
     xs = (

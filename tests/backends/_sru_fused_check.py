@@ -283,9 +283,16 @@ def compile_checks(rng):
 
 
 def layer_checks(rng, arrays):
-    """The SRU layer on the fused path (its outputs for the oracle) and a
-    short fit (jit-compiled on JAX by jit_compile="auto")."""
-    layer = SRU(5, bidirectional=True, return_sequences=True, return_state=True)
+    """The SRU layer on the fused path (its outputs for the oracle; masked
+    steps repeat the forward direction's last valid output) and a short fit
+    (jit-compiled on JAX by jit_compile="auto")."""
+    layer = SRU(
+        5,
+        bidirectional=True,
+        return_sequences=True,
+        return_state=True,
+        zero_output_for_mask=False,
+    )
     x = rng.normal(size=(3, 6, 4)).astype("float32")
     mask = np.arange(6)[None, :] < np.array([6, 2, 0])[:, None]
     c0 = rng.normal(size=(3, 10)).astype("float32")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-from sru_numpy import layer_numpy  # tests/ is on pythonpath
+from keras_masked_outputs import check_like_keras  # tests/support is on pythonpath
+from sru_numpy import layer_numpy
 
 from keras_ndsru import SRU
 
@@ -68,19 +69,28 @@ def compact(x_row, mask_row):
     return x_row[np.asarray(mask_row, bool)][None]
 
 
-def check_masked_rows(layer: SRU, x, mask):
+def check_masked_rows(layer: SRU, x, mask, keras_class):
     """Keras' masking property: each row of `layer(x, mask=mask)` equals its
     valid steps run alone (a masked step leaves the state unchanged), also
-    step by step with `return_sequences`, where masked steps output 0."""
+    step by step with `return_sequences`. There a masked step outputs what
+    `keras_class` (Keras' LSTM or GRU) outputs on the same mask: by default
+    the last valid output (`zero_output_for_mask=False`), and 0 with
+    `zero_output_for_mask=True`."""
     output = np.asarray(layer(x, mask=mask))
     assert_close(output, oracle(layer, x, mask)[0])
-    sequences = twin(layer, x.shape, return_sequences=True)
-    output_seq = np.asarray(sequences(x, mask=mask))
+    repeats = twin(layer, x.shape, return_sequences=True)
+    assert repeats.zero_output_for_mask is False  # Keras' default
+    zeros = twin(layer, x.shape, return_sequences=True, zero_output_for_mask=True)
+    output_repeats = np.asarray(repeats(x, mask=mask))
+    output_zeros = np.asarray(zeros(x, mask=mask))
     for row, valid in enumerate(np.asarray(mask, bool)):
         alone = compact(x[row], valid)
         assert_close(output[row], layer(alone)[0])
-        assert_close(output_seq[row][valid], sequences(alone)[0])
-        np.testing.assert_array_equal(output_seq[row][~valid], 0.0)
+        assert_close(output_zeros[row][valid], zeros(alone)[0])
+        np.testing.assert_array_equal(output_zeros[row][~valid], 0.0)
+    np.testing.assert_array_equal(output_repeats[mask], output_zeros[mask])
+    check_like_keras(repeats, keras_class, x, mask)
+    check_like_keras(zeros, keras_class, x, mask)
 
 
 def graph_op_types(function, *args) -> set[str]:

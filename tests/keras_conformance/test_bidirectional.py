@@ -23,6 +23,7 @@ from keras_conformance.sru_helpers import (
     sequence,
     twin,
 )
+from keras_masked_outputs import assert_outputs_follow, output_sources
 
 from keras_ndsru import SRU
 
@@ -189,10 +190,12 @@ def test_pass_initial_state(use_fused_kernel):
 @pytest.mark.parametrize("pattern", ["right_padded", "gaps"])
 def test_masking(use_fused_kernel, pattern):
     """bidirectional_test::test_masking: each row equals its valid steps run
-    alone, also with `return_sequences` (masked steps 0, as the wrapper
-    forces). Keras' mask has gaps, which the fused op does not take
-    (documented): there it must raise, and `"auto"` fall back. A
-    right-padded mask runs on both paths."""
+    alone, also with `return_sequences`, where the wrapper sets
+    `zero_output_for_mask=True` on both SRUs as on Keras' GRU: masked steps
+    are 0 exactly where `Bidirectional(GRU)` outputs 0 on the same mask.
+    Keras' mask has gaps, which the fused op does not take (documented):
+    there it must raise, and `"auto"` fall back. A right-padded mask runs on
+    both paths."""
     x = sequence((2, 4, 3))
     if pattern == "gaps":
         mask = np.array([[True, True, False, True], [True, False, False, True]])
@@ -211,8 +214,14 @@ def test_masking(use_fused_kernel, pattern):
     sequences = wrapper_like(
         layer, x.shape, return_sequences=True, use_fused_kernel=path
     )
+    assert sequences.forward_layer.zero_output_for_mask
+    assert sequences.backward_layer.zero_output_for_mask
     output_seq = np.asarray(sequences(x, mask=mask))
     assert_close(output_seq, np.concatenate(halves(sequences, x, mask), -1))
+    gru = keras.layers.Bidirectional(keras.layers.GRU(2, return_sequences=True))
+    keras_seq = np.asarray(gru(x, mask=mask))
+    sources = [output_sources(half, mask) for half in np.split(keras_seq, 2, -1)]
+    assert_outputs_follow(output_seq, sources)
     np.testing.assert_array_equal(output_seq[~mask], 0.0)
 
     reference = wrapper_like(layer, x.shape, use_fused_kernel=False)

@@ -21,6 +21,7 @@ from keras_conformance.sru_helpers import (
     sequence,
     twin,
 )
+from keras_masked_outputs import check_like_keras
 
 from keras_ndsru import SRU
 
@@ -80,9 +81,11 @@ def test_pass_return_state_is_a_tuple_like_gru(use_fused_kernel):
 def test_masking(use_fused_kernel, weights):
     """gru_test::test_masking, with Keras' mask that has gaps: a masked step
     leaves the state unchanged, so a row equals its valid steps run alone;
-    with `return_sequences` the masked steps are 0 (Keras'
-    `zero_output_for_mask=True` case). The fused op takes only right-padded
-    masks (documented): there it must raise, and `"auto"` fall back."""
+    with `return_sequences` the masked steps repeat the last valid output
+    (Keras' default) or are 0 with `zero_output_for_mask=True`, exactly
+    where `keras.layers.GRU` does on the same mask, also with go_backwards.
+    The fused op takes only right-padded masks (documented): there it must
+    raise, and `"auto"` fall back."""
     x = sequence((2, 4, 3))
     mask = np.array([[True, True, False, True], [True, False, False, True]])
     layer = build_sru(x.shape, weights, units=2, use_fused_kernel=use_fused_kernel)
@@ -90,13 +93,21 @@ def test_masking(use_fused_kernel, weights):
         with pytest.raises(ValueError, match="right-padded"):
             layer(x, mask=mask)
         layer = twin(layer, x.shape, use_fused_kernel="auto")
-    check_masked_rows(layer, x, mask)
+    check_masked_rows(layer, x, mask, keras.layers.GRU)
 
     backward = twin(layer, x.shape, go_backwards=True)
     assert_close(
         backward(x, mask=mask),
         layer(x[:, ::-1], mask=np.ascontiguousarray(mask[:, ::-1])),
     )
+    for zero_output_for_mask in (False, True):
+        sequences = twin(
+            backward,
+            x.shape,
+            return_sequences=True,
+            zero_output_for_mask=zero_output_for_mask,
+        )
+        check_like_keras(sequences, keras.layers.GRU, x, mask)
 
 
 def test_stateful_with_symbolic_batch_size(use_fused_kernel):

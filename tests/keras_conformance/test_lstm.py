@@ -7,6 +7,7 @@ row is the unpadded row run alone, stateful is `initial_state` = the previous
 final state. Each test runs on the fused op and on the reference recurrence.
 """
 
+import keras
 import numpy as np
 import pytest
 from keras_conformance.layer_checks import run_layer_test
@@ -18,6 +19,7 @@ from keras_conformance.sru_helpers import (
     sequence,
     twin,
 )
+from keras_masked_outputs import check_like_keras
 
 from keras_ndsru import SRU
 
@@ -149,21 +151,30 @@ def test_pass_initial_state(use_fused_kernel, weights):
 @pytest.mark.parametrize("weights", ["keras", "random"])
 def test_masking(use_fused_kernel, weights):
     """lstm_test::test_masking: a right-padded row equals the unpadded row
-    run alone; with `return_sequences` the masked steps are 0 (Keras'
-    `zero_output_for_mask=True` case; SRU has no other mode). go_backwards
+    run alone; with `return_sequences` the masked steps repeat the last
+    valid output (Keras' default) or are 0 with `zero_output_for_mask=True`,
+    exactly where `keras.layers.LSTM` does on the same mask. go_backwards
     with Keras' left-padded mask is the forward layer on the reversed input
     and mask; the fused op takes only right-padded masks (documented), so
     there that case must raise and `"auto"` must fall back."""
     x = sequence((2, 4, 3))
     mask = np.array([[True, True, True, False], [True, True, False, False]])
     layer = build_sru(x.shape, weights, units=2, use_fused_kernel=use_fused_kernel)
-    check_masked_rows(layer, x, mask)
+    check_masked_rows(layer, x, mask, keras.layers.LSTM)
 
     backward = twin(layer, x.shape, go_backwards=True)
     for row, length in enumerate(mask.sum(axis=1)):  # right-padded, backwards
         assert_close(
             backward(x, mask=mask)[row], layer(x[row : row + 1, :length][:, ::-1])[0]
         )
+    for zero_output_for_mask in (False, True):
+        sequences = twin(
+            backward,
+            x.shape,
+            return_sequences=True,
+            zero_output_for_mask=zero_output_for_mask,
+        )
+        check_like_keras(sequences, keras.layers.LSTM, x, mask)
     backwards_mask = np.array([[False, True, True, True], [False, False, True, True]])
     if use_fused_kernel:
         with pytest.raises(ValueError, match="right-padded"):
@@ -173,3 +184,5 @@ def test_masking(use_fused_kernel, weights):
         backward(x, mask=backwards_mask),
         layer(x[:, ::-1], mask=backwards_mask[:, ::-1]),
     )
+    sequences = twin(backward, x.shape, return_sequences=True)
+    check_like_keras(sequences, keras.layers.LSTM, x, backwards_mask)

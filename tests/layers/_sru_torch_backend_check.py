@@ -37,6 +37,13 @@ ORACLE_CASES = {
         RAGGED,
         True,
     ),
+    # Masked steps repeat the last valid output (Keras' default).
+    "forward_right_padded": (
+        3,
+        dict(units=3, return_sequences=True),
+        RIGHT_PADDED,
+        True,
+    ),
     "projected_highway_go_backwards": (
         4,
         dict(units=3, go_backwards=True, return_sequences=True),

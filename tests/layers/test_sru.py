@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from sru_numpy import layer_numpy  # tests/ is on pythonpath
+from keras_masked_outputs import check_like_keras  # tests/support is on pythonpath
+from sru_numpy import layer_numpy
 
 from keras_ndsru import SRU
 from keras_ndsru.ops import fused_kernel_status
@@ -70,16 +71,114 @@ def test_outputs_and_state_match_numpy(case, mask, with_state):
     )
 
 
-def test_last_output_is_last_valid_step_and_masked_steps_are_zero():
-    layer = make_layer(4, units=4, return_sequences=True)
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_last_output_is_last_valid_step(zero_output_for_mask):
+    """Masked steps repeat the last valid output (Keras' default) or are 0;
+    either way the last output is the last valid step's (as Keras
+    documents: `zero_output_for_mask` only acts on returned sequences)."""
+    layer = make_layer(
+        4, units=4, return_sequences=True, zero_output_for_mask=zero_output_for_mask
+    )
     x = np.random.default_rng(2).normal(size=(3, 5, 4))
     h = np.asarray(layer(x, mask=RIGHT_PADDED))
-    np.testing.assert_array_equal(h[~RIGHT_PADDED], 0.0)
+    if zero_output_for_mask:
+        np.testing.assert_array_equal(h[~RIGHT_PADDED], 0.0)
+    else:
+        np.testing.assert_array_equal(h[1, 2:], np.broadcast_to(h[1, 1], (3, 4)))
+        np.testing.assert_array_equal(h[2], 0.0)  # no valid step to repeat
     layer.return_sequences = False
     last = np.asarray(layer(x, mask=RIGHT_PADDED))
     np.testing.assert_allclose(last[0], h[0, 4])
     np.testing.assert_allclose(last[1], h[1, 1])
     np.testing.assert_array_equal(last[2], 0.0)
+
+
+LEFT_PADDED = np.array([[1, 1, 1, 1, 1], [0, 0, 0, 1, 1], [0, 0, 0, 0, 0]], bool)
+GAPS = np.array([[0, 1, 0, 1, 0], [1, 1, 0, 0, 1], [1, 0, 0, 0, 0]], bool)
+MASKED_OUTPUT_CASES = {
+    "forward": dict(),
+    "go_backwards": dict(go_backwards=True),
+    "bidirectional": dict(bidirectional=True),
+    "bidirectional_go_backwards": dict(bidirectional=True, go_backwards=True),
+}
+
+
+@pytest.mark.parametrize("case", MASKED_OUTPUT_CASES)
+@pytest.mark.parametrize(
+    "mask", [RIGHT_PADDED, LEFT_PADDED, GAPS], ids=["right", "left", "gaps"]
+)
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+@pytest.mark.parametrize("use_fused_kernel", ["auto", False])
+def test_masked_steps_follow_keras_lstm(
+    case, mask, zero_output_for_mask, use_fused_kernel
+):
+    """At masked steps of a returned sequence, SRU outputs exactly what
+    Keras' LSTM outputs on the same mask (read off Keras' layers:
+    tests/support/keras_masked_outputs.py), per direction, for every mask
+    pattern; valid steps equal the NumPy oracle. "auto" runs right-padded
+    masks on the fused op when it is built, the others on the reference."""
+    layer = make_layer(
+        3,
+        units=3,
+        return_sequences=True,
+        zero_output_for_mask=zero_output_for_mask,
+        use_fused_kernel=use_fused_kernel,
+        dtype="float32",
+        **MASKED_OUTPUT_CASES[case],
+    )
+    x = np.random.default_rng(8).normal(size=(3, 5, 3)).astype("float32")
+    check_like_keras(layer, keras.layers.LSTM, x, mask)
+    np.testing.assert_allclose(
+        layer(x, mask=mask), layer_numpy(layer, x, mask)[0], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_zero_output_for_mask_defaults_as_keras():
+    """False, as `keras.layers.LSTM`; True for a bidirectional layer that
+    returns sequences, as `keras.layers.Bidirectional` sets on its layers,
+    so that `SRU(bidirectional=True)` equals `Bidirectional(SRU)`."""
+    assert SRU(4).zero_output_for_mask is False
+    assert SRU(4, return_sequences=True).zero_output_for_mask is False
+    assert SRU(4, bidirectional=True).zero_output_for_mask is False
+    both = SRU(4, bidirectional=True, return_sequences=True)
+    assert both.zero_output_for_mask is True
+    assert keras.layers.LSTM(4).zero_output_for_mask is False
+    wrapper = keras.layers.Bidirectional(SRU(4, return_sequences=True))
+    assert wrapper.forward_layer.zero_output_for_mask is True
+    assert wrapper.backward_layer.zero_output_for_mask is True
+    explicit = SRU(
+        4, bidirectional=True, return_sequences=True, zero_output_for_mask=False
+    )
+    assert explicit.zero_output_for_mask is False
+
+
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_masked_steps_on_the_fused_op(zero_output_for_mask):
+    """The fused op (right-padded masks) and the reference give the same
+    outputs and gradients when masked steps repeat the last valid output."""
+    if fused_kernel_status().path != "fused":
+        pytest.skip(f"fused op unavailable: {fused_kernel_status().reason}")
+    x = tf.constant(np.random.default_rng(9).normal(size=(3, 5, 3)), tf.float32)
+    for case in MASKED_OUTPUT_CASES.values():
+        results = []
+        for path in (True, False):
+            layer = make_layer(
+                3,
+                units=3,
+                return_sequences=True,
+                zero_output_for_mask=zero_output_for_mask,
+                use_fused_kernel=path,
+                dtype="float32",
+                **case,
+            )
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                h = layer(x, mask=RIGHT_PADDED)
+                loss = tf.reduce_sum(h * h)
+            grads = tape.gradient(loss, [x, *layer.trainable_weights])
+            results.append([h, *grads])
+        for got, want in zip(*results):
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -297,6 +396,7 @@ def _full_config_layer():
         projection_size=3,
         bidirectional=True,
         highway_projection=True,
+        zero_output_for_mask=False,
         use_fused_kernel=False,
         seed=11,
         kernel_initializer="orthogonal",
@@ -320,6 +420,7 @@ def test_get_config_round_trips_every_argument():
     for key, value in dict(units=5, highway_bias=-2.0, projection_size=3).items():
         assert config[key] == value
     assert config["use_fused_kernel"] is False and config["seed"] == 11
+    assert config["zero_output_for_mask"] is False
     restored = keras.saving.deserialize_keras_object(
         keras.saving.serialize_keras_object(layer)
     )
@@ -450,6 +551,10 @@ def test_fused_op_matches_reference_outputs_and_gradients(case):
         (
             dict(units=4, highway_projection="yes"),
             "Received: highway_projection='yes'",
+        ),
+        (
+            dict(units=4, zero_output_for_mask="yes"),
+            "Received: zero_output_for_mask='yes'",
         ),
     ],
 )

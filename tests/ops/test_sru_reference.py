@@ -37,12 +37,15 @@ def _assert_matches(got, want, rtol):
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
-def test_forward_matches_numpy_with_masks(direction):
+@pytest.mark.parametrize("zero_output_for_mask", [True, False])
+def test_forward_matches_numpy_with_masks(direction, zero_output_for_mask):
     rng = np.random.default_rng(0)
     args = _inputs(rng, direction=direction)
+    kwargs = dict(alpha=1.7, direction=direction)
+    kwargs["zero_output_for_mask"] = zero_output_for_mask
     for mask in _masks(3, 5):
-        got = sru_reference(**args, mask=mask, alpha=1.7, direction=direction)
-        want = sru_numpy(**args, mask=mask, alpha=1.7, direction=direction)
+        got = sru_reference(**args, mask=mask, **kwargs)
+        want = sru_numpy(**args, mask=mask, **kwargs)
         _assert_matches(got, want, rtol=1e-12)
 
 

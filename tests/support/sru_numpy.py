@@ -15,16 +15,21 @@ def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def sru_direction(u, xh, v_f, v_r, b_f, b_r, c0, valid, alpha, backward):
+def sru_direction(
+    u, xh, v_f, v_r, b_f, b_r, c0, valid, alpha, backward, zero_output_for_mask=True
+):
     """One direction for one row.
 
     Args:
         u: (time, 3, units): W x_t, W_f x_t, W_r x_t.
         xh: (time, units) highway input.
         valid: (time,) booleans.
+        zero_output_for_mask: h at an invalid step is 0 when True, else the
+            h of the last valid step this direction processed before it (0
+            before the first), Keras' RNN default.
 
     Returns:
-        h (time, units) with zeros at invalid steps, h_last, c_last.
+        h (time, units), h_last, c_last.
     """
     steps = u.shape[0]
     c = np.array(c0, dtype=np.float64)
@@ -33,6 +38,8 @@ def sru_direction(u, xh, v_f, v_r, b_f, b_r, c0, valid, alpha, backward):
     order = range(steps - 1, -1, -1) if backward else range(steps)
     for t in order:
         if not valid[t]:
+            if not zero_output_for_mask:
+                h_seq[t] = h_last
             continue
         c_prev = c
         f = sigmoid(u[t, 1] + v_f * c_prev + b_f)  # eq. (1)
@@ -45,7 +52,15 @@ def sru_direction(u, xh, v_f, v_r, b_f, b_r, c0, valid, alpha, backward):
 
 
 def sru_numpy(
-    u, x_highway, weight_c, bias, c0=None, mask=None, alpha=1.0, direction="forward"
+    u,
+    x_highway,
+    weight_c,
+    bias,
+    c0=None,
+    mask=None,
+    alpha=1.0,
+    direction="forward",
+    zero_output_for_mask=True,
 ):
     """The recurrence with the layout of `keras_ndsru.ops.sru_reference`."""
     u = np.asarray(u, np.float64)
@@ -75,6 +90,7 @@ def sru_numpy(
                 mask[b],
                 alpha,
                 backward,
+                zero_output_for_mask,
             )
             h[b, :, cols], h_last[b, cols], c_last[b, cols] = hs, hl, cl
     return h, h_last, c_last
@@ -88,7 +104,8 @@ def layer_numpy(layer, x, mask=None, c0=None):
     from eqs. (1)-(4) and Sec. 3.2.
 
     go_backwards is transcribed literally, as Keras defines it: the layer run
-    on the time-reversed input (and mask).
+    on the time-reversed input (and mask). Masked steps of the output
+    sequence follow the layer's `zero_output_for_mask`.
     """
     weights = {w.name: np.asarray(w.numpy(), np.float64) for w in layer.weights}
     x = np.asarray(x, np.float64)
@@ -112,6 +129,14 @@ def layer_numpy(layer, x, mask=None, c0=None):
     alpha = np.sqrt(1 + 2 * np.exp(layer.highway_bias)) if layer.rescale else 1.0
     direction = "bidirectional" if n_dir == 2 else "forward"
     h, h_last, c_last = sru_numpy(
-        u, x_highway, weights["weight_c"], weights["bias"], c0, mask, alpha, direction
+        u,
+        x_highway,
+        weights["weight_c"],
+        weights["bias"],
+        c0,
+        mask,
+        alpha,
+        direction,
+        layer.zero_output_for_mask,
     )
     return (h if layer.return_sequences else h_last), c_last
