@@ -29,6 +29,8 @@ Keys (defaults: the example's): layers, units, embed_dim, dropout
 output_dropout (before the classifier), head (mean | max | last),
 bidirectional, min_count, optimizer (adam | ndadam), lr, vector_lr,
 nd_classifier (vector | scalar: NDAdam's partition of the classifier kernel),
+lazy (NDAdam's `lazy_sparse_updates`: the embedding steps in the rows a batch
+touched),
 batch, frozen_embeddings, and for SRU highway_bias, rescale, layer_norm,
 forget_bias (initial b_f), weight_c (zeros | official: uniform with variance
 0.5 and gate columns scaled by sqrt(0.5)); for `official` also its own
@@ -39,6 +41,8 @@ per-layer input dropout, `rnn_dropout`).
         --models sru official lstm sru:optimizer=ndadam
     .venv/bin/python benchmarks/sst_accuracy.py --seeds 0 1 --timing-rounds 0 \
         --models sru sru:head=last sru:forget_bias=1.0
+    .venv/bin/python benchmarks/sst_accuracy.py --task sst2 --out results/sst_lazy \
+        --models lstm sru sru:optimizer=ndadam sru:optimizer=ndadam,lazy=True
 
 Every finished run is appended to `--out`/runs.jsonl; an identical run
 (task, spec, seed, epochs) found there is reused, so an interrupted sweep
@@ -101,6 +105,7 @@ DEFAULTS = {
     "weight_c": "zeros",
     "hidden_dropout": None,
     "nd_classifier": "vector",
+    "lazy": False,
     "min_count": _EXAMPLE["min_count"],
     "frozen_embeddings": False,
 }
@@ -208,6 +213,11 @@ def build_keras(name: str, options: dict, vocab: int, classes: int) -> keras.Mod
 
 
 def make_optimizer(options, model):
+    if options["lazy"] and options["optimizer"] != "ndadam":
+        raise SystemExit(
+            "lazy=True needs optimizer=ndadam (Keras' Adam has no lazy update). "
+            f"Received: optimizer={options['optimizer']!r}"
+        )
     if options["optimizer"] == "ndadam":
         axes = keras_ndsru.vector_axes_for_model(model)
         if options["nd_classifier"] == "scalar":  # Adam on the classifier kernel
@@ -216,6 +226,7 @@ def make_optimizer(options, model):
             learning_rate=options["lr"],
             vector_learning_rate=options["vector_lr"],
             vector_axes=axes,
+            lazy_sparse_updates=bool(options["lazy"]),
         )
     return keras.optimizers.Adam(options["lr"])
 
@@ -534,7 +545,13 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--models",
         nargs="+",
-        default=["sru", "official", "lstm", "sru:optimizer=ndadam"],
+        default=[
+            "sru",
+            "official",
+            "lstm",
+            "sru:optimizer=ndadam",
+            "sru:optimizer=ndadam,lazy=True",
+        ],
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--epochs", type=int, default=10)
