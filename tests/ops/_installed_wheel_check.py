@@ -4,6 +4,7 @@ Run by tests/ops/test_build_installed.py with the Python of an environment
 where a wheel is installed, away from the checkout. Prints one JSON line.
 
     python _installed_wheel_check.py fused     # the op runs as installed
+        (the TensorFlow op, or with KERAS_BACKEND=torch the PyTorch one)
     python _installed_wheel_check.py rebuild   # the installed op is refused
         (built for another TensorFlow): one warning naming the fix and the
         fallback's numbers; then the fix, `python -m keras_ndsru.ops.build`,
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import warnings
 
+import keras
 import numpy as np
 
 import keras_ndsru
@@ -37,7 +39,7 @@ def sru_output(use_fused_kernel):
     layer.build(X.shape)
     for w in layer.weights:
         w.assign(np.random.default_rng(2).normal(scale=0.5, size=w.shape))
-    return np.asarray(layer(X, mask=MASK))
+    return keras.ops.convert_to_numpy(layer(X, mask=MASK))
 
 
 def fused_vs_reference() -> dict:

