@@ -473,15 +473,19 @@ class NDAdam(keras.optimizers.Optimizer):
         else:
             self._vector_step(gradient, variable, axes, index)
 
+    def _adam_alpha(self, learning_rate, dtype):
+        """Adam's bias-corrected step size at this iteration, as Keras'."""
+        lr = ops.cast(learning_rate, dtype)
+        local_step = ops.cast(self.iterations + 1, dtype)
+        beta_1_power = ops.power(ops.cast(self.beta_1, dtype), local_step)
+        beta_2_power = ops.power(ops.cast(self.beta_2, dtype), local_step)
+        return lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+
     def _adam_step(self, gradient, variable, learning_rate, index):
         # Same operations as keras.optimizers.Adam, so theta_s matches it.
-        lr = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
-        local_step = ops.cast(self.iterations + 1, variable.dtype)
-        beta_1_power = ops.power(ops.cast(self.beta_1, variable.dtype), local_step)
-        beta_2_power = ops.power(ops.cast(self.beta_2, variable.dtype), local_step)
         m, v = self._momentums[index], self._velocities[index]
-        alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        alpha = self._adam_alpha(learning_rate, variable.dtype)
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
         self.assign_add(
             v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2)
@@ -495,12 +499,8 @@ class NDAdam(keras.optimizers.Optimizer):
         # `_adam_step`'s operations on the touched rows: a touched row steps
         # exactly as under the dense update; the others are not read.
         rows = gradient.rows
-        lr = ops.cast(learning_rate, variable.dtype)
         g = ops.cast(gradient.values, variable.dtype)
-        local_step = ops.cast(self.iterations + 1, variable.dtype)
-        beta_1_power = ops.power(ops.cast(self.beta_1, variable.dtype), local_step)
-        beta_2_power = ops.power(ops.cast(self.beta_2, variable.dtype), local_step)
-        alpha = lr * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+        alpha = self._adam_alpha(learning_rate, variable.dtype)
         m, v = self._momentums[index], self._velocities[index]
         m_rows, v_rows = row_sparse.gather(m, rows), row_sparse.gather(v, rows)
         m_rows = m_rows + (g - m_rows) * (1 - self.beta_1)
