@@ -23,8 +23,9 @@ Models (tiny, random weights; token inputs have right-padded rows, 0 = pad):
   sequences, a stacked SRU, `Dense(2)`: masked, bidirectional and stacked,
 - `classifier_fused`: the same with `use_fused_kernel=True` (the opt-in that
   puts the custom op `KerasNdsru>SruForward` in exported graphs too),
-- `keras_gru`: the classifier with `keras.layers.GRU` in place of SRU, the
-  peer that shows which limits belong to Keras' recurrent layers as a whole.
+- `keras_lstm`, `keras_gru`: the classifier with `keras.layers.LSTM` or
+  `GRU` in place of SRU, the peers that show which limits belong to Keras'
+  recurrent layers as a whole.
 
 OpenVINO runs with `INFERENCE_PRECISION_HINT=f32`: on a CPU with bf16 support
 its default hint is bf16, which alone moves the outputs by ~1e-2 (printed
@@ -121,13 +122,16 @@ def _classifier(x, fused):
     return keras.layers.Dense(2)(x)
 
 
-def _keras_gru(x, fused):
-    """The peer: Keras' own GRU in the classifier's place."""
-    del fused
-    gru = keras.layers.GRU(UNITS, return_sequences=True)
-    x = keras.layers.Bidirectional(gru)(x)
-    x = keras.layers.GRU(UNITS)(x)
-    return keras.layers.Dense(2)(x)
+def _keras_rnn(layer_class):
+    """The peer: Keras' own LSTM or GRU in the classifier's place."""
+
+    def body(x, fused):
+        del fused
+        x = keras.layers.Bidirectional(layer_class(UNITS, return_sequences=True))(x)
+        x = layer_class(UNITS)(x)
+        return keras.layers.Dense(2)(x)
+
+    return body
 
 
 MODELS: dict[str, Callable[[], keras.Model]] = {
@@ -137,7 +141,8 @@ MODELS: dict[str, Callable[[], keras.Model]] = {
     "masked_sequences": lambda: _tokens_model(_masked_sequences),
     "classifier": lambda: _tokens_model(_classifier),
     "classifier_fused": lambda: _tokens_model(_classifier, fused=True),
-    "keras_gru": lambda: _tokens_model(_keras_gru),
+    "keras_lstm": lambda: _tokens_model(_keras_rnn(keras.layers.LSTM)),
+    "keras_gru": lambda: _tokens_model(_keras_rnn(keras.layers.GRU)),
 }
 
 
@@ -207,8 +212,9 @@ def _export_litert_static(model, path):
 
 
 def _static_model(model):
-    """The same layers traced on a fixed input shape: TFLite's builtin ops
-    need static shapes for the recurrence's loop (see docs/deploy.md)."""
+    """The same layers traced on a fixed input shape: how Keras' LSTM and
+    GRU reach TFLite builtin ops, whose loops keep TensorLists that lower
+    only with static shapes (SRU's does not need it, see docs/deploy.md)."""
     spec = static_input_spec(model)
     inputs = keras.Input(batch_shape=spec.shape, dtype=spec.dtype)
     return keras.Model(inputs, model(inputs))
@@ -521,7 +527,7 @@ def markdown_table(results: Sequence[Result]) -> str:
     return "\n".join(rows)
 
 
-SUMMARY_EXTRAS = ("classifier_fused", "keras_gru")
+SUMMARY_EXTRAS = ("classifier_fused", "keras_lstm", "keras_gru")
 
 
 def _runs(result: Result | None) -> str:
@@ -530,11 +536,12 @@ def _runs(result: Result | None) -> str:
 
 def summary_table(results: Sequence[Result]) -> str:
     """One row per format: the SRU models on the default path (fused op out
-    of inference graphs), then the fused opt-in and the Keras GRU peer."""
+    of inference graphs), then the fused opt-in and the Keras LSTM and GRU
+    peers."""
     rows = [
         "| format | SRU models convert | run | max abs diff | size (classifier) "
-        "| use_fused_kernel=True runs | keras GRU runs | why not |",
-        "|---|---|---|---|---|---|---|---|",
+        "| use_fused_kernel=True runs | keras LSTM runs | keras GRU runs | why not |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in dict.fromkeys(r.format for r in results):
         by_model = {r.model: r for r in results if r.format == name}
@@ -547,6 +554,7 @@ def summary_table(results: Sequence[Result]) -> str:
             f"| {len(diffs)}/{len(sru)} | {f'{max(diffs):.1e}' if diffs else ''} "
             f"| {f'{size / 1024:.0f} KiB' if size else ''} "
             f"| {_runs(by_model.get('classifier_fused'))} "
+            f"| {_runs(by_model.get('keras_lstm'))} "
             f"| {_runs(by_model.get('keras_gru'))} "
             f"| {next((r.note for r in sru if not r.runs), '')} |"
         )

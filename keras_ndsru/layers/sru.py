@@ -389,6 +389,7 @@ class SRU(keras.layers.Layer):
             direction = "bidirectional"
         else:
             direction = "backward" if self.go_backwards else "forward"
+        inference_graph = _in_inference_graph(training)
         h, h_last, c_last = sru_recurrence(
             u,
             x_highway,
@@ -398,9 +399,10 @@ class SRU(keras.layers.Layer):
             mask,
             self.alpha,
             direction,
-            use_fused_kernel=self._call_path(training),
+            use_fused_kernel=self._call_path(inference_graph),
             # Only returned sequences show masked steps.
             zero_output_for_mask=self.zero_output_for_mask or not self.return_sequences,
+            for_export=inference_graph,
         )
         if swap:
             h, h_last, c_last = map(_swap_directions, (h, h_last, c_last))
@@ -414,21 +416,17 @@ class SRU(keras.layers.Layer):
             return output, c_last
         return output
 
-    def _call_path(self, training):
+    def _call_path(self, inference_graph: bool):
         """`use_fused_kernel` for this call.
 
-        `"auto"` keeps the fused op out of inference graphs (traced with
-        `training` not True): those are what `model.export`, the TFLite
+        `"auto"` keeps the fused op out of inference graphs (see
+        `_in_inference_graph`): those are what `model.export`, the TFLite
         converter and other exporters save, and a graph holding our op
         loads only where our library does. Graphs that train (`fit`) and
         eager calls run the fused op. `True` puts it everywhere.
         """
-        if self.use_fused_kernel == "auto" and training is not True:
-            if keras.backend.backend() == "tensorflow":
-                import tensorflow as tf
-
-                if tf.inside_function():
-                    return False
+        if self.use_fused_kernel == "auto" and inference_graph:
+            return False
         return self.use_fused_kernel
 
     def _initial_state(self, sequences, initial_state):
@@ -586,6 +584,18 @@ class SRU(keras.layers.Layer):
                 getattr(self, f"{name}_constraint")
             )
         return {**super().get_config(), **config}
+
+
+def _in_inference_graph(training) -> bool:
+    """Whether this call is traced into a TensorFlow graph with `training`
+    not True: `predict`, `evaluate`, `model.export`, the TFLite converter.
+    There the reference recurrence runs in its TensorList-free loop, which
+    TFLite lowers for a dynamic batch size and length (docs/deploy.md)."""
+    if training is True or keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return tf.inside_function()
 
 
 def _matmul_over_steps(x, kernel):

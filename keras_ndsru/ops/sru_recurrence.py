@@ -168,6 +168,7 @@ def sru_recurrence(
     direction: str = "forward",
     use_fused_kernel="auto",
     zero_output_for_mask: bool = True,
+    for_export: bool = False,
 ) -> SRUOutputs:
     """Runs the SRU recurrence, fused when possible (see the module docstring).
 
@@ -185,6 +186,9 @@ def sru_recurrence(
         zero_output_for_mask: Whether `h` is 0 at masked steps (True) or
             repeats the last valid output of the direction (False, Keras'
             RNN default). Defaults to `True`.
+        for_export: Whether the TensorFlow reference runs in its
+            TensorList-free loop, which TFLite lowers for dynamic shapes
+            (see `sru_reference`). Defaults to `False`.
 
     Returns:
         `SRUOutputs(h, h_last, c_last)`.
@@ -206,7 +210,7 @@ def sru_recurrence(
         # A backend without a fused op has nothing to fall back from.
         if use_fused_kernel == "auto" and loader is not None:
             loader.warn_fallback_once()
-        return sru_reference(*args, zero_output_for_mask)
+        return sru_reference(*args, zero_output_for_mask, for_export)
     strict = use_fused_kernel is True
     backend = keras.backend.backend()
     if backend == "torch":
@@ -220,7 +224,7 @@ def sru_recurrence(
     )
     if mask is None:
         return sru_fused.sru_fused(inputs)
-    return _fused_with_mask(inputs, mask, strict, zero_output_for_mask)
+    return _fused_with_mask(inputs, mask, strict, zero_output_for_mask, for_export)
 
 
 def _no_cuda_kernels(strict: bool) -> None:
@@ -299,7 +303,9 @@ def _fused_jax(
     )
 
 
-def _fused_with_mask(inputs, mask, strict: bool, zero_output: bool) -> SRUOutputs:
+def _fused_with_mask(
+    inputs, mask, strict: bool, zero_output: bool, for_export: bool
+) -> SRUOutputs:
     """The fused op for a right-padded mask. Any other mask runs the
     reference (`strict=False`) or is an error (`strict=True`), decided at
     run time inside a graph."""
@@ -330,6 +336,7 @@ def _fused_with_mask(inputs, mask, strict: bool, zero_output: bool) -> SRUOutput
             inputs.alpha,
             inputs.direction,
             zero_output,
+            for_export,
         )
 
     def fused():

@@ -36,7 +36,9 @@ step; `c_last` is the final cell state. The state is carried in float32
 
 Backends: under TensorFlow the steps run in `tf.scan` (inside a `tf.cond`
 when the number of steps is only known at run time): XLA-compilable, and the
-oracle of the fused op. Under the other Keras backends (torch, JAX) the same
+oracle of the fused op. With `for_export=True` they run in a `tf.while_loop`
+over chunks of unrolled steps that writes into a preallocated tensor: no
+TensorLists, so the TFLite converter lowers it for dynamic shapes. Under the other Keras backends (torch, JAX) the same
 step function runs in `keras.ops.scan` and no TensorFlow is imported; their
 shapes are always static, so an empty time axis is handled before the scan.
 """
@@ -48,6 +50,10 @@ import numpy as np
 from keras import ops
 
 from keras_ndsru.ops.sru_layout import SRUOutputs, num_directions, state_dtype
+
+# Steps unrolled per iteration of the TensorList-free loop: its writes cost
+# a pass over the whole output once per chunk, its graph grows with it.
+_CHUNK = 16
 
 
 def _reversed_flags(direction: str) -> list[bool]:
@@ -87,6 +93,7 @@ def sru_reference(
     alpha: float = 1.0,
     direction: str = "forward",
     zero_output_for_mask: bool = True,
+    for_export: bool = False,
 ) -> SRUOutputs:
     """Runs the SRU recurrence with `keras.ops` (see the module docstring).
 
@@ -103,6 +110,12 @@ def sru_reference(
         zero_output_for_mask: Whether `h` is 0 at masked steps (True) or
             repeats the last valid output of the direction (False, as Keras'
             RNN layers by default). Defaults to `True`.
+        for_export: On TensorFlow, run the steps in a loop without
+            TensorList ops, which the TFLite converter lowers to builtin ops
+            for any batch size and length (`tf.scan`'s TensorLists need
+            static shapes there). Same numbers and, forward, about the same
+            speed; the SRU layer sets it in inference graphs, those that
+            exporters save. Defaults to `False` (`tf.scan`).
 
     Returns:
         `SRUOutputs(h, h_last, c_last)`.
@@ -180,9 +193,8 @@ def sru_reference(
         _to_step_major(mask, flags),
     )
     if on_tensorflow:
-        h, h_last, c_last = _scan_tensorflow(
-            step, xs, c0, flags, (batch, steps, units), dtype
-        )
+        loop = _chunked_loop_tensorflow if for_export else _scan_tensorflow
+        h, h_last, c_last = loop(step, xs, c0, flags, (batch, steps, units), dtype)
     else:
         h, h_last, c_last = _scan_keras(step, xs, c0, flags)
     return SRUOutputs(
@@ -221,6 +233,51 @@ def _scan_tensorflow(step, xs, c0, flags, sizes, dtype):
     # A time axis known only at run time may be empty, and `tf.scan`
     # cannot stack zero steps of a partly unknown shape.
     return tf.cond(steps > 0, run_scan, no_steps)
+
+
+def _chunked_loop_tensorflow(step, xs, c0, flags, sizes, dtype):
+    """The steps in a `tf.while_loop` without TensorLists: returns `(h,
+    h_last, c_last)` as `_scan_tensorflow`, with the same numbers.
+
+    `tf.scan` keeps its inputs and outputs in TensorLists, which the TFLite
+    converter lowers to builtin ops only when their element shape is static,
+    so not for an unknown batch size. Here each iteration reads a chunk of
+    `_CHUNK` steps with `tf.gather`, runs them unrolled and writes their `h`
+    into a preallocated tensor with one select: builtin ops (WHILE, GATHER,
+    SELECT_V2) for any batch size and length. The time axis is padded to
+    whole chunks with masked steps, which leave `c` and `h_last` as they are.
+    """
+    import tensorflow as tf
+
+    batch, steps, units = sizes
+    n_dir = len(flags)
+    chunks = (steps + _CHUNK - 1) // _CHUNK
+    padding = chunks * _CHUNK - steps
+
+    def in_chunks(x):
+        pad = tf.zeros(tf.concat([[padding], tf.shape(x)[1:]], 0), x.dtype)
+        x = tf.concat([x, pad], 0)
+        return tf.reshape(x, tf.concat([[chunks, _CHUNK], tf.shape(x)[1:]], 0))
+
+    xs = [in_chunks(x) for x in xs]
+    zeros = ops.zeros_like(c0)
+    h0 = tf.zeros(tf.stack([chunks, _CHUNK, batch, n_dir, units]), dtype)
+
+    def body(i, c, h_last, h):
+        chunk = [tf.gather(x, i) for x in xs]
+        outputs = []
+        for k in range(_CHUNK):
+            c, h_last, h_k = step((c, h_last), [x[k] for x in chunk])
+            outputs.append(h_k)
+        this_chunk = tf.reshape(tf.range(chunks) == i, [-1, 1, 1, 1, 1])
+        h = tf.where(this_chunk, tf.stack(outputs)[None], h)
+        return i + 1, c, h_last, h
+
+    _, c_last, h_last, h = tf.while_loop(
+        lambda i, *_: i < chunks, body, (tf.constant(0), c0, zeros, h0)
+    )
+    h = tf.reshape(h, tf.stack([chunks * _CHUNK, batch, n_dir, units]))[:steps]
+    return _from_step_major(h, flags), h_last, c_last
 
 
 def _scan_keras(step, xs, c0, flags):

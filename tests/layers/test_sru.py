@@ -463,7 +463,10 @@ def test_keras_file_save_and_load(tmp_path):
     path = tmp_path / "sru.keras"
     model.save(path)
     loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model(x), rtol=1e-5)
+    # predict runs the reference recurrence, the eager call the fused op.
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model(x), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_mixed_precision_matmul_in_float16_state_in_float32():

@@ -149,27 +149,51 @@ def test_training_graphs_run_the_fused_op(use_fused_kernel):
     """ "auto" keeps the fused op where it pays (graphs that train, eager
     calls) and out of inference graphs, which are what exports save."""
     layer = SRU(4, return_sequences=True, use_fused_kernel=use_fused_kernel)
-    x = tf.constant(np.ones((2, 3, 4), "float32"))
-    layer(x)
-
-    def ops_in(training):
-        graph = tf.function(lambda x: layer(x, training=training))
-        graph = graph.get_concrete_function(x).graph.as_graph_def()
-        names = {node.op for node in graph.node}
-        for function in graph.library.function:
-            names.update(node.op for node in function.node_def)
-        return names
-
-    assert "KerasNdsru>SruForward" in ops_in(True)
+    layer(np.ones((2, 3, 4), "float32"))
+    assert "KerasNdsru>SruForward" in graph_ops(layer, training=True)
     inference_is_fused = use_fused_kernel is True
     for training in (False, None):
-        assert ("KerasNdsru>SruForward" in ops_in(training)) == inference_is_fused
+        in_graph = "KerasNdsru>SruForward" in graph_ops(layer, training)
+        assert in_graph == inference_is_fused
+
+
+@pytest.mark.parametrize("use_fused_kernel", ["auto", False])
+def test_inference_graphs_hold_no_tensor_lists(use_fused_kernel):
+    """Inference graphs run the reference recurrence in its loop without
+    TensorLists, which the TFLite converter lowers for a `None` batch and
+    length (tests/deploy runs the models); graphs that train on the
+    reference keep `tf.scan`, unchanged."""
+    layer = SRU(
+        4,
+        return_sequences=True,
+        bidirectional=True,
+        use_fused_kernel=use_fused_kernel,
+    )
+    layer(np.ones((2, 3, 4), "float32"))
+    for training in (False, None):
+        ops = graph_ops(layer, training)
+        assert not any("TensorList" in op for op in ops), ops
+    if use_fused_kernel is False:
+        assert "TensorListReserve" in graph_ops(layer, training=True)
+
+
+def graph_ops(layer, training) -> set[str]:
+    """Op types of `layer` traced with `training` on a `None` batch and
+    length, nested functions included."""
+    spec = tf.TensorSpec((None, None, 4), tf.float32)
+    graph = tf.function(lambda x: layer(x, training=training))
+    graph = graph.get_concrete_function(spec).graph.as_graph_def()
+    names = {node.op for node in graph.node}
+    for function in graph.library.function:
+        names.update(node.op for node in function.node_def)
+    return names
 
 
 def test_tflite_converts_the_default_model_to_builtin_ops():
+    """A fixed batch of one and length, as TFLite shapes used to need (a
+    `None` batch and length run too: tests/deploy)."""
     model, x = sru_model(), tokens()
     want = np.asarray(model(x))
-    # TFLite needs a fixed sequence length for its tensors' shapes.
     fixed = keras.Model(*_with_fixed_input(model, x.shape[1]))
     flatbuffer = tf.lite.TFLiteConverter.from_keras_model(fixed).convert()
     interpreter = tf.lite.Interpreter(model_content=flatbuffer)

@@ -117,15 +117,79 @@ def test_tf_function_and_xla_match_eager():
     mask = _masks(3, 5)[1]
     eager = sru_reference(**args, mask=mask, alpha=1.2, direction="bidirectional")
 
-    def run(u, x_highway, weight_c, bias, c0):
-        return sru_reference(
-            u, x_highway, weight_c, bias, c0, mask, 1.2, "bidirectional"
-        )
+    for for_export in (False, True):
 
-    for compiled in (tf.function(run), tf.function(run, jit_compile=True)):
-        got = compiled(**args)
-        for g, e in zip(got, eager):
-            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+        def run(u, x_highway, weight_c, bias, c0, for_export=for_export):
+            return sru_reference(
+                u,
+                x_highway,
+                weight_c,
+                bias,
+                c0,
+                mask,
+                1.2,
+                "bidirectional",
+                for_export=for_export,
+            )
+
+        for compiled in (tf.function(run), tf.function(run, jit_compile=True)):
+            got = compiled(**args)
+            for g, e in zip(got, eager):
+                np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+
+
+def _graph_op_types(concrete_function) -> set[str]:
+    graph_def = concrete_function.graph.as_graph_def()
+    types = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        types.update(node.op for node in function.node_def)
+    return types
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
+@pytest.mark.parametrize("zero_output_for_mask", [True, False])
+def test_export_loop_gives_the_numbers_of_the_scan(direction, zero_output_for_mask):
+    """`for_export=True` in a graph of unknown batch and length: a loop
+    without TensorList ops (what TFLite lowers for dynamic shapes) whose
+    outputs equal `tf.scan`'s bit for bit, for lengths around whole chunks
+    of steps, an empty time axis and an empty batch, with ragged masks."""
+    n_dir = 2 if direction == "bidirectional" else 1
+    spec = [
+        tf.TensorSpec((None, None, n_dir * 9), tf.float32),
+        tf.TensorSpec((None, None, n_dir * 3), tf.float32),
+        tf.TensorSpec((n_dir * 6,), tf.float32),
+        tf.TensorSpec((n_dir * 6,), tf.float32),
+        tf.TensorSpec((None, n_dir * 3), tf.float32),
+        tf.TensorSpec((None, None), tf.bool),
+    ]
+
+    def graph(for_export):
+        def run(u, x_highway, weight_c, bias, c0, mask):
+            return sru_reference(
+                u,
+                x_highway,
+                weight_c,
+                bias,
+                c0,
+                mask,
+                1.3,
+                direction,
+                zero_output_for_mask,
+                for_export,
+            )
+
+        return tf.function(run, input_signature=spec).get_concrete_function()
+
+    export, scan = graph(True), graph(False)
+    export_ops, scan_ops = _graph_op_types(export), _graph_op_types(scan)
+    assert not any("TensorList" in op for op in export_ops), export_ops
+    assert "TensorListReserve" in scan_ops  # training graphs keep tf.scan
+    rng = np.random.default_rng(8)
+    for batch, steps in [(3, 5), (2, 16), (2, 17), (3, 40), (2, 0), (0, 4)]:
+        args = _inputs(rng, batch, steps, 3, direction, "float32")
+        mask = rng.random((batch, steps)) < 0.7
+        for got, want in zip(export(**args, mask=mask), scan(**args, mask=mask)):
+            np.testing.assert_array_equal(got, want)
 
 
 def test_dynamic_shapes_under_tf_function():
