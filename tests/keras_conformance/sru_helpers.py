@@ -89,8 +89,20 @@ def check_masked_rows(layer: SRU, x, mask, keras_class):
         assert_close(output_zeros[row][valid], zeros(alone)[0])
         np.testing.assert_array_equal(output_zeros[row][~valid], 0.0)
     np.testing.assert_array_equal(output_repeats[mask], output_zeros[mask])
-    check_like_keras(repeats, keras_class, x, mask)
-    check_like_keras(zeros, keras_class, x, mask)
+    check_sequences_like_keras(layer, keras_class, x, mask)
+
+
+def check_sequences_like_keras(layer: SRU, keras_class, x, mask):
+    """`layer` returning sequences, with `zero_output_for_mask` False and
+    True: its masked steps are what `keras_class` outputs on the same mask."""
+    for zero_output_for_mask in (False, True):
+        sequences = twin(
+            layer,
+            x.shape,
+            return_sequences=True,
+            zero_output_for_mask=zero_output_for_mask,
+        )
+        check_like_keras(sequences, keras_class, x, mask)
 
 
 def graph_op_types(function, *args) -> set[str]:

@@ -103,6 +103,18 @@ MASKED_OUTPUT_CASES = {
 }
 
 
+def masked_output_layer(case, zero_output_for_mask, use_fused_kernel):
+    return make_layer(
+        3,
+        units=3,
+        return_sequences=True,
+        zero_output_for_mask=zero_output_for_mask,
+        use_fused_kernel=use_fused_kernel,
+        dtype="float32",
+        **MASKED_OUTPUT_CASES[case],
+    )
+
+
 @pytest.mark.parametrize("case", MASKED_OUTPUT_CASES)
 @pytest.mark.parametrize(
     "mask", [RIGHT_PADDED, LEFT_PADDED, GAPS], ids=["right", "left", "gaps"]
@@ -117,15 +129,7 @@ def test_masked_steps_follow_keras_lstm(
     tests/support/keras_masked_outputs.py), per direction, for every mask
     pattern; valid steps equal the NumPy oracle. "auto" runs right-padded
     masks on the fused op when it is built, the others on the reference."""
-    layer = make_layer(
-        3,
-        units=3,
-        return_sequences=True,
-        zero_output_for_mask=zero_output_for_mask,
-        use_fused_kernel=use_fused_kernel,
-        dtype="float32",
-        **MASKED_OUTPUT_CASES[case],
-    )
+    layer = masked_output_layer(case, zero_output_for_mask, use_fused_kernel)
     x = np.random.default_rng(8).normal(size=(3, 5, 3)).astype("float32")
     check_like_keras(layer, keras.layers.LSTM, x, mask)
     np.testing.assert_allclose(
@@ -159,18 +163,10 @@ def test_masked_steps_on_the_fused_op(zero_output_for_mask):
     if fused_kernel_status().path != "fused":
         pytest.skip(f"fused op unavailable: {fused_kernel_status().reason}")
     x = tf.constant(np.random.default_rng(9).normal(size=(3, 5, 3)), tf.float32)
-    for case in MASKED_OUTPUT_CASES.values():
+    for case in MASKED_OUTPUT_CASES:
         results = []
         for path in (True, False):
-            layer = make_layer(
-                3,
-                units=3,
-                return_sequences=True,
-                zero_output_for_mask=zero_output_for_mask,
-                use_fused_kernel=path,
-                dtype="float32",
-                **case,
-            )
+            layer = masked_output_layer(case, zero_output_for_mask, path)
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 h = layer(x, mask=RIGHT_PADDED)
