@@ -32,7 +32,7 @@ its default hint is bf16, which alone moves the outputs by ~1e-2 (printed
 below the table).
 
 Usage:
-    .venv/bin/python benchmarks/export_formats.py            # ~2-3 min on 2 cores
+    .venv/bin/python benchmarks/export_formats.py            # minutes on 2 idle cores
     .venv/bin/python benchmarks/export_formats.py --models classifier \\
         --formats onnx,openvino --json /tmp/export.json
 """
