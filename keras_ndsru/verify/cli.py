@@ -183,6 +183,19 @@ def build_vnncomp_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--out", default=None, help="result file (default: standard output only)"
     )
+    parser.add_argument(
+        "--engine",
+        choices=["auto", "split", "graph"],
+        default="auto",
+        help="split: input splitting (few inputs, e.g. ACAS Xu); graph: attack, "
+        "alpha-CROWN and beta-CROWN branch and bound; auto: by input size",
+    )
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="the graph engine's device (auto: CUDA when available)",
+    )
     return parser
 
 
@@ -248,8 +261,9 @@ def _decide_instance(args, deadline: float):
     """Runs in the watchdog's child: loads and decides the instance."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from keras_ndsru.verify.formats.onnx_reader import OnnxError
+    from keras_ndsru.verify.formats.onnx_graph import OnnxError
     from keras_ndsru.verify.formats.vnnlib import VnnlibError
+    from keras_ndsru.verify.search.complete import GraphOptions
     from keras_ndsru.verify.search.schedule import process_context
     from keras_ndsru.verify.vnncomp import run_instance
     from keras_ndsru.verify.watchdog import Answer
@@ -259,7 +273,14 @@ def _decide_instance(args, deadline: float):
         pool = ProcessPoolExecutor(args.workers, mp_context=process_context())
     timeout = max(deadline - _ANSWER_MARGIN - time.time(), 0.01)
     try:
-        result = run_instance(args.onnx, args.vnnlib, timeout, executor=pool)
+        result = run_instance(
+            args.onnx,
+            args.vnnlib,
+            timeout,
+            executor=pool,
+            engine=args.engine,
+            graph_options=GraphOptions(device=args.device),
+        )
     except (OnnxError, VnnlibError) as error:
         return Answer(2, "", error=str(error))
     finally:

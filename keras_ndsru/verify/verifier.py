@@ -134,6 +134,55 @@ def check(
     return results
 
 
+def check_graph(
+    graph,
+    properties,
+    confirm=None,
+    timeout: float | None = None,
+    options=None,
+) -> list[PropertyOutcome]:
+    """`check` for a `graph.Graph` and box regions: each property decided by
+    `keras_ndsru.verify.search.complete.decide_graph` (attack, alpha-CROWN,
+    beta-CROWN branch and bound).
+
+    Args:
+        graph: a `Graph`.
+        properties: `spec.Property` list with box regions.
+        confirm: optional ``confirm(property_index, x) -> bool`` re-checking a
+            counterexample ``x`` ``(1, n)`` on the real model.
+        timeout: seconds for the whole call, or None.
+        options: a `complete.GraphOptions`.
+
+    Returns:
+        One `PropertyOutcome` per property, in order; once one is violated,
+        the others are not decided (`UNKNOWN`).
+    """
+    from keras_ndsru.verify.search.complete import decide_graph
+
+    start = time.time()
+    if timeout is not None and not float(timeout) >= 0:
+        raise ValueError(
+            f"timeout must be >= 0 seconds or None. Received: timeout={timeout}"
+        )
+    deadline = start + (float(timeout) if timeout is not None else 1e9)
+    results = []
+    for q, prop in enumerate(properties):
+        tick = time.time()
+        if any(r.status is Status.VIOLATED for r in results):
+            results.append(PropertyOutcome(Status.UNKNOWN))
+            continue
+        check_one = (
+            None
+            if confirm is None
+            else (lambda i, x, q=q: bool(confirm(q, np.asarray(x).reshape(1, -1))))
+        )
+        found = decide_graph(graph, prop, deadline, options, confirm=check_one)
+        for outcome in found:
+            outcome.description = prop.disjuncts[outcome.disjunct].description
+        results.append(_verdict(graph, prop, found, time.time() - tick))
+    return results
+
+
 def _verdict(network, prop, found, seconds) -> PropertyOutcome:
     violated = [o for o in found if o.status is Status.VIOLATED]
     if violated:

@@ -56,28 +56,57 @@ class InstanceResult:
         return "sat\n(" + "\n ".join(lines) + ")\n"
 
 
+ENGINES = ("auto", "split", "graph")
+
+
 def run_instance(
-    onnx_path, vnnlib_path, timeout: float, executor=None, options=None
+    onnx_path,
+    vnnlib_path,
+    timeout: float,
+    executor=None,
+    options=None,
+    engine: str = "auto",
+    graph_options=None,
 ) -> InstanceResult:
     """Decides one VNN-COMP instance within ``timeout`` seconds (all included).
 
     Args:
-        onnx_path: the network (`onnx_reader.load_onnx`).
+        onnx_path: the network (`onnx_graph.load_onnx_graph`).
         vnnlib_path: the property (`vnnlib.read_vnnlib`).
         timeout: seconds for loading and deciding, > 0.
-        executor: a `concurrent.futures.Executor` for the disjuncts, or None
-            to run them in-process. Defaults to None.
-        options: a `decide.Options`. Defaults to `Options()`.
+        executor: a `concurrent.futures.Executor` for the disjuncts (input
+            splitting), or None to run them in-process. Defaults to None.
+        options: a `decide.Options` (input splitting). Defaults to `Options()`.
+        engine: "split" (input splitting and MILP on the network lowered to a
+            ReLU chain: networks with few inputs, e.g. ACAS Xu), "graph"
+            (attack, alpha-CROWN and beta-CROWN branch and bound on the
+            operator graph, on a GPU when present) or "auto" (split for at
+            most ``options.split_max_dims`` inputs, else graph). Defaults to
+            "auto".
+        graph_options: a `complete.GraphOptions`. Defaults to its defaults.
 
     Returns:
         An `InstanceResult`.
     """
-    from keras_ndsru.verify.formats.onnx_reader import load_onnx
+    from keras_ndsru.verify.formats.onnx_graph import load_onnx_graph
     from keras_ndsru.verify.formats.vnnlib import read_vnnlib
 
+    if engine not in ENGINES:
+        raise ValueError(
+            f"engine must be one of {ENGINES}. Received: engine={engine!r}"
+        )
     start = time.time()
-    network = load_onnx(onnx_path)
-    properties = read_vnnlib(vnnlib_path, network.n_inputs, network.n_outputs)
+    options = options or Options()
+    graph = load_onnx_graph(onnx_path)
+    properties = read_vnnlib(vnnlib_path, graph.n_inputs, graph.n_outputs)
+    if engine == "auto":
+        engine = "split" if graph.n_inputs <= options.split_max_dims else "graph"
+    if engine == "split":
+        from keras_ndsru.verify.formats.onnx_reader import load_onnx
+
+        network = load_onnx(onnx_path)
+    else:
+        network = graph
     runtime = _OnnxRuntime.open(onnx_path)
     dtype = runtime.dtype if runtime else np.float32
 
@@ -106,14 +135,19 @@ def run_instance(
         return bool(np.any(np.maximum.reduceat(values, starts) <= 0))
 
     left = max(float(timeout) - (time.time() - start), 0.0)
-    outcomes = verifier.check(
-        network,
-        properties,
-        confirm=confirm,
-        timeout=left,
-        executor=executor,
-        options=options or Options(),
-    )
+    if engine == "split":
+        outcomes = verifier.check(
+            network,
+            properties,
+            confirm=confirm,
+            timeout=left,
+            executor=executor,
+            options=options,
+        )
+    else:
+        outcomes = verifier.check_graph(
+            network, properties, confirm=confirm, timeout=left, options=graph_options
+        )
     seconds = time.time() - start
     for prop, outcome in zip(properties, outcomes):
         if outcome.status is Status.VIOLATED:

@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from keras_ndsru.verify.formats.onnx_graph import OnnxError
 from keras_ndsru.verify.graph import image_ops
 from keras_ndsru.verify.graph.lowering import Affine, Chain, Values
 
@@ -49,10 +50,6 @@ SUPPORTED = (
     "Transpose",
     "Unsqueeze",
 )
-
-
-class OnnxError(ValueError):
-    """A graph the verifier cannot read (one line naming the node)."""
 
 
 def load_onnx(path, input_domain=None):

@@ -38,6 +38,9 @@ class Method(str, enum.Enum):
     VERTEX = "vertex"
     SPLIT = "split"
     MILP = "milp"
+    ATTACK = "attack"  # PGD on the graph
+    CROWN = "alpha-crown"  # optimized bounds of the whole region
+    BAB = "bab"  # branch and bound over ReLU splits (beta-CROWN)
 
     def __str__(self) -> str:
         return self.value

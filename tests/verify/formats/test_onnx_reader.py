@@ -5,38 +5,9 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx_build import node, save  # noqa: E402
 
 from keras_ndsru.verify.formats.onnx_reader import OnnxError, load_onnx  # noqa: E402
-
-F = TensorProto.FLOAT
-
-
-def save(tmp_path, name, nodes, input_shape, output_shape, consts, opset=13):
-    """Writes a one-input, one-output ONNX model; returns its path."""
-    rng = np.random.default_rng(sum(name.encode()))
-    initializers = [
-        numpy_helper.from_array(
-            (
-                rng.normal(size=spec) if isinstance(spec, tuple) else np.asarray(spec)
-            ).astype(np.int64 if isinstance(spec, (list, int)) else np.float32),
-            key,
-        )
-        for key, spec in consts.items()
-    ]
-    graph = helper.make_graph(
-        nodes,
-        name,
-        [helper.make_tensor_value_info("x", F, input_shape)],
-        [helper.make_tensor_value_info("y", F, output_shape)],
-        initializers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path = tmp_path / f"{name}.onnx"
-    onnx.save(model, path)
-    return path
 
 
 def assert_matches_onnxruntime(path, count=64):
@@ -50,10 +21,6 @@ def assert_matches_onnxruntime(path, count=64):
         got = net(x.astype(np.float64).ravel())
         np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-5)
     return net
-
-
-def node(op, inputs, outputs, **attrs):
-    return helper.make_node(op, inputs, outputs, name=f"{op}_{outputs[0]}", **attrs)
 
 
 def test_dense_ops(tmp_path):

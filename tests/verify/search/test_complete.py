@@ -1,0 +1,104 @@
+"""The graph engine's complete decision (attack, alpha-CROWN, beta-CROWN
+branch and bound) against brute force: exact minima of small ReLU networks
+over boxes, found by enumerating activation patterns (`verify_brute`)."""
+
+import time
+
+import numpy as np
+import pytest
+from verify_brute import exact_min_margin, random_net
+
+from keras_ndsru.verify.graph import operators as ops
+from keras_ndsru.verify.graph.graph import Graph
+from keras_ndsru.verify.outcomes.outcome import Method, Status
+from keras_ndsru.verify.properties.spec import Disjunct, Property, Region
+from keras_ndsru.verify.search.complete import GraphOptions, decide_graph
+
+
+def as_graph(weights, biases):
+    g = Graph((weights[0].shape[1],))
+    x = 0
+    for k, (w, b) in enumerate(zip(weights, biases)):
+        x = g.add(ops.MatMul(w.T, b), [x], f"dense{k}")
+        if k < len(weights) - 1:
+            x = g.add(ops.ReLU(), [x], f"relu{k}")
+    g.output = x
+    return g
+
+
+def _case(seed):
+    rng = np.random.default_rng(seed)
+    weights, biases = random_net(rng, [2, 6, 6, 3], scale=1.5)
+    center = rng.uniform(-1, 1, 2)
+    region = Region(center - 0.6, center + 0.6)
+    mat = np.array([[1.0, -1.0, 0.0], [0.0, 1.0, -1.0]])
+    return weights, biases, region, mat
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("gap", [-0.05, 0.05])
+def test_verdicts_match_exact_minima(seed, gap):
+    """Unsafe set ``mat_i @ y <= t_i`` per row (two disjuncts), thresholds a
+    little below (safe) or above (unsafe) the exact minima."""
+    weights, biases, region, mat = _case(seed)
+    exact = [
+        exact_min_margin(weights, biases, region, Disjunct(row[None], np.zeros(1)))
+        for row in mat
+    ]
+    rhs = np.array(exact) + gap
+    prop = Property(region, [Disjunct(row[None], t[None]) for row, t in zip(mat, rhs)])
+    graph = as_graph(weights, biases)
+    options = GraphOptions(device="cpu", restarts=2, steps=5)
+    outcomes = decide_graph(graph, prop, time.time() + 120, options)
+    if gap < 0:
+        assert all(o.status is Status.SAFE for o in outcomes), outcomes
+        assert len(outcomes) == 2 and outcomes[0].lower > 0
+    else:
+        assert outcomes[0].status is Status.VIOLATED, outcomes
+        x = outcomes[0].x
+        assert region.contains(x)
+        assert prop.margins(graph, x[None])[0, outcomes[0].disjunct] <= 0
+
+
+def test_branch_and_bound_proves_what_bounds_alone_cannot():
+    """Thresholds just below the exact minimum: the root bound fails and
+    the search over ReLU splits proves it."""
+    proved_by_search = 0
+    for seed in range(5):
+        weights, biases, region, mat = _case(seed)
+        exact = exact_min_margin(
+            weights, biases, region, Disjunct(mat[:1], np.zeros(1))
+        )
+        prop = Property(region, [Disjunct(mat[:1], np.array([exact - 1e-3]))])
+        options = GraphOptions(device="cpu", restarts=1, steps=2)
+        (outcome,) = decide_graph(
+            as_graph(weights, biases), prop, time.time() + 120, options
+        )
+        assert outcome.status is Status.SAFE
+        proved_by_search += outcome.method is Method.BAB
+    assert proved_by_search >= 3
+
+
+def test_deadline_is_kept_and_answer_is_unknown():
+    rng = np.random.default_rng(0)
+    weights, biases = random_net(rng, [20, 64, 64, 64, 2], scale=2.0)
+    region = Region(-np.ones(20), np.ones(20))
+    exact_guess = -1e9  # no stage decides ``y0 - y1 <= -1e9``... quickly: it is safe
+    prop = Property(region, [Disjunct(np.array([[1.0, -1.0]]), np.array([0.0]))])
+    del exact_guess
+    start = time.time()
+    outcomes = decide_graph(
+        as_graph(weights, biases), prop, start + 1.0, GraphOptions(device="cpu")
+    )
+    assert time.time() - start < 3.0
+    assert outcomes[0].status in (Status.UNKNOWN, Status.VIOLATED, Status.SAFE)
+
+
+def test_region_must_be_a_box():
+    weights, biases, region, mat = _case(0)
+    ball = Region(
+        region.lower, region.upper, norm="1", radius=0.1, center=region.lower + 0.3
+    )
+    prop = Property(ball, [Disjunct(mat[:1], np.zeros(1))])
+    with pytest.raises(ValueError, match="box regions"):
+        decide_graph(as_graph(weights, biases), prop, time.time() + 5)
