@@ -21,7 +21,10 @@ only within 1e-6 (nnenum rounds the box to float32, which can move a bound
 outwards) is reported as such. A ``sat`` that fails the check, or a verdict
 contradicted by the other tool's checked counterexample, is *wrong*; two
 decided verdicts that differ without such evidence are a *disagreement*.
-Either makes the exit status 1.
+Either makes the exit status 1. Per tool also: the largest overrun past the
+timeout and the peak memory of its process tree (how both are measured:
+``benchmarks/vnncomp_common.py``, which this script shares with
+``benchmarks/vnncomp.py``, the same comparison on any VNN-COMP benchmark).
 
 Start-up: each tool's interpreter start-up and imports are measured once
 (``python -c 'import ...'``, median of 3) and reported. The "own" columns are
@@ -69,36 +72,41 @@ disjuncts and input regions over any `concurrent.futures.Executor`, e.g.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import math
 import os
 import re
-import resource
-import signal
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from vnncomp_common import (
+    DEFAULT_NNENUM,
+    REPO,
+    SUMMARY_NOTE,
+    Checker,
+    Instance,
+    Nnenum,
+    Ours,
+    Run,
+    judge,
+    judgement_lines,
+    own_seconds,
+    per_group,
+    run_all,
+    select,
+    startup_seconds,
+    summary_table,
+    table,
+)
+from vnncomp_common import read_instances as read_benchmark
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ACASXU = REPO.parent / "shared" / "vnncomp" / "acasxu"
-DEFAULT_NNENUM = REPO / ".venv-nnenum"
 DEFAULT_RESULTS = REPO / "results" / "vnncomp_acasxu"
-GRACE = 30.0  # seconds past the timeout before a process is killed
-DECIDED = ("sat", "unsat")
-THREADS = {
-    "OPENBLAS_NUM_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "TF_CPP_MIN_LOG_LEVEL": "3",
-}
 
 # The normalized input domain of the ACAS Xu networks (the .nnet headers'
 # min/max through their mean/range normalization): rho, theta, psi, v_own, v_int.
@@ -127,293 +135,30 @@ DEF1_NETS = ("1_1", "3_3", "5_7")
 DEF1_DELTAS = (0.01, 0.03, 0.05)
 
 
-@dataclasses.dataclass(frozen=True)
-class Instance:
-    """One instance: ``name`` like ``1_1/prop_2``, ``prop`` like ``prop_2``."""
-
-    onnx: Path
-    vnnlib: Path
-    timeout: float
-    name: str
-    prop: str
-
-
-@dataclasses.dataclass
-class Run:
-    """One tool on one instance."""
-
-    tool: str
-    instance: str
-    result: str
-    wall: float
-    cpu: float
-    counterexample: list | None = None
-    checked: str | None = None  # the counterexample's re-check: Checker's words
-    note: str = ""
-    reported: float | None = None  # the tool's own seconds (printed by it)
-
-
-# -- the tools ----------------------------------------------------------------
-
-
-class Ours:
-    name = "ours"
-
-    def __init__(self, workers=1):
-        self.workers = workers
-
-    def skip_reason(self):
-        return None
-
-    def command(self, inst, out):
-        cmd = [sys.executable, "-m", "keras_ndsru.verify", "vnncomp"]
-        cmd += [str(inst.onnx), str(inst.vnnlib), "--timeout", f"{inst.timeout:g}"]
-        return cmd + ["--out", str(out), "--workers", str(self.workers)]
-
-    def startup(self):
-        return [sys.executable, "-c", "import keras_ndsru.verify.cli"]
-
-    def reported(self, stdout):
-        """The seconds the command prints (loading the network included)."""
-        found = re.search(r"^(?:sat|unsat|timeout|unknown) ([\d.]+) s$", stdout, re.M)
-        return float(found.group(1)) if found else None
-
-    def parse(self, out, stdout):
-        text = out.read_text() if out.exists() else ""
-        first = text.split("\n", 1)[0].strip()
-        if first not in ("sat", "unsat", "timeout", "unknown"):
-            return "error", None
-        if first != "sat":
-            return first, None
-        values = dict(re.findall(r"\(X_(\d+) ([^)\s]+)\)", text))
-        return "sat", [float(values[str(i)]) for i in range(len(values))]
-
-
-class Nnenum:
-    name = "nnenum"
-
-    def __init__(self, venv, processes=1):
-        self.python = Path(venv) / "bin" / "python"
-        self.processes = processes
-
-    def skip_reason(self):
-        if not self.python.exists():
-            return (
-                f"nnenum skipped: no virtual environment at {self.python.parent.parent}"
-            )
-        probe = subprocess.run(
-            [str(self.python), "-c", "import nnenum.nnenum"],
-            capture_output=True,
-            text=True,
-        )
-        if probe.returncode:
-            last = (probe.stderr.strip().splitlines() or ["?"])[-1]
-            return (
-                f"nnenum skipped: 'import nnenum.nnenum' fails in {self.python}: {last}"
-            )
-        return None
-
-    def command(self, inst, out):
-        cmd = [str(self.python), "-m", "nnenum.nnenum", str(inst.onnx)]
-        return cmd + [
-            str(inst.vnnlib),
-            f"{inst.timeout:g}",
-            str(out),
-            str(self.processes),
-        ]
-
-    def startup(self):
-        return [str(self.python), "-c", "import nnenum.nnenum"]
-
-    def reported(self, stdout):
-        """Its "Runtime:" lines, summed (enumeration only, one per input box)."""
-        found = re.findall(r"Runtime: (?:[\d.]+ min \()?([\d.]+) sec", stdout)
-        return sum(float(v) for v in found) if found else None
-
-    def parse(self, out, stdout):
-        word = out.read_text().strip() if out.exists() else ""
-        result = {"holds": "unsat", "violated": "sat", "timeout": "timeout"}.get(word)
-        if result is None:
-            return ("unknown" if word else "error"), None
-        if result != "sat":
-            return result, None
-        found = re.search(r"Input: \[([^\]]*)\]", stdout)
-        if not found:
-            return "sat", None
-        return "sat", [float(v) for v in found.group(1).split(",")]
-
-
-def _cpu_children():
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def run_tool(tool, inst, workdir) -> Run:
-    """Runs ``tool`` on ``inst`` in its own process (group), timed."""
-    out = workdir / f"{tool.name}_{inst.name.replace('/', '_')}.txt"
-    out.unlink(missing_ok=True)
-    env = {**os.environ, **THREADS}
-    cpu0, start = _cpu_children(), time.perf_counter()
-    proc = subprocess.Popen(
-        tool.command(inst, out),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=REPO,
-        start_new_session=True,
-    )
-    note = ""
-    try:
-        stdout, _ = proc.communicate(timeout=inst.timeout + GRACE)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        stdout, _ = proc.communicate()
-        note = "killed"
-    wall = time.perf_counter() - start
-    cpu = _cpu_children() - cpu0
-    if note:
-        return Run(tool.name, inst.name, "timeout", wall, cpu, note=note)
-    result, cex = tool.parse(out, stdout or "")
-    if result == "error":
-        note = (stdout or "").strip().splitlines()[-1:] or [""]
-        note = note[0][:200]
-    reported = tool.reported(stdout or "")
-    return Run(
-        tool.name,
-        inst.name,
-        result,
-        wall,
-        cpu,
-        counterexample=cex,
-        note=note,
-        reported=reported,
-    )
-
-
-def startup_seconds(tool, repeats=3):
-    """Median (wall, CPU) seconds of the tool's interpreter start-up and imports."""
-    walls, cpus = [], []
-    for _ in range(repeats):
-        cpu0, start = _cpu_children(), time.perf_counter()
-        subprocess.run(
-            tool.startup(), capture_output=True, env={**os.environ, **THREADS}, cwd=REPO
-        )
-        walls.append(time.perf_counter() - start)
-        cpus.append(_cpu_children() - cpu0)
-    return statistics.median(walls), statistics.median(cpus)
-
-
-# -- counterexample re-check --------------------------------------------------
-
-
-class Checker:
-    """Re-checks a counterexample on the ONNX graph with onnxruntime.
-
-    Returns "exact" (in the input box and unsafe, with no tolerance),
-    "tolerance" (only within ``TOLERANCE`` of the box or of the unsafe
-    condition, e.g. a box bound rounded to float32 the wrong way), or
-    "fails".
-    """
-
-    TOLERANCE = 1e-6
-
-    def __init__(self):
-        import onnxruntime
-
-        self.ort = onnxruntime
-        self.sessions, self.properties = {}, {}
-
-    def session(self, onnx):
-        if onnx not in self.sessions:
-            options = self.ort.SessionOptions()
-            options.intra_op_num_threads = 1
-            self.sessions[onnx] = self.ort.InferenceSession(str(onnx), options)
-        return self.sessions[onnx]
-
-    def __call__(self, inst, values) -> str:
-        from keras_ndsru.verify.formats.vnnlib import read_vnnlib
-
-        session = self.session(inst.onnx)
-        node = session.get_inputs()[0]
-        dtype = np.float64 if node.type == "tensor(double)" else np.float32
-        shape = [d if isinstance(d, int) and d > 0 else 1 for d in node.shape]
-        x = np.asarray(values, np.float64).astype(dtype)
-        y = np.asarray(session.run(None, {node.name: x.reshape(shape)})[0], np.float64)
-        y = y.ravel()
-        key = (inst.vnnlib, x.size, y.size)
-        if key not in self.properties:
-            self.properties[key] = read_vnnlib(inst.vnnlib, x.size, y.size)
-        point = x.astype(np.float64)
-        best = "fails"
-        for prop in self.properties[key]:
-            rows, rhs, _ = prop.rows()
-            margin = np.maximum.reduceat(rows @ y - rhs, prop.row_starts()).min()
-            region = prop.region
-            outside = max(
-                float(np.max(region.lower - point, initial=0.0)),
-                float(np.max(point - region.upper, initial=0.0)),
-            )
-            if region.a_ub is not None:
-                excess = region.a_ub @ point - region.b_ub
-                outside = max(outside, float(np.max(excess, initial=0.0)))
-            if outside == 0.0 and margin <= 0:
-                return "exact"
-            if outside <= self.TOLERANCE and margin <= self.TOLERANCE:
-                best = "tolerance"
-        return best
-
-
 # -- instances ----------------------------------------------------------------
 
 
+def acasxu_naming(onnx: str, vnnlib: str) -> tuple[str, str]:
+    """``("1_1/prop_2", "prop_2")``: network and property, grouped by property."""
+    net = re.search(r"_(\d_\d)_batch", onnx).group(1)
+    prop = Path(vnnlib).stem
+    return f"{net}/{prop}", prop
+
+
 def read_instances(folder: Path) -> list[Instance]:
-    out = []
-    with open(folder / "acasxu_instances.csv") as file:
-        for row in csv.reader(file):
-            if not row or not row[0].strip():
-                continue
-            onnx, vnnlib, timeout = (v.strip() for v in row[:3])
-            net = re.search(r"_(\d_\d)_batch", onnx).group(1)
-            prop = Path(vnnlib).stem
-            out.append(
-                Instance(
-                    folder / onnx,
-                    folder / vnnlib,
-                    float(timeout),
-                    f"{net}/{prop}",
-                    prop,
-                )
-            )
-    return out
+    return read_benchmark(folder, acasxu_naming, "acasxu")
 
 
-def select(instances, spec, per_prop, limit):
+def select_acasxu(instances, spec, per_prop, limit):
     """Filters: comma-separated substrings of names (``prop_2``, ``3_3/prop_9``;
     ``prop_1`` matches ``prop_1`` only) or CSV row ranges ``a-b``."""
-    chosen = list(enumerate(instances))
-    if spec:
-        keep = set()
-        for part in (p.strip() for p in spec.split(",") if p.strip()):
-            if re.fullmatch(r"\d+(-\d+)?", part):
-                lo, _, hi = part.partition("-")
-                keep |= set(range(int(lo), int(hi or lo) + 1))
-                continue
-            for i, inst in chosen:
-                pattern = re.escape(part) + (r"$" if part.startswith("prop") else "")
-                if re.search(pattern, inst.name):
-                    keep.add(i)
-        chosen = [(i, inst) for i, inst in chosen if i in keep]
-    if per_prop:
-        seen: dict = {}
-        kept = []
-        for i, inst in chosen:
-            seen[inst.prop] = seen.get(inst.prop, 0) + 1
-            if seen[inst.prop] <= per_prop:
-                kept.append((i, inst))
-        chosen = kept
-    instances = [inst for _, inst in chosen]
-    return instances[:limit] if limit else instances
+    return select(
+        instances,
+        spec,
+        limit=limit,
+        per_group=per_prop,
+        anchored=lambda part: part.startswith("prop"),
+    )
 
 
 # -- Def. 1 queries -----------------------------------------------------------
@@ -513,6 +258,7 @@ def run_on_dask(instances, address, checker, log_path):
             inst = futures[future]
             result, cex, wall, cpu = future.result()
             run = Run("ours", inst.name, result, wall, cpu, cex, note="dask")
+            run.timeout = inst.timeout
             if result == "sat" and cex is not None:
                 run.checked = checker(inst, cex)
             runs[("ours", inst.name)] = run
@@ -526,153 +272,18 @@ def run_on_dask(instances, address, checker, log_path):
     return runs
 
 
-# -- running and reporting ----------------------------------------------------
+# -- reporting ----------------------------------------------------------------
 
 
-def load_runs(path: Path) -> dict:
-    runs = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                run = Run(**json.loads(line))
-                runs[(run.tool, run.instance)] = run
-    return runs
-
-
-def run_all(instances, tools, checker, log_path, resume):
-    """Runs every tool on every instance (alternating which goes first)."""
-    done = load_runs(log_path) if resume else {}
-    if not resume:
-        log_path.unlink(missing_ok=True)
-    workdir = log_path.parent / "out"
-    workdir.mkdir(parents=True, exist_ok=True)
-    runs = {}
-    for k, inst in enumerate(instances):
-        order = tools if k % 2 == 0 else tools[::-1]
-        line = [f"[{k + 1}/{len(instances)}] {inst.name}"]
-        for tool in order:
-            run = done.get((tool.name, inst.name))
-            if run is None:
-                run = run_tool(tool, inst, workdir)
-                if run.result == "sat" and run.counterexample is not None:
-                    run.checked = checker(inst, run.counterexample)
-                with open(log_path, "a") as file:
-                    file.write(json.dumps(dataclasses.asdict(run)) + "\n")
-            runs[(tool.name, inst.name)] = run
-            mark = {
-                "fails": " (counterexample FAILS)",
-                "tolerance": " (counterexample only within 1e-6)",
-            }.get(run.checked, "")
-            line.append(f"{tool.name} {run.result}{mark} {run.wall:.2f}s")
-        print("  ".join(line), flush=True)
-    return runs
-
-
-def judge(instances, tools, runs):
-    """Per tool, the names of its wrong verdicts; and the disagreements."""
-    wrong = {tool.name: [] for tool in tools}
-    disagree = []
-    names = [tool.name for tool in tools]
-    for inst in instances:
-        got = {t: runs[(t, inst.name)] for t in names if (t, inst.name) in runs}
-        for t, run in got.items():
-            if run.result == "sat" and run.checked == "fails":
-                wrong[t].append(inst.name)
-        confirmed = [
-            t
-            for t, run in got.items()
-            if run.result == "sat" and run.checked in ("exact", "tolerance")
-        ]
-        for t, run in got.items():
-            if run.result == "unsat" and confirmed:
-                wrong[t].append(inst.name)
-        decided = {t: run.result for t, run in got.items() if run.result in DECIDED}
-        if len(set(decided.values())) > 1 and not confirmed:
-            disagree.append((inst.name, decided))
-    return wrong, disagree
-
-
-def own_seconds(run, startup_wall: float) -> float:
-    """The seconds a tool printed for its work; where it printed none (nnenum
-    when it proves a property before enumerating), its process wall time less
-    its measured start-up, as VNN-COMP subtracts a tool's overhead."""
-    if run.reported is not None:
-        return run.reported
-    return max(run.wall - startup_wall, 1e-3)
-
-
-def summary_rows(instances, tools, runs, wrong, startup):
-    rows = []
-    for tool in tools:
-        mine = [
-            runs[(tool.name, i.name)] for i in instances if (tool.name, i.name) in runs
-        ]
-        if not mine:
-            continue
-        walls = [r.wall for r in mine]
-        over = startup.get(tool.name, (0.0, 0.0))
-        own = [own_seconds(r, over[0]) for r in mine]
-        sat = sum(r.result == "sat" for r in mine)
-        unsat = sum(r.result == "unsat" for r in mine)
-        rows.append(
-            [
-                tool.name,
-                f"{sat + unsat}/{len(mine)}",
-                f"{sat}/{unsat}",
-                "/".join(
-                    str(sum(r.result == "sat" and r.checked == c for r in mine))
-                    for c in ("exact", "tolerance", None)
-                ),
-                str(len(mine) - sat - unsat),
-                str(len(wrong[tool.name])),
-                f"{sum(walls):.1f}",
-                f"{statistics.median(walls):.2f}",
-                f"{max(walls):.2f}",
-                f"{sum(r.cpu for r in mine):.1f}",
-                f"{sum(own):.1f}",
-                f"{statistics.median(own):.2f}",
-                f"{max(own):.2f}",
-                f"{over[0]:.2f} / {over[1]:.2f}",
-            ]
-        )
-    return rows
-
-
-def table(header, rows) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def per_property(instances, tools, runs):
-    props = sorted({i.prop for i in instances}, key=lambda p: (len(p), p))
-    rows = []
-    for prop in props:
-        group = [i for i in instances if i.prop == prop]
-        row = [prop, str(len(group))]
-        for tool in tools:
-            mine = [
-                runs[(tool.name, i.name)] for i in group if (tool.name, i.name) in runs
-            ]
-            if not mine:
-                row += ["-", "-", "-"]
-                continue
-            sat = sum(r.result == "sat" for r in mine)
-            unsat = sum(r.result == "unsat" for r in mine)
-            row += [
-                f"{sat + unsat} ({sat}/{unsat})",
-                f"{sum(r.wall for r in mine):.1f}",
-                f"{max(r.wall for r in mine):.2f}",
-            ]
-        rows.append(row)
-    header = ["property", "instances"]
-    for tool in tools:
-        header += [
-            f"{tool.name} decided (sat/unsat)",
-            f"{tool.name} total s",
-            f"{tool.name} max s",
-        ]
-    return table(header, rows)
+def report(title, instances, tools, runs, startup):
+    judgement = judge(instances, tools, runs)
+    print(f"\n## {title}: {len(instances)} instances\n")
+    print(summary_table(instances, tools, runs, judgement, startup))
+    print(f"\n{SUMMARY_NOTE}\n")
+    print(per_group(instances, tools, runs, "property"))
+    for line in judgement_lines(judgement):
+        print(f"\n{line}")
+    return judgement
 
 
 def geometric_mean(values):
@@ -681,42 +292,6 @@ def geometric_mean(values):
         if values
         else float("nan")
     )
-
-
-def report(title, instances, tools, runs, startup):
-    wrong, disagree = judge(instances, tools, runs)
-    header = [
-        "tool",
-        "decided",
-        "sat/unsat",
-        "sat checked exact/1e-6/none",
-        "timeout/unknown/error",
-        "wrong",
-        "total s",
-        "median s",
-        "max s",
-        "CPU s",
-        "own total s",
-        "own median s",
-        "own max s",
-        "start-up wall / CPU s",
-    ]
-    print(f"\n## {title}: {len(instances)} instances\n")
-    print(table(header, summary_rows(instances, tools, runs, wrong, startup)))
-    print(
-        "\n(total/median/max: wall-clock seconds per process, start-up included; "
-        "CPU: user + system of the process and its children; own: the seconds the "
-        "tool prints itself, ours from loading the network, nnenum's 'Runtime' of "
-        "its enumeration; where it printed none, the process wall time less the "
-        "tool's start-up)\n"
-    )
-    print(per_property(instances, tools, runs))
-    for tool in tools:
-        if wrong[tool.name]:
-            print(f"\nWRONG ({tool.name}): {', '.join(wrong[tool.name])}")
-    for name, decided in disagree:
-        print(f"\nDISAGREEMENT on {name}: {decided}")
-    return wrong, disagree
 
 
 def def1_report(instances, tools, runs, startup):
@@ -802,17 +377,17 @@ def main(argv=None) -> int:
         print(f"{args.acasxu}: no acasxu_instances.csv (VNN-COMP's ACAS Xu folder)")
         return 2
     if args.dask:
-        instances = select(
+        instances = select_acasxu(
             read_instances(args.acasxu), args.instances, args.per_prop, args.limit
         )
         args.results.mkdir(parents=True, exist_ok=True)
         runs = run_on_dask(
             instances, args.dask, Checker(), args.results / "dask_runs.jsonl"
         )
-        wrong, disagree = report(
+        judgement = report(
             f"ACAS Xu on Dask ({args.dask})", instances, [Ours()], runs, {}
         )
-        return 1 if any(wrong.values()) or disagree else 0
+        return 1 if judgement.failed else 0
     tools = [Ours(args.workers)]
     nnenum = Nnenum(args.nnenum_venv, args.nnenum_processes)
     reason = "nnenum skipped: --no-nnenum" if args.no_nnenum else nnenum.skip_reason()
@@ -827,7 +402,7 @@ def main(argv=None) -> int:
     checker = Checker()
     failed = False
     if not args.def1_only:
-        instances = select(
+        instances = select_acasxu(
             read_instances(args.acasxu), args.instances, args.per_prop, args.limit
         )
         if args.timeout:
@@ -837,18 +412,16 @@ def main(argv=None) -> int:
         runs = run_all(
             instances, tools, checker, args.results / "runs.jsonl", args.resume
         )
-        wrong, disagree = report("ACAS Xu (VNN-COMP)", instances, tools, runs, startup)
-        failed |= any(wrong.values()) or bool(disagree)
+        judgement = report("ACAS Xu (VNN-COMP)", instances, tools, runs, startup)
+        failed |= judgement.failed
     if args.def1 or args.def1_only:
         queries = def1_instances(args.acasxu, args.results / "def1", args.def1_timeout)
         runs = run_all(
             queries, tools, checker, args.results / "def1_runs.jsonl", args.resume
         )
-        wrong, disagree = report(
-            "Def. 1 on ACAS Xu networks", queries, tools, runs, startup
-        )
+        judgement = report("Def. 1 on ACAS Xu networks", queries, tools, runs, startup)
         def1_report(queries, tools, runs, startup)
-        failed |= any(wrong.values()) or bool(disagree)
+        failed |= judgement.failed
     return 1 if failed else 0
 
 
