@@ -17,10 +17,13 @@ file next to its result file. Measured per run:
 - peak memory: the larger of (a) the kernel's high-water resident set of the
   largest single process of the tree, which GNU time (``/usr/bin/time -f %M``,
   from ``wait4``) reports when it wraps the command, and (b) the largest sum
-  of the resident sets of all live processes of the session, sampled from
-  ``/proc`` every ``SAMPLE_SECONDS`` (it sees tools that run several processes
-  at once, but can miss a spike shorter than the interval). Either is skipped
-  where it is not available (no ``/usr/bin/time``, no ``/proc``).
+  over all live processes of the session of their proportional set sizes
+  (``Pss`` of ``/proc/PID/smaps_rollup``: pages shared after a fork count
+  once; the resident set where it is missing), sampled every
+  ``SAMPLE_SECONDS``. (a) is exact for one process; (b) sees tools that run
+  several processes at once but can miss a spike shorter than the interval.
+  Either is skipped where it is not available (no ``/usr/bin/time``, no
+  ``/proc``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
 import re
 import resource
@@ -42,6 +46,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+# The re-check reads VNN-LIB through keras_ndsru, whose import may load TensorFlow.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -205,6 +212,60 @@ def cap_timeouts(instances: list[Instance], cap: float | None) -> list[Instance]
     return [dataclasses.replace(i, timeout=min(i.timeout, cap)) for i in instances]
 
 
+def _csv_path(text: str) -> str:
+    return os.path.normpath(text.strip())
+
+
+class Reference:
+    """``reference_2021.csv``: per instance (benchmark, onnx and vnnlib paths
+    as the benchmark's CSV writes them), the verdict the VNN-COMP 2021 tools
+    agreed on (``reference``: sat, unsat, ``none`` where no tool decided,
+    ``contested`` where they disagreed) and each tool's verdict and seconds
+    (``<tool>_verdict``, ``<tool>_time``; ``-`` where it has none)."""
+
+    def __init__(self, path: Path = DEFAULT_REFERENCE):
+        self.path = Path(path)
+        self.rows = {}
+        if self.path.exists():
+            with open(self.path, newline="") as file:
+                for row in csv.DictReader(file):
+                    key = (row["benchmark"], _csv_path(row["onnx"]))
+                    self.rows[(*key, _csv_path(row["vnnlib"]))] = row
+
+    def row(self, inst: Instance) -> dict | None:
+        key = (inst.benchmark, _csv_path(inst.csv_onnx), _csv_path(inst.csv_vnnlib))
+        return self.rows.get(key)
+
+    def verdicts(self, instances) -> dict:
+        """Instance name -> the agreed verdict, for the instances it has."""
+        rows = {i.name: self.row(i) for i in instances}
+        return {name: row["reference"] for name, row in rows.items() if row}
+
+    def recorded_runs(self, instances, tool: str, label: str) -> dict:
+        """``tool``'s 2021 answers as runs of a tool named ``label`` (wall:
+        its recorded seconds, NaN where it has none; timeout: 2021's)."""
+        runs = {}
+        for inst in instances:
+            row = self.row(inst)
+            if row is None:
+                continue
+            verdict = row.get(f"{tool}_verdict", "").strip()
+            seconds = row.get(f"{tool}_time", "").strip()
+            result = verdict if verdict in ("sat", "unsat", "timeout") else "unknown"
+            if verdict in ("", "-"):
+                result = "error"
+            runs[(label, inst.name)] = Run(
+                label,
+                inst.name,
+                result,
+                float(seconds) if seconds else float("nan"),
+                None,
+                timeout=float(row["timeout"]),
+                note="" if result != "error" else "no 2021 result",
+            )
+        return runs
+
+
 # -- the tools ----------------------------------------------------------------
 
 
@@ -340,17 +401,17 @@ class AbCrown:
         self.verifier = self.home / "src" / "alpha-beta-CROWN" / "complete_verifier"
 
     def skip_reason(self):
+        if self.benchmark not in self.CONFIGS:
+            return (
+                f"abcrown skipped: the runner has no 2021 configuration for "
+                f"benchmark {self.benchmark!r} (only {', '.join(self.CONFIGS)})"
+            )
         if not self.script.exists():
             return f"abcrown skipped: no runner script at {self.script}"
         if not self.python.exists() or not (self.verifier / "abcrown.py").exists():
             return (
                 f"abcrown skipped: not installed at {self.home} (ABCROWN_HOME; "
                 "see ../shared/peers/README.md: setup.sh)"
-            )
-        if self.benchmark not in self.CONFIGS:
-            return (
-                f"abcrown skipped: the runner has no 2021 configuration for "
-                f"benchmark {self.benchmark!r} (only {', '.join(self.CONFIGS)})"
             )
         return None
 
@@ -416,8 +477,22 @@ def session_processes(sid: int) -> list[tuple[int, int]]:
     return out
 
 
+def proportional_bytes(pid: int, rss: int) -> int:
+    """The process's proportional set size (its private pages plus its share
+    of pages shared with others, e.g. after a fork), or ``rss`` where the
+    kernel does not report it."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as file:
+            for line in file:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return rss
+
+
 class TreePeak(threading.Thread):
-    """Samples the summed resident memory of one session's processes."""
+    """Samples the summed proportional memory of one session's processes."""
 
     def __init__(self, sid: int):
         super().__init__(daemon=True)
@@ -426,7 +501,8 @@ class TreePeak(threading.Thread):
 
     def run(self):
         while True:
-            total = sum(rss for _, rss in session_processes(self.sid))
+            processes = session_processes(self.sid)
+            total = sum(proportional_bytes(pid, rss) for pid, rss in processes)
             self.peak = max(self.peak, total)
             if self.done.wait(SAMPLE_SECONDS):
                 return
@@ -755,11 +831,12 @@ SUMMARY_HEADER = [
 
 def summary_row(name, mine, wrong, startup=None) -> list[str]:
     """One tool's line of ``SUMMARY_HEADER`` (plus start-up, if measured)."""
-    walls = [r.wall for r in mine]
-    over = [r.overrun for r in mine if r.overrun is not None]
+    timed = [r for r in mine if not math.isnan(r.wall)]  # a record may have none
+    walls = [r.wall for r in timed] or [float("nan")]
+    over = [r.overrun for r in timed if r.overrun is not None]
     peaks = [r.peak_mb for r in mine if r.peak_mb is not None]
     cpus = [r.cpu for r in mine if r.cpu is not None]
-    own = [own_seconds(r, (startup or (0.0, 0.0))[0]) for r in mine]
+    own = [own_seconds(r, (startup or (0.0, 0.0))[0]) for r in timed]
     sat = [r for r in mine if r.result == "sat"]
     unsat = sum(r.result == "unsat" for r in mine)
     checks = ("exact", "tolerance", None, "fails")
@@ -779,7 +856,7 @@ def summary_row(name, mine, wrong, startup=None) -> list[str]:
         _fmt(max(peaks) if peaks else None, ".0f"),
         _fmt(sum(cpus) if cpus else None, ".1f"),
         f"{sum(own):.1f}",
-        f"{statistics.median(own):.2f}",
+        _fmt(statistics.median(own) if own else None, ".2f"),
     ]
     if startup is not None:
         row.append(f"{startup[0]:.2f} / {startup[1]:.2f}")
@@ -804,12 +881,12 @@ def summary_table(instances, tools, runs, judgement, startup=None) -> str:
 SUMMARY_NOTE = (
     "(total/median/max: wall-clock seconds per process, start-up included; "
     "overrun: wall - timeout; peak: the larger of GNU time's maximum resident "
-    "set of the largest process and the largest sampled sum over the process "
-    "tree; CPU: user + system of the process and its children; own: the "
-    "seconds the tool prints itself (ours from loading the network, nnenum's "
-    "'Runtime' of its enumeration, alpha-beta-CROWN's tool_s from after "
-    "loading); where it printed none, the process wall time less the tool's "
-    "start-up when measured)"
+    "set of the largest process and the largest sampled sum of proportional "
+    "set sizes over the process tree; CPU: user + system of the process and "
+    "its children; own: the seconds the tool prints itself (ours from loading "
+    "the network, nnenum's 'Runtime' of its enumeration, alpha-beta-CROWN's "
+    "tool_s from after loading); where it printed none, the process wall time "
+    "less the tool's start-up when measured)"
 )
 
 
