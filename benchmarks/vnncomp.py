@@ -175,13 +175,15 @@ def report(benchmark, full, instances, tools, runs, reference, cap, startup):
     runs = {**runs, **recorded}
     verdicts = reference.verdicts(instances)
     judgement = judge(instances, everyone, runs, verdicts)
-    print(f"\n## {benchmark}: {len(instances)} instances\n")
+    plural = "s" if len(instances) != 1 else ""
+    print(f"\n## {benchmark}: {len(instances)} instance{plural}\n")
     print(timeouts_line(full, instances, cap))
     known = collections.Counter(verdicts.values())
+    counts = ", ".join(f"{n} {v}" for v, n in sorted(known.items()))
     print(
-        f"reference_2021.csv: {len(verdicts)} of them, "
-        + ", ".join(f"{n} {v}" for v, n in sorted(known.items()))
-        + "\n"
+        f"{reference.path.name}: {len(verdicts)} of them ({counts})\n"
+        if verdicts
+        else f"{reference.path.name}: none of them\n"
     )
     print(summary_table(instances, everyone, runs, judgement, startup))
     print(f"\n{SUMMARY_NOTE}")

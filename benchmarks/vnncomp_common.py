@@ -303,7 +303,9 @@ class Ours:
         return {}
 
     def startup(self):
-        return [sys.executable, "-c", "import keras_ndsru.verify.cli"]
+        """The command line's own start-up: ``-m keras_ndsru.verify`` loads no
+        Keras (``import keras_ndsru.verify.cli`` from ``-c`` would)."""
+        return [sys.executable, "-m", "keras_ndsru.verify", "vnncomp", "--help"]
 
     def reported(self, stdout):
         """The seconds the command prints (loading the network included)."""
@@ -813,6 +815,7 @@ def _fmt(value, spec, missing="-"):
 SUMMARY_HEADER = [
     "tool",
     "decided",
+    "decided by T+1 s",
     "sat/unsat",
     "sat counterexample exact/1e-6/none/fails",
     "timeout/unknown/error",
@@ -840,9 +843,14 @@ def summary_row(name, mine, wrong, startup=None) -> list[str]:
     sat = [r for r in mine if r.result == "sat"]
     unsat = sum(r.result == "unsat" for r in mine)
     checks = ("exact", "tolerance", None, "fails")
+    on_time = sum(
+        r.result in DECIDED and r.overrun is not None and r.overrun <= 1.0
+        for r in timed
+    )
     row = [
         name,
         f"{len(sat) + unsat}/{len(mine)}",
+        str(on_time),
         f"{len(sat)}/{unsat}",
         "/".join(str(sum(r.checked == c for r in sat)) for c in checks),
         "/".join(str(sum(r.result == w for r in mine)) for w in ("timeout", "unknown"))
@@ -879,7 +887,8 @@ def summary_table(instances, tools, runs, judgement, startup=None) -> str:
 
 
 SUMMARY_NOTE = (
-    "(total/median/max: wall-clock seconds per process, start-up included; "
+    "(decided by T+1 s: decided with the process ended by timeout + 1 s; "
+    "total/median/max: wall-clock seconds per process, start-up included; "
     "overrun: wall - timeout; peak: the larger of GNU time's maximum resident "
     "set of the largest process and the largest sampled sum of proportional "
     "set sizes over the process tree; CPU: user + system of the process and "
