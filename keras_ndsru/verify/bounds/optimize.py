@@ -41,11 +41,14 @@ class Settings:
         iterations: steps per optimization. Defaults to 20.
         lr_alpha: Adam step size of the slopes. Defaults to 0.1.
         lr_beta: Adam step size of the split multipliers. Defaults to 0.05.
+        inherited_lr: factor on the step size of the multipliers a BaB
+            domain inherits from its parent. Defaults to 0.1.
     """
 
     iterations: int = 20
     lr_alpha: float = 0.1
     lr_beta: float = 0.05
+    inherited_lr: float = 0.1
 
 
 def domain_bounds(graph, bounds: list, splits: dict | None) -> list:
@@ -73,7 +76,7 @@ def output_bounds(
     spec: OutputSpec,
     alphas: dict | None = None,
     splits: dict | None = None,
-    betas: dict | None = None,
+    extras: dict | None = None,
     record: dict | None = None,
 ) -> torch.Tensor:
     """Lower bounds ``(batch, rows)`` of ``spec``'s rows ``mat @ y - rhs``.
@@ -85,7 +88,8 @@ def output_bounds(
         spec: the rows.
         alphas: per ReLU node, slopes ``(batch, rows, *shape)``, or None.
         splits: per ReLU node, split sides ``(batch, *shape)``, or None.
-        betas: per ReLU node, multipliers ``(batch, rows, *shape)`` >= 0.
+        extras: per ReLU node, beta-CROWN's split terms ``-beta * s``
+            ``(batch, rows, *shape)`` (`split_terms`), or None.
         record: filled with each ReLU's ``A`` (see `crown.back_substitute`).
     """
     like = box.lower
@@ -95,9 +99,6 @@ def output_bounds(
         + [a.shape[0] for a in (alphas or {}).values()]
     )
     C, offset = crown.output_rows(graph, spec.mat, spec.rhs, batch, like)
-    extras = None
-    if splits and betas:
-        extras = {r: -betas[r] * splits[r].unsqueeze(1).to(like.dtype) for r in splits}
     lower = crown.back_substitute(
         graph,
         graph.output,

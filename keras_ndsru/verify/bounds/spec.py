@@ -43,6 +43,13 @@ class OutputSpec:
             len(chosen),
         )
 
+    def restrict(self, disjunct: int) -> OutputSpec:
+        """The rows of one disjunct, as a spec of its own."""
+        mine = self.owner == disjunct
+        return OutputSpec(
+            self.mat[mine], self.rhs[mine], np.zeros(int(mine.sum()), np.int64), 1
+        )
+
     @property
     def rows(self) -> int:
         return self.mat.shape[0]

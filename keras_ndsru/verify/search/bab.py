@@ -21,6 +21,7 @@ and counts as proved only if that bound is positive too.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 
@@ -31,13 +32,15 @@ from keras_ndsru.verify.bounds import optimize as opt
 from keras_ndsru.verify.bounds.crown import Box
 from keras_ndsru.verify.bounds.spec import OutputSpec
 
+logger = logging.getLogger(__name__)
+
 
 @dataclasses.dataclass
 class BabOptions:
     """Settings of the search.
 
     Args:
-        batch: domains split per round. Defaults to 64.
+        batch: domains split per round. Defaults to 256.
         settings: the optimized bounds' steps per round.
         memory: bytes of stored slopes and multipliers before domains are
             stored without them (they restart from the root's). Defaults
@@ -46,7 +49,7 @@ class BabOptions:
             Defaults to 10.
     """
 
-    batch: int = 64
+    batch: int = 256
     settings: opt.Settings = dataclasses.field(default_factory=opt.Settings)
     memory: int = 2 << 30
     attack_every: float = 10.0
@@ -76,6 +79,11 @@ class BabOutcome:
 class Problem:
     """Everything fixed during one search.
 
+    Slopes are kept only for the neurons unstable at the root (the others
+    stay stable in every domain): ``(batch, rows, m_r)`` per ReLU node, and
+    split multipliers only for the splits a domain made: ``(batch, rows,
+    depth)`` next to its split history.
+
     Args:
         graph: the network.
         box: the input box (working precision).
@@ -88,32 +96,86 @@ class Problem:
         self.graph, self.box, self.bounds, self.spec = graph, box, bounds, spec
         self.box64, self.bounds64 = box64, bounds64
         self.relus = graph.splittable()
-        self.sizes = [math.prod(graph.nodes[r].shape) for r in self.relus]
+        self.shapes = [graph.nodes[r].shape for r in self.relus]
+        self.sizes = [math.prod(shape) for shape in self.shapes]
         self.offsets = np.cumsum([0] + self.sizes)
+        self.unstable = []
+        for r in self.relus:
+            lower, upper = (b.reshape(-1) for b in bounds[graph.nodes[r].inputs[0]])
+            self.unstable.append(torch.nonzero((lower < 0) & (upper > 0)).flatten())
 
-    def bound(self, alphas, splits, betas, record=None):
+    def compact(self, alphas: dict) -> list:
+        """Dense slopes ``(batch, rows, *shape)`` -> kept ``(batch, rows, m_r)``."""
+        return [
+            alphas[r].reshape(*alphas[r].shape[:2], -1)[:, :, idx]
+            for r, idx in zip(self.relus, self.unstable)
+        ]
+
+    def dense(self, alphas: list) -> dict:
+        out = {}
+        for r, shape, size, idx, a in zip(
+            self.relus, self.shapes, self.sizes, self.unstable, alphas
+        ):
+            full = a.new_zeros(*a.shape[:2], size).index_copy(2, idx, a)
+            out[r] = full.reshape(*a.shape[:2], *shape)
+        return out
+
+    def split_terms(self, slots, index, signs, betas) -> dict:
+        """beta-CROWN's ``-beta * s`` per ReLU node ``(batch, rows, *shape)``
+        from the history ``(batch, depth)`` and multipliers ``(batch, rows,
+        depth)``."""
+        out = {}
+        if betas is None or betas.shape[2] == 0:
+            return out
+        values = -betas * signs.unsqueeze(1).to(betas.dtype)
+        for k, (r, shape, size) in enumerate(zip(self.relus, self.shapes, self.sizes)):
+            mine = slots == k
+            if not mine.any():
+                continue
+            where = torch.where(mine, index, torch.full_like(index, size))
+            where = where.unsqueeze(1).expand(-1, betas.shape[1], -1)
+            full = betas.new_zeros(*betas.shape[:2], size + 1)
+            full = full.scatter_add(
+                2, where, torch.where(mine.unsqueeze(1), values, 0.0)
+            )
+            out[r] = full[:, :, :size].reshape(*betas.shape[:2], *shape)
+        return out
+
+    def bound(self, domains: Domains, alphas=None, betas=None, record=None):
+        alphas = domains.alphas if alphas is None else alphas
+        betas = domains.betas if betas is None else betas
+        extras = self.split_terms(domains.slots, domains.index, domains.signs, betas)
         return opt.output_bounds(
-            self.graph, self.box, self.bounds, self.spec, alphas, splits, betas, record
+            self.graph,
+            self.box,
+            self.bounds,
+            self.spec,
+            self.dense(alphas),
+            domains.splits,
+            extras,
+            record,
         )
 
-    def certify(self, alphas, splits, betas) -> torch.Tensor:
-        """Float64 row bounds with the given parameters."""
-        cast = lambda d: {r: t.to(torch.float64) for r, t in d.items()}  # noqa: E731
+    def certify(self, domains: Domains) -> torch.Tensor:
+        """Float64 row bounds with the domains' parameters."""
+        alphas = [a.to(torch.float64) for a in domains.alphas]
+        betas = domains.betas.to(torch.float64)
+        extras = self.split_terms(domains.slots, domains.index, domains.signs, betas)
         with torch.no_grad():
             return opt.output_bounds(
                 self.graph,
                 self.box64,
                 self.bounds64,
                 self.spec,
-                cast(alphas),
-                splits,
-                cast(betas),
+                self.dense(alphas),
+                domains.splits,
+                extras,
             )
 
     def branch_scores(self, splits, record) -> torch.Tensor:
         """BaBSR intercept scores ``(batch, neurons)``; -inf where no split."""
         scores = []
-        for r, _size in zip(self.relus, self.sizes):
+        for r in self.relus:
             p = self.graph.nodes[r].inputs[0]
             lower, upper = self.bounds[p]
             batch = splits[r].shape[0]
@@ -130,10 +192,11 @@ class Problem:
             scores.append(torch.where(open_, score, torch.full_like(score, -torch.inf)))
         return torch.cat(scores, 1)
 
-    def locate(self, flat: int) -> tuple[int, int]:
-        """Global neuron number -> (ReLU node, flat index in it)."""
-        k = int(np.searchsorted(self.offsets, flat, side="right") - 1)
-        return self.relus[k], int(flat - self.offsets[k])
+    def locate(self, flat: torch.Tensor):
+        """Global neuron numbers -> (ReLU slot, flat index in it), tensors."""
+        offsets = torch.as_tensor(self.offsets, device=flat.device)
+        slot = torch.searchsorted(offsets, flat, right=True) - 1
+        return slot, flat - offsets[slot]
 
 
 @dataclasses.dataclass
@@ -142,59 +205,83 @@ class Domains:
 
     Attributes:
         splits: per ReLU node, ``(n, *shape)`` int8 of -1, 0, +1.
-        alphas, betas: per ReLU node, ``(n, rows, *shape)``, or None (lean).
+        alphas: per ReLU slot, slopes ``(n, rows, m_r)`` (`Problem.compact`),
+            or None (lean: restart from the root's).
+        slots, index, signs: the split history ``(n, depth)``: ReLU slot,
+            flat neuron, side (slot -1: padding).
+        betas: multipliers ``(n, rows, depth)``, or None (lean: zeros).
         rows: best row bounds ``(n, rows)``.
         branch: the neuron each will be split on (global number), -1 none.
     """
 
     splits: dict
-    alphas: dict | None
-    betas: dict | None
+    alphas: list | None
+    slots: torch.Tensor
+    index: torch.Tensor
+    signs: torch.Tensor
+    betas: torch.Tensor | None
     rows: torch.Tensor
     branch: torch.Tensor
 
     def __len__(self) -> int:
         return self.rows.shape[0]
 
-    def take(self, index) -> Domains:
-        pick = lambda d: None if d is None else {r: t[index] for r, t in d.items()}  # noqa: E731
+    def take(self, pick) -> Domains:
         return Domains(
-            pick(self.splits),
-            pick(self.alphas),
-            pick(self.betas),
-            self.rows[index],
-            self.branch[index],
+            {r: t[pick] for r, t in self.splits.items()},
+            None if self.alphas is None else [a[pick] for a in self.alphas],
+            self.slots[pick],
+            self.index[pick],
+            self.signs[pick],
+            None if self.betas is None else self.betas[pick],
+            self.rows[pick],
+            self.branch[pick],
         )
 
     @staticmethod
     def join(parts: list) -> Domains:
         parts = [p for p in parts if len(p)] or parts[:1]
+        depth = max(p.slots.shape[1] for p in parts)
+        parts = [p.deepen(depth) for p in parts]
         lean = any(p.alphas is None for p in parts)
-        cat = lambda name: (  # noqa: E731
-            None
-            if lean and name != "splits"
-            else {
-                r: torch.cat([getattr(p, name)[r] for p in parts])
-                for r in parts[0].splits
-            }
-        )
         return Domains(
-            cat("splits"),
-            cat("alphas"),
-            cat("betas"),
+            {r: torch.cat([p.splits[r] for p in parts]) for r in parts[0].splits},
+            None if lean else [torch.cat(a) for a in zip(*[p.alphas for p in parts])],
+            torch.cat([p.slots for p in parts]),
+            torch.cat([p.index for p in parts]),
+            torch.cat([p.signs for p in parts]),
+            None if lean else torch.cat([p.betas for p in parts]),
             torch.cat([p.rows for p in parts]),
             torch.cat([p.branch for p in parts]),
         )
 
+    def deepen(self, depth: int) -> Domains:
+        """The same domains with the history padded to ``depth``."""
+        extra = depth - self.slots.shape[1]
+        if extra <= 0:
+            return self
+
+        def pad(t, v):
+            return torch.cat([t, t.new_full((*t.shape[:-1], extra), v)], -1)
+
+        return dataclasses.replace(
+            self,
+            slots=pad(self.slots, -1),
+            index=pad(self.index, 0),
+            signs=pad(self.signs, 0),
+            betas=None if self.betas is None else pad(self.betas, 0.0),
+        )
+
     def nbytes(self) -> int:
-        total = 0
-        for d in (self.alphas, self.betas):
-            if d is not None:
-                total += sum(t.numel() * t.element_size() for t in d.values())
+        total = (
+            0 if self.betas is None else self.betas.numel() * self.betas.element_size()
+        )
+        for a in self.alphas or []:
+            total += a.numel() * a.element_size()
         return total
 
     def lean(self) -> Domains:
-        return Domains(self.splits, None, None, self.rows, self.branch)
+        return dataclasses.replace(self, alphas=None, betas=None)
 
 
 def search(
@@ -222,16 +309,9 @@ def search(
     Returns:
         A `BabOutcome`.
     """
-    graph, spec = problem.graph, problem.spec
-    like = problem.box.lower
-    splits = {
-        r: torch.zeros((1, *graph.nodes[r].shape), dtype=torch.int8, device=like.device)
-        for r in problem.relus
-    }
-    betas = {r: torch.zeros_like(a) for r, a in root_alphas.items()}
-    root = Domains(
-        splits, dict(root_alphas), betas, root_rows, torch.zeros(1, dtype=torch.long)
-    )
+    spec = problem.spec
+    root = _root(problem, root_rows, problem.compact(root_alphas))
+    root_alphas = root.alphas
     root = _with_branches(problem, root)
     store, visited, exhausted = root, 1, 0
     worst_proved = math.inf
@@ -244,12 +324,9 @@ def search(
             last_attack = time.time()
             if found is not None:
                 return BabOutcome(False, -math.inf, found, visited, exhausted)
-        priority = opt.score(spec, store.rows)
-        order = torch.argsort(priority)
-        picked, rest = (
-            store.take(order[: options.batch]),
-            store.take(order[options.batch :]),
-        )
+        order = torch.argsort(opt.score(spec, store.rows))
+        picked = store.take(order[: options.batch])
+        rest = store.take(order[options.batch :])
         stuck = picked.branch < 0
         if stuck.any():
             # No neuron left to split: the network is affine there, one LP each.
@@ -264,40 +341,65 @@ def search(
             picked = picked.take(torch.nonzero(~stuck).flatten())
             if not len(picked):
                 store = rest
-                if not len(store):
-                    break
                 continue
-        children = _split(problem, picked, root_alphas)
-        rows, alphas, betas = _bound(problem, children, deadline, options)
-        rows = torch.maximum(rows, children.rows)
-        children = Domains(children.splits, alphas, betas, rows, children.branch)
+        children = _bound(
+            problem, _split(problem, picked, root_alphas), deadline, options
+        )
         visited += len(children)
-        proved = (spec.disjunct_values(rows) > 0).all(1)
+        proved = (spec.disjunct_values(children.rows) > 0).all(1)
         if proved.any():
             index = torch.nonzero(proved).flatten()
-            done = children.take(index)
-            rows64 = problem.certify(
-                done.alphas or _fresh(root_alphas, len(done)),
-                done.splits,
-                done.betas or _zeros_like(_fresh(root_alphas, len(done))),
-            )
-            ok = (spec.disjunct_values(rows64.to(rows.dtype)) > 0).all(1)
+            rows64 = problem.certify(children.take(index))
+            ok = (spec.disjunct_values(rows64) > 0).all(1)
             if ok.any():
-                worst_proved = min(
-                    worst_proved, float(spec.disjunct_values(rows64[ok]).amin(1).min())
+                least = spec.disjunct_values(rows64[ok]).amin(1).min()
+                worst_proved = min(worst_proved, float(least))
+            if not ok.all():
+                logger.debug(
+                    "bab: %d of %d proofs not confirmed in float64 (worst %.4g)",
+                    int((~ok).sum()),
+                    len(ok),
+                    float(spec.disjunct_values(rows64[~ok]).amin(1).min()),
                 )
-            # What float64 could not confirm stays open, with its float64 bounds.
-            rows[index[~ok]] = rows64[~ok].to(rows.dtype)
+            # What float64 does not confirm stays open, with its float64 bounds.
+            children.rows[index[~ok]] = rows64[~ok].to(children.rows.dtype)
             proved[index[~ok]] = False
         open_ = children.take(torch.nonzero(~proved).flatten())
         if len(open_):
             open_ = _with_branches(problem, open_)
         store = Domains.join([rest, open_])
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "bab: %d bounded, %d open, worst %.4g, depth %d",
+                visited,
+                len(store),
+                _worst(spec, store.rows),
+                store.slots.shape[1],
+            )
         if store.alphas is not None and store.nbytes() > options.memory:
             store = store.lean()
     if exhausted:
         return BabOutcome(False, 0.0, None, visited, exhausted)
     return BabOutcome(True, worst_proved, None, visited, 0)
+
+
+def _root(problem: Problem, rows, alphas: list) -> Domains:
+    like = problem.box.lower
+    splits = {
+        r: torch.zeros((1, *shape), dtype=torch.int8, device=like.device)
+        for r, shape in zip(problem.relus, problem.shapes)
+    }
+    empty = torch.zeros((1, 0), dtype=torch.long, device=like.device)
+    return Domains(
+        splits,
+        alphas,
+        empty,
+        empty,
+        empty.to(torch.int8),
+        like.new_zeros(1, problem.spec.rows, 0),
+        rows,
+        torch.zeros(1, dtype=torch.long, device=like.device),
+    )
 
 
 def _leaf(problem: Problem, domain: Domains, check):
@@ -323,71 +425,101 @@ def _worst(spec, rows) -> float:
     return float(spec.disjunct_values(rows).amin(1).min()) if rows.numel() else 0.0
 
 
-def _fresh(root_alphas, n) -> dict:
-    return {r: a.expand(n, *a.shape[1:]).clone() for r, a in root_alphas.items()}
-
-
-def _zeros_like(d) -> dict:
-    return {r: torch.zeros_like(t) for r, t in d.items()}
-
-
-def _split(problem: Problem, parents: Domains, root_alphas) -> Domains:
-    """Two children per parent: its branching neuron active, then inactive."""
+def _split(problem: Problem, parents: Domains, root_alphas: list) -> Domains:
+    """Two children per parent: its branching neuron active, then inactive;
+    they inherit its slopes, multipliers (the new one 0) and bounds."""
     n = len(parents)
-    twice = torch.cat([torch.arange(n), torch.arange(n)])
-    children = parents.take(twice)
-    children = Domains(
-        {r: s.clone() for r, s in children.splits.items()},
-        children.alphas,
-        children.betas,
+    device = parents.rows.device
+    children = parents.take(torch.cat([torch.arange(n), torch.arange(n)]).to(device))
+    splits = {r: s.clone() for r, s in children.splits.items()}
+    side = torch.cat([torch.ones(n), -torch.ones(n)]).to(torch.int8).to(device)
+    slot, index = problem.locate(children.branch)
+    rows = torch.arange(2 * n, device=device)
+    for k, r in enumerate(problem.relus):
+        mine = slot == k
+        if mine.any():
+            splits[r].view(2 * n, -1)[rows[mine], index[mine]] = side[mine]
+    alphas = children.alphas
+    if alphas is None:
+        alphas = [a.expand(2 * n, *a.shape[1:]).clone() for a in root_alphas]
+    betas = children.betas
+    if betas is None:
+        betas = children.rows.new_zeros(
+            2 * n, problem.spec.rows, children.slots.shape[1]
+        )
+    return Domains(
+        splits,
+        alphas,
+        torch.cat([children.slots, slot[:, None]], 1),
+        torch.cat([children.index, index[:, None]], 1),
+        torch.cat([children.signs, side[:, None]], 1),
+        torch.cat([betas, betas.new_zeros(2 * n, betas.shape[1], 1)], 2),
         children.rows,
         children.branch,
     )
-    side = torch.cat([torch.ones(n), -torch.ones(n)]).to(torch.int8)
-    for k, flat in enumerate(parents.branch.tolist() * 2):
-        r, j = problem.locate(flat)
-        children.splits[r].view(2 * n, -1)[k, j] = side[k]
-    if children.alphas is None:
-        alphas = _fresh(root_alphas, 2 * n)
-        children = Domains(
-            children.splits, alphas, _zeros_like(alphas), children.rows, children.branch
-        )
-    return children
 
 
-def _bound(problem: Problem, children: Domains, deadline, options):
-    """Optimized bounds of the children: ``(rows, alphas, betas)``."""
-    alphas = {
-        r: a.detach().clone().requires_grad_(True) for r, a in children.alphas.items()
-    }
-    betas = {
-        r: b.detach().clone().requires_grad_(True) for r, b in children.betas.items()
-    }
+def _bound(problem: Problem, children: Domains, deadline, options) -> Domains:
+    """The children with optimized slopes, multipliers and bounds (each row
+    at least the parent's: a child is a subset)."""
+    alphas = [a.detach().clone().requires_grad_(True) for a in children.alphas]
+    # The inherited multipliers were optimized already: a fresh Adam's first,
+    # full-size steps would throw that away, so they move more slowly than
+    # the new split's (the bound is concave in them and drops when they jump).
+    inherited = children.betas[:, :, :-1].detach().clone().requires_grad_(True)
+    new = children.betas[:, :, -1:].detach().clone().requires_grad_(True)
     settings = options.settings
     params = [
         (a, *problem.graph.nodes[r].op.alpha_range(), settings.lr_alpha)
-        for r, a in alphas.items()
-    ] + [(b, 0.0, math.inf, settings.lr_beta) for b in betas.values()]
+        for r, a in zip(problem.relus, alphas)
+    ] + [
+        (inherited, 0.0, math.inf, settings.lr_beta * settings.inherited_lr),
+        (new, 0.0, math.inf, settings.lr_beta),
+    ]
 
     def evaluate():
-        return problem.bound(alphas, children.splits, betas)
+        return problem.bound(children, alphas, torch.cat([inherited, new], 2))
 
     rows, kept = opt.optimize(evaluate, params, problem.spec, settings, deadline)
-    names = list(alphas)
-    best_alphas = {r: kept[i] for i, r in enumerate(names)}
-    best_betas = {r: kept[len(names) + i] for i, r in enumerate(names)}
-    return rows, best_alphas, best_betas
+    return dataclasses.replace(
+        children,
+        alphas=kept[:-2],
+        betas=torch.cat(kept[-2:], 2),
+        rows=torch.maximum(rows, children.rows),
+    )
 
 
-def _with_branches(problem: Problem, domains: Domains) -> Domains:
-    """Chooses each domain's next branching neuron (one record pass)."""
+def _with_branches(problem: Problem, domains: Domains, candidates: int = 5) -> Domains:
+    """Chooses each domain's next branching neuron: the ``candidates`` best
+    by BaBSR's score, then the one whose two children's bounds (one pass,
+    the parent's slopes) are best in the worse child (filtered smart
+    branching: De Palma et al., "Improved Branch and Bound for Neural
+    Network Verification via Lagrangian Decomposition", 2021, Sec. 5)."""
     record = {}
-    n = len(domains)
-    alphas = domains.alphas
     with torch.no_grad():
-        problem.bound(alphas, domains.splits, domains.betas, record=record)
+        if domains.alphas is None:
+            problem.bound(domains, alphas=[], betas=None, record=record)
+        else:
+            problem.bound(domains, record=record)
         scores = problem.branch_scores(domains.splits, record)
-    best, at = scores.max(1)
-    branch = torch.where(torch.isfinite(best), at, torch.full_like(at, -1))
-    del n
-    return Domains(domains.splits, domains.alphas, domains.betas, domains.rows, branch)
+        k = min(candidates, scores.shape[1])
+        top, at = scores.topk(k, dim=1)
+        if k > 1 and domains.alphas is not None:
+            n = len(domains)
+            flat = at.T.reshape(-1)  # candidate-major: (k * n,)
+            trial = domains.take(torch.arange(n, device=at.device).repeat(k))
+            trial = dataclasses.replace(trial, branch=flat)
+            pair = _split(problem, trial, [])
+            rows = problem.bound(pair)
+            worst = problem.spec.disjunct_values(rows).amin(1)  # (2 k n,)
+            worst = torch.minimum(worst[: k * n], worst[k * n :]).reshape(k, n).T
+            worst = torch.where(
+                torch.isfinite(top), worst, torch.full_like(worst, -torch.inf)
+            )
+            best = worst.argmax(1)
+            at = at.gather(1, best[:, None])
+            top = top.gather(1, best[:, None])
+    branch = torch.where(
+        torch.isfinite(top[:, 0]), at[:, 0], torch.full_like(at[:, 0], -1)
+    )
+    return dataclasses.replace(domains, branch=branch)

@@ -20,6 +20,7 @@ decides where to look.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 
 import numpy as np
@@ -31,6 +32,8 @@ from keras_ndsru.verify.bounds.spec import OutputSpec
 from keras_ndsru.verify.graph.operators import Relax
 from keras_ndsru.verify.outcomes.outcome import Method, Outcome, Reason, Status
 from keras_ndsru.verify.search import attack, bab
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -199,12 +202,7 @@ def decide_graph(
         bounds64 = _recompute(graph, box64, bounds64, middle)
         bounds = outward(bounds64, dtype)
     problem = bab.Problem(graph, box, bounds, spec, box64, bounds64)
-    splits = {
-        r: torch.zeros((1, *graph.nodes[r].shape), dtype=torch.int8, device=device)
-        for r in problem.relus
-    }
-    zeros = {r: torch.zeros_like(a) for r, a in alphas.items()}
-    rows64 = problem.certify(alphas, splits, zeros)
+    rows64 = problem.certify(bab._root(problem, rows, problem.compact(alphas)))
     values64 = spec.disjunct_values(rows64)
     if (values64 > 0).all():
         return [
@@ -222,35 +220,57 @@ def decide_graph(
         found, _ = run_attack()
         return found
 
-    result = bab.search(
-        problem, rows, alphas, deadline, options.bab, attack=attack_again, check=check
-    )
-    if result.found is not None:
-        disjunct, point = result.found
-        return [
-            outcome(
-                Status.VIOLATED,
-                disjunct=disjunct,
-                method=Method.BAB,
-                x=point.reshape(1, -1),
-            )
-        ]
-    if result.proved:
-        return [
-            outcome(
-                Status.SAFE,
-                disjunct=i,
-                method=Method.BAB,
-                lower=result.lower,
-                leaves=result.domains,
-            )
-            for i in range(spec.disjuncts)
-        ]
-    reason = Reason.TIMEOUT if time.time() >= deadline else Reason.TOLERANCE
+    # One search per disjunct left, each over its own rows (as alpha-beta-CROWN
+    # does per target): a domain's work grows with the rows it bounds.
+    values = values64[0].tolist()
+    lows = {d: v for d, v in enumerate(values) if v > 0}
+    logger.debug("root bounds per disjunct: %s", [f"{v:.4g}" for v in values])
+    leaves = 0
+    for d in sorted(set(range(spec.disjuncts)) - set(lows), key=lambda d: -values[d]):
+        mine = torch.as_tensor(spec.owner == d, device=rows.device)
+        part = spec.restrict(d)
+        result = bab.search(
+            bab.Problem(graph, box, bounds, part, box64, bounds64),
+            rows[:, mine],
+            {r: a[:, mine] for r, a in alphas.items()},
+            deadline,
+            options.bab,
+            attack=attack_again,
+            check=check,
+        )
+        leaves += result.domains
+        if result.found is not None:
+            disjunct, point = result.found
+            return [
+                outcome(
+                    Status.VIOLATED,
+                    disjunct=disjunct,
+                    method=Method.BAB,
+                    x=point.reshape(1, -1),
+                    leaves=leaves,
+                )
+            ]
+        if not result.proved:
+            reason = Reason.TIMEOUT if time.time() >= deadline else Reason.TOLERANCE
+            return [
+                outcome(
+                    Status.UNKNOWN,
+                    disjunct=d,
+                    reason=reason,
+                    lower=result.lower,
+                    leaves=leaves,
+                )
+            ]
+        lows[d] = result.lower
     return [
         outcome(
-            Status.UNKNOWN, reason=reason, lower=result.lower, leaves=result.domains
+            Status.SAFE,
+            disjunct=i,
+            method=Method.BAB,
+            lower=min(lows.values()),
+            leaves=leaves,
         )
+        for i in range(spec.disjuncts)
     ]
 
 
