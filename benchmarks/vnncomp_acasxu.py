@@ -27,7 +27,9 @@ timeout and the peak memory of its process tree (how both are measured:
 ``benchmarks/vnncomp.py``, the same comparison on any VNN-COMP benchmark).
 
 Start-up: each tool's interpreter start-up and imports are measured once
-(``python -c 'import ...'``, median of 3) and reported. The "own" columns are
+(median of 3: ``python -m keras_ndsru.verify vnncomp --help``, the command
+line's own path, which loads no Keras; ``python -c 'import nnenum.nnenum'``)
+and reported. The "own" columns are
 the seconds each tool prints for its work (ours: from loading the network to
 the verdict; nnenum: its enumeration's "Runtime"; where a tool prints none,
 as nnenum when it proves a property before enumerating, the process wall time
@@ -75,7 +77,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -102,8 +103,6 @@ from vnncomp_common import (
     table,
 )
 from vnncomp_common import read_instances as read_benchmark
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 DEFAULT_ACASXU = REPO.parent / "shared" / "vnncomp" / "acasxu"
 DEFAULT_RESULTS = REPO / "results" / "vnncomp_acasxu"

@@ -587,7 +587,13 @@ def run_tool(tool, inst: Instance, workdir: Path) -> Run:
     run.result, run.counterexample = tool.parse(out, stdout)
     run.reported = tool.reported(stdout)
     if run.result == "error":
-        lines = [line for line in stdout.strip().splitlines() if line.strip()]
+        # The last line that says something (not alpha-beta-CROWN's summary).
+        summary = ("config:", "result:", "tool_s:", "wall_s:")
+        lines = [
+            line.strip()
+            for line in stdout.splitlines()
+            if line.strip() and not line.startswith(summary)
+        ]
         run.note = (lines[-1] if lines else f"exit status {proc.returncode}")[:200]
     return run
 
@@ -755,7 +761,7 @@ def judge(instances, tools, runs, reference: dict | None = None) -> Judgement:
     the re-check, an ``unsat`` where some tool's counterexample checks, or a
     decided verdict against ``reference`` (instance name -> ``sat``/``unsat``,
     anything else is no reference) that no checked counterexample overturns.
-    Decided verdicts that differ with neither is a *disagreement*."""
+    Decided verdicts that differ with neither are a *disagreement*."""
     reference = reference or {}
     wrong = {tool.name: [] for tool in tools}
     disagree, notes = [], []
@@ -769,8 +775,9 @@ def judge(instances, tools, runs, reference: dict | None = None) -> Judgement:
         for t, run in got.items():
             if run.result == "sat" and run.checked == "fails":
                 wrong[t].append(inst.name)
-            elif run.result == "sat" and run.checked is None and expected == "unsat":
-                wrong[t].append(inst.name)
+            elif run.result == "sat" and run.checked is None:
+                if expected == "unsat" and not confirmed:
+                    wrong[t].append(inst.name)
             elif run.result == "unsat" and (confirmed or expected == "sat"):
                 wrong[t].append(inst.name)
             if run.checked == "channel-first":
@@ -878,11 +885,13 @@ def summary_table(instances, tools, runs, judgement, startup=None) -> str:
         mine = [
             runs[(tool.name, i.name)] for i in instances if (tool.name, i.name) in runs
         ]
-        if mine:
-            measured = startup.get(tool.name, (0.0, 0.0)) if startup else None
-            rows.append(
-                summary_row(tool.name, mine, judgement.wrong[tool.name], measured)
-            )
+        if not mine:
+            continue
+        measured = (startup or {}).get(tool.name)
+        row = summary_row(tool.name, mine, judgement.wrong[tool.name], measured)
+        if startup and measured is None:  # a tool whose runs were read
+            row.append("-")
+        rows.append(row)
     return table(header, rows)
 
 

@@ -120,6 +120,8 @@ def test_judge_wrong_verdicts_and_disagreements():
     assert j.wrong == {"a": ["i"], "b": []}
     j = judged({"a": ("sat", None)}, reference="unsat")
     assert j.wrong == {"a": ["i"]}
+    j = judged({"a": ("sat", None), "b": ("sat", "exact")}, reference="unsat")
+    assert j.wrong == {"a": [], "b": []}
     j = judged({"a": ("sat", "tolerance")}, reference="unsat")
     assert j.wrong == {"a": []} and "reference says unsat" in j.notes[0]
     j = judged({"a": ("sat", None), "b": ("unsat", None)}, reference="contested")
