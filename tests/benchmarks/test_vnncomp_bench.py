@@ -209,7 +209,7 @@ class Sleeper:
 
     def command(self, inst, out):
         code = (
-            "import time, sys; b = bytearray(200 * 2**20); "
+            "import time, sys; b = b'x' * (200 * 2**20); "
             f"open(sys.argv[1], 'w').write('unsat'); time.sleep({self.seconds})"
         )
         return [sys.executable, "-c", code, str(out)]
