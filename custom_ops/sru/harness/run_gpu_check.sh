@@ -10,7 +10,9 @@
 # scripts/build_ops.py compiles), and the harness's host-emulation build run
 # with --quick; (2) the harness for this GPU's architecture, --check then
 # --bench; (3) bench_vs_cudnn.py: cuDNN LSTM at the same shapes (skipped
-# cleanly without PyTorch / CUDA).
+# cleanly without PyTorch / CUDA); (4) the verifier's GPU smoke run
+# (benchmarks/verify_gpu_smoke.py on instances staged into results/verify_smoke:
+# carry that folder).
 set -u -o pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 KERNELS="$HERE/../kernels"
@@ -124,10 +126,27 @@ if [ -n "$PY" ] && [ $RC -eq 0 ]; then
     > "$LOGS/bench_vs_cudnn.log" 2>&1 || record "FAIL bench_vs_cudnn.py (see its log)"
 fi
 
+# (4) The verifier's GPU smoke run (staged instances in results/verify_smoke:
+# benchmarks/verify_gpu_smoke.py --stage, then carry that folder).
+REPO="$(cd "$HERE/../../.." && pwd)"
+if [ -n "$PY" ] && "$PY" -c 'import torch, onnx; assert torch.cuda.is_available()' > /dev/null 2>&1; then
+  timeout "$(cap 120)" "$PY" "$REPO/benchmarks/verify_gpu_smoke.py" --timeout 20 \
+    > "$LOGS/verify_smoke.log" 2>&1
+  RC=$?
+  case $RC in
+    0) record "PASS verifier GPU smoke run ($(grep -c '| cuda |' "$LOGS/verify_smoke.log") instances)" ;;
+    2) record "SKIP verifier GPU smoke run: nothing staged (benchmarks/verify_gpu_smoke.py --stage)" ;;
+    *) record "FAIL verifier GPU smoke run (rc=$RC, see $LOGS/verify_smoke.log)" ;;
+  esac
+else
+  record "SKIP verifier GPU smoke run: no PyTorch with CUDA and onnx"
+fi
+
 echo
 echo "================ SRU CUDA harness summary ================"
 grep -v '^JSON ' "$LOGS/harness_bench.log" | sed -n '/^SRU recurrence/,$p'
 [ -f "$LOGS/bench_vs_cudnn.log" ] && grep -v '^RESULT ' "$LOGS/bench_vs_cudnn.log"
+[ -f "$LOGS/verify_smoke.log" ] && { echo; echo "verifier GPU smoke run:"; cat "$LOGS/verify_smoke.log"; }
 echo
 printf '%s\n' "${STATUS[@]}"
 echo "logs: $LOGS ($SECONDS s)"

@@ -35,7 +35,12 @@ def all_decided(graph, bounds: list) -> bool:
 
 
 def supported(graph) -> bool:
-    """Whether the network is affine once its ReLUs are decided."""
+    """Whether the network is affine once its ReLUs are decided, and HiGHS
+    (the `verify` extra's highspy) is installed."""
+    import importlib.util
+
+    if importlib.util.find_spec("highspy") is None:
+        return False
     return all(node.op.affine or node.op.splittable for node in graph.nodes)
 
 
