@@ -467,11 +467,12 @@ class NDAdam(keras.optimizers.Optimizer):
                 gradient = row_sparse.unique_rows(gradient)
                 self._lazy_adam_step(gradient, variable, learning_rate, index)
                 return
-        gradient = row_sparse.densify(gradient)
         if axes is None:
+            # As keras.optimizers.Adam, a row-sparse gradient included (Keras
+            # squares each repeated index's rows before summing them).
             self._adam_step(gradient, variable, learning_rate, index)
         else:
-            self._vector_step(gradient, variable, axes, index)
+            self._vector_step(row_sparse.densify(gradient), variable, axes, index)
 
     def _adam_alpha(self, learning_rate, dtype):
         """Adam's bias-corrected step size at this iteration, as Keras'."""

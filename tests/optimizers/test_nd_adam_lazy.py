@@ -76,27 +76,22 @@ def test_matches_numpy_lazy_adam_with_duplicate_indices(traced):
 
 
 def test_default_is_adam_on_every_row():
-    """Off (the default), the same row-sparse gradients take Adam's dense
-    step on the dense gradient: untouched rows keep moving with their
-    momentum. (Keras' Adam, given the `tf.IndexedSlices` itself, squares
-    each repeated index's rows before summing them, so it is compared on
-    the dense gradient.)"""
+    """Off (the default), the same row-sparse gradients take Keras' Adam step,
+    the `tf.IndexedSlices` included: untouched rows keep moving with their
+    momentum, and repeated indices are treated as Keras' Adam treats them
+    (each occurrence squared before the sum), so that NDAdam's theta_s part
+    stays Keras' Adam number for number."""
     variable, twin = table(), table()
     optimizer = NDAdam(learning_rate=0.01)
     adam = keras.optimizers.Adam(learning_rate=0.01, epsilon=1e-8)
     assert optimizer.get_config()["lazy_sparse_updates"] is False
-    reference = NumpyNDAdam(
-        {"e": np.asarray(variable)}, {"e": None}, lr_s=0.01, lr_v=0.0
-    )
     lazy = NumpyLazyAdam(np.asarray(variable), lr=0.01)
     for indices, values in sparse_steps():
         optimizer.apply([indexed_slices(indices, values)], [variable])
-        adam.apply([tf.convert_to_tensor(indexed_slices(indices, values))], [twin])
-        reference.step({"e": dense(indices, values)})
+        adam.apply([indexed_slices(indices, values)], [twin])
         lazy.step(indices, values)
-    np.testing.assert_allclose(np.asarray(variable), reference.w["e"], atol=1e-6)
     np.testing.assert_allclose(np.asarray(variable), np.asarray(twin), atol=1e-7)
-    assert np.abs(reference.w["e"] - lazy.w).max() > 1e-3  # the flag matters
+    assert np.abs(np.asarray(variable) - lazy.w).max() > 1e-3  # the flag matters
 
 
 def test_weight_vectors_stay_exact_nd_adam():
