@@ -8,10 +8,12 @@ pooling, residual Add, BatchNormalization, ReLU/LeakyReLU), ONNX graphs
 rhs``), decided by one path (`check`): falsification, bound propagation,
 input splitting and a HiGHS mixed-integer encoding. VNN-LIB files
 (`read_vnnlib`) compile into the same properties; `run_instance` answers a
-VNN-COMP instance. HiGHS, SciPy and onnx are imported only when needed
-(``pip install keras-ndsru[verify]``).
+VNN-COMP instance. Image networks go to the graph engine (`load_onnx_graph`,
+a `Graph` of operators; PyTorch). HiGHS, SciPy, onnx and PyTorch are imported
+only when needed (``pip install keras-ndsru[verify]``).
 """
 
+from keras_ndsru.verify.formats.errors import OnnxError
 from keras_ndsru.verify.formats.keras_reader import from_keras
 from keras_ndsru.verify.formats.nnet import NNetNetwork, load_nnet
 from keras_ndsru.verify.formats.onnx_reader import load_onnx
@@ -31,6 +33,8 @@ from keras_ndsru.verify.vnncomp import run_instance
 
 __all__ = [
     "Disjunct",
+    "Graph",
+    "OnnxError",
     "MaxDeltaResult",
     "NNetNetwork",
     "Outcome",
@@ -45,8 +49,22 @@ __all__ = [
     "global_robustness",
     "load_nnet",
     "load_onnx",
+    "load_onnx_graph",
     "local_robustness",
     "max_robust_delta",
     "read_vnnlib",
     "run_instance",
 ]
+
+
+def __getattr__(name):
+    # The graph engine needs PyTorch: imported on first use only.
+    if name == "Graph":
+        from keras_ndsru.verify.graph.graph import Graph
+
+        return Graph
+    if name == "load_onnx_graph":
+        from keras_ndsru.verify.formats.onnx_graph import load_onnx_graph
+
+        return load_onnx_graph
+    raise AttributeError(f"module 'keras_ndsru.verify' has no attribute {name!r}")

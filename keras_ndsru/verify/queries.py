@@ -7,6 +7,7 @@ Arguments are validated here, compiled into `spec.Property` data by
 
 from __future__ import annotations
 
+import sys
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 
@@ -27,8 +28,14 @@ _NORMS = {"inf": "inf", "linf": "inf", np.inf: "inf", "1": "1", "l1": "1", 1: "1
 _METHODS = ("auto", "milp", "split")
 
 
+def _is_graph(model) -> bool:
+    """Whether ``model`` is a `Graph` (without importing the graph engine)."""
+    module = sys.modules.get("keras_ndsru.verify.graph.graph")
+    return module is not None and isinstance(model, module.Graph)
+
+
 def _as_network(model, strip_softmax):
-    if isinstance(model, ReluNetwork):
+    if isinstance(model, ReluNetwork) or _is_graph(model):
         return model, None
     try:
         import keras
@@ -37,7 +44,8 @@ def _as_network(model, strip_softmax):
     if keras is not None and isinstance(model, keras.Model):
         return from_keras(model, strip_softmax=strip_softmax), model
     raise TypeError(
-        "Expected a keras.Model or a network from load_nnet/ReluNetwork. "
+        "Expected a keras.Model, a Graph (load_onnx_graph) or a network from "
+        "load_nnet/ReluNetwork. "
         f"Received: model={type(model).__name__}"
     )
 
@@ -105,7 +113,10 @@ def _executor(workers, executor):
 def _run(
     network, properties, confirm, timeout, workers, executor, options, falsify_first
 ):
-    """`verifier.check` on an executor made from ``workers``/``executor``."""
+    """`verifier.check` on an executor made from ``workers``/``executor``;
+    `verifier.check_graph` for a `Graph` (box regions, the graph engine)."""
+    if _is_graph(network):
+        return verifier.check_graph(network, properties, confirm, timeout)
     pool, owned = _executor(workers, executor)
     try:
         return verifier.check(
@@ -152,8 +163,10 @@ def local_robustness(
     model (the Keras forward pass for Keras models).
 
     Args:
-        model: a `keras.Model` of supported layers, or a `ReluNetwork` /
-            `load_nnet` network (queries are then in its normalized space).
+        model: a `keras.Model` of supported layers, a `Graph`
+            (`load_onnx_graph`: the graph engine, for L_inf neighbourhoods),
+            or a `ReluNetwork` / `load_nnet` network (queries are then in its
+            normalized space).
         x0: the point (model input shape, or flat), or a batch of points:
             then a list of results is returned and points run in parallel.
         delta: radius of the neighbourhood, > 0.

@@ -21,14 +21,10 @@ import os
 
 import numpy as np
 
+from keras_ndsru.verify.formats.errors import OnnxError
 from keras_ndsru.verify.graph import image_ops
 from keras_ndsru.verify.graph import operators as ops
 from keras_ndsru.verify.graph.graph import Graph
-
-
-class OnnxError(ValueError):
-    """A graph the verifier cannot read (one line naming the node)."""
-
 
 # Data movement with constant parameters: read as a `Gather` of flat positions,
 # found by running the node on a grid of positions.

@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from keras_ndsru.verify.formats.onnx_graph import OnnxError
+from keras_ndsru.verify.formats.errors import OnnxError
 from keras_ndsru.verify.graph import image_ops
 from keras_ndsru.verify.graph.lowering import Affine, Chain, Values
 
