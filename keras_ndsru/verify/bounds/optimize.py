@@ -41,14 +41,11 @@ class Settings:
         iterations: steps per optimization. Defaults to 20.
         lr_alpha: Adam step size of the slopes. Defaults to 0.1.
         lr_beta: Adam step size of the split multipliers. Defaults to 0.05.
-        inherited_lr: factor on the step size of the multipliers a BaB
-            domain inherits from its parent. Defaults to 0.1.
     """
 
     iterations: int = 20
     lr_alpha: float = 0.1
     lr_beta: float = 0.05
-    inherited_lr: float = 0.1
 
 
 def domain_bounds(graph, bounds: list, splits: dict | None) -> list:

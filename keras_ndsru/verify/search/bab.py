@@ -463,38 +463,33 @@ def _bound(problem: Problem, children: Domains, deadline, options) -> Domains:
     """The children with optimized slopes, multipliers and bounds (each row
     at least the parent's: a child is a subset)."""
     alphas = [a.detach().clone().requires_grad_(True) for a in children.alphas]
-    # The inherited multipliers were optimized already: a fresh Adam's first,
-    # full-size steps would throw that away, so they move more slowly than
-    # the new split's (the bound is concave in them and drops when they jump).
-    inherited = children.betas[:, :, :-1].detach().clone().requires_grad_(True)
-    new = children.betas[:, :, -1:].detach().clone().requires_grad_(True)
+    betas = children.betas.detach().clone().requires_grad_(True)
     settings = options.settings
     params = [
         (a, *problem.graph.nodes[r].op.alpha_range(), settings.lr_alpha)
         for r, a in zip(problem.relus, alphas)
-    ] + [
-        (inherited, 0.0, math.inf, settings.lr_beta * settings.inherited_lr),
-        (new, 0.0, math.inf, settings.lr_beta),
-    ]
+    ] + [(betas, 0.0, math.inf, settings.lr_beta)]
 
     def evaluate():
-        return problem.bound(children, alphas, torch.cat([inherited, new], 2))
+        return problem.bound(children, alphas, betas)
 
     rows, kept = opt.optimize(evaluate, params, problem.spec, settings, deadline)
     return dataclasses.replace(
         children,
-        alphas=kept[:-2],
-        betas=torch.cat(kept[-2:], 2),
+        alphas=kept[:-1],
+        betas=kept[-1],
         rows=torch.maximum(rows, children.rows),
     )
 
 
-def _with_branches(problem: Problem, domains: Domains, candidates: int = 5) -> Domains:
-    """Chooses each domain's next branching neuron: the ``candidates`` best
-    by BaBSR's score, then the one whose two children's bounds (one pass,
-    the parent's slopes) are best in the worse child (filtered smart
-    branching: De Palma et al., "Improved Branch and Bound for Neural
-    Network Verification via Lagrangian Decomposition", 2021, Sec. 5)."""
+def _with_branches(problem: Problem, domains: Domains, candidates: int = 3) -> Domains:
+    """Chooses each domain's next branching neuron: in every ReLU layer the
+    ``candidates`` best by BaBSR's score, then the one whose two children's
+    bounds (one pass, the parent's slopes) are best in the worse child
+    (filtered smart branching: De Palma et al., "Improved Branch and Bound for
+    Neural Network Verification via Lagrangian Decomposition", 2021, Sec. 5;
+    per layer, as alpha-beta-CROWN's kFSB: BaBSR's score alone favours the
+    last layer, whose splits help least)."""
     record = {}
     with torch.no_grad():
         if domains.alphas is None:
@@ -502,8 +497,14 @@ def _with_branches(problem: Problem, domains: Domains, candidates: int = 5) -> D
         else:
             problem.bound(domains, record=record)
         scores = problem.branch_scores(domains.splits, record)
-        k = min(candidates, scores.shape[1])
-        top, at = scores.topk(k, dim=1)
+        tops, ats = [], []
+        for begin, end in zip(problem.offsets[:-1], problem.offsets[1:]):
+            part = scores[:, int(begin) : int(end)]
+            value, where = part.topk(min(candidates, part.shape[1]), dim=1)
+            tops.append(value)
+            ats.append(where + int(begin))
+        top, at = torch.cat(tops, 1), torch.cat(ats, 1)
+        k = top.shape[1]
         if k > 1 and domains.alphas is not None:
             n = len(domains)
             flat = at.T.reshape(-1)  # candidate-major: (k * n,)
