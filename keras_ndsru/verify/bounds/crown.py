@@ -85,7 +85,8 @@ def back_substitute(
         relax_for: optional ``relax_for(node) -> Relax`` for nonlinear nodes
             (optimizable slopes, split multipliers). Defaults to None.
         record: optional dict, filled with the ``A`` each splittable node
-            received (its output's coefficients: BaB's branching scores).
+            received (its output's coefficients: BaB's branching scores), and
+            under key 0 the input's (the bound's minimizer is a box corner).
         stop: nodes where the substitution stops early: their share is
             bounded with their own ``bounds`` (cheaper, looser; DeepPoly's
             partial back-substitution). Defaults to none.
@@ -132,6 +133,8 @@ def linear_bound(
         bias = bias + added
         for i, a_in in zip(node.inputs, outs):
             A[i] = a_in if i not in A else A[i] + a_in
+    if record is not None and 0 in A:
+        record[0] = A[0]
     return A.pop(0, None), bias
 
 

@@ -25,7 +25,7 @@ def pgd(
     upper: torch.Tensor,
     spec: OutputSpec,
     restarts: int = 16,
-    steps: int = 50,
+    steps: int = 100,
     generator: torch.Generator | None = None,
     starts: torch.Tensor | None = None,
     deadline: float | None = None,
@@ -38,7 +38,7 @@ def pgd(
         spec: the disjuncts.
         restarts: random starting points (plus the box centre and
             ``starts``). Defaults to 16.
-        steps: gradient steps. Defaults to 50.
+        steps: gradient steps. Defaults to 100.
         generator: random numbers. Defaults to None (torch's global one).
         starts: extra starting points ``(k, *input_shape)``, or None.
         deadline: a `time.time()` value or None.

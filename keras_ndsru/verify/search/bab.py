@@ -312,7 +312,7 @@ def search(
     spec = problem.spec
     root = _root(problem, root_rows, problem.compact(root_alphas))
     root_alphas = root.alphas
-    root = _with_branches(problem, root)
+    root, _ = _with_branches(problem, root)
     store, visited, exhausted = root, 1, 0
     worst_proved = math.inf
     last_attack = time.time()
@@ -366,7 +366,10 @@ def search(
             proved[index[~ok]] = False
         open_ = children.take(torch.nonzero(~proved).flatten())
         if len(open_):
-            open_ = _with_branches(problem, open_)
+            open_, corners = _with_branches(problem, open_)
+            found = _probe(problem, corners, check)
+            if found is not None:
+                return BabOutcome(False, -math.inf, found, visited, exhausted)
         store = Domains.join([rest, open_])
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
@@ -482,14 +485,37 @@ def _bound(problem: Problem, children: Domains, deadline, options) -> Domains:
     )
 
 
-def _with_branches(problem: Problem, domains: Domains, candidates: int = 3) -> Domains:
+def _probe(problem: Problem, corners: torch.Tensor, check, limit: int = 4):
+    """Evaluates the network at the domains' bound-minimizing corners
+    ``(n, *input_shape)``: a corner where a disjunct holds, confirmed by
+    ``check``, is a counterexample (alpha-beta-CROWN's upper bound)."""
+    if check is None or corners is None or not len(corners):
+        return None
+    with torch.no_grad():
+        y = problem.graph.evaluate(corners).reshape(len(corners), -1)
+        margins = problem.spec.margins(y).amin(1)
+    for k in torch.argsort(margins)[:limit].tolist():
+        if margins[k] > 0:
+            break
+        found = check(corners[k].double().cpu().numpy().reshape(-1))
+        if found is not None:
+            return found
+    return None
+
+
+def _with_branches(problem: Problem, domains: Domains, candidates: int = 3):
     """Chooses each domain's next branching neuron: in every ReLU layer the
     ``candidates`` best by BaBSR's score, then the one whose two children's
     bounds (one pass, the parent's slopes) are best in the worse child
     (filtered smart branching: De Palma et al., "Improved Branch and Bound for
     Neural Network Verification via Lagrangian Decomposition", 2021, Sec. 5;
     per layer, as alpha-beta-CROWN's kFSB: BaBSR's score alone favours the
-    last layer, whose splits help least)."""
+    last layer, whose splits help least).
+
+    Returns:
+        ``(domains, corners)``: the domains with their ``branch`` set, and
+        each one's bound-minimizing input corner (for `_probe`).
+    """
     record = {}
     with torch.no_grad():
         if domains.alphas is None:
@@ -523,4 +549,9 @@ def _with_branches(problem: Problem, domains: Domains, candidates: int = 3) -> D
     branch = torch.where(
         torch.isfinite(top[:, 0]), at[:, 0], torch.full_like(at[:, 0], -1)
     )
-    return dataclasses.replace(domains, branch=branch)
+    corners = None
+    if record.get(0) is not None:
+        weights = record[0][:, 0]  # (n, *input): the first row's coefficients
+        box = problem.box
+        corners = torch.where(weights > 0, box.lower, box.upper)
+    return dataclasses.replace(domains, branch=branch), corners
