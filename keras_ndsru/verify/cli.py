@@ -261,9 +261,8 @@ def _decide_instance(args, deadline: float):
     """Runs in the watchdog's child: loads and decides the instance."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from keras_ndsru.verify.formats.onnx_graph import OnnxError
+    from keras_ndsru.verify.formats.errors import OnnxError
     from keras_ndsru.verify.formats.vnnlib import VnnlibError
-    from keras_ndsru.verify.search.complete import GraphOptions
     from keras_ndsru.verify.search.schedule import process_context
     from keras_ndsru.verify.vnncomp import run_instance
     from keras_ndsru.verify.watchdog import Answer
@@ -279,7 +278,7 @@ def _decide_instance(args, deadline: float):
             timeout,
             executor=pool,
             engine=args.engine,
-            graph_options=GraphOptions(device=args.device),
+            device=args.device,
         )
     except (OnnxError, VnnlibError) as error:
         return Answer(2, "", error=str(error))

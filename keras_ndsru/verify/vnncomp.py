@@ -67,6 +67,7 @@ def run_instance(
     options=None,
     engine: str = "auto",
     graph_options=None,
+    device: str | None = None,
 ) -> InstanceResult:
     """Decides one VNN-COMP instance within ``timeout`` seconds (all included).
 
@@ -84,11 +85,13 @@ def run_instance(
             most ``options.split_max_dims`` inputs, else graph). Defaults to
             "auto".
         graph_options: a `complete.GraphOptions`. Defaults to its defaults.
+        device: the graph engine's device ("auto", "cpu", "cuda"), replacing
+            ``graph_options.device`` when given. Defaults to None.
 
     Returns:
         An `InstanceResult`.
     """
-    from keras_ndsru.verify.formats.onnx_graph import load_onnx_graph
+    from keras_ndsru.verify.formats.onnx_reader import input_size
     from keras_ndsru.verify.formats.vnnlib import read_vnnlib
 
     if engine not in ENGINES:
@@ -97,16 +100,23 @@ def run_instance(
         )
     start = time.time()
     options = options or Options()
-    graph = load_onnx_graph(onnx_path)
-    properties = read_vnnlib(vnnlib_path, graph.n_inputs, graph.n_outputs)
     if engine == "auto":
-        engine = "split" if graph.n_inputs <= options.split_max_dims else "graph"
+        # Decided before loading: input splitting needs no PyTorch (seconds).
+        small = input_size(onnx_path) <= options.split_max_dims
+        engine = "split" if small else "graph"
     if engine == "split":
         from keras_ndsru.verify.formats.onnx_reader import load_onnx
 
         network = load_onnx(onnx_path)
     else:
-        network = graph
+        from keras_ndsru.verify.formats.onnx_graph import load_onnx_graph
+        from keras_ndsru.verify.search.complete import GraphOptions
+
+        network = load_onnx_graph(onnx_path)
+        graph_options = graph_options or GraphOptions()
+        if device is not None:
+            graph_options = dataclasses.replace(graph_options, device=device)
+    properties = read_vnnlib(vnnlib_path, network.n_inputs, network.n_outputs)
     runtime = _OnnxRuntime.open(onnx_path)
     dtype = runtime.dtype if runtime else np.float32
 

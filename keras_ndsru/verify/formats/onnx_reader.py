@@ -52,6 +52,33 @@ SUPPORTED = (
 )
 
 
+def input_size(path) -> int:
+    """The number of elements of the model's (first non-constant) input,
+    symbolic axes counted as 1, read without building anything.
+
+    Raises:
+        OnnxError: an unreadable file.
+    """
+    import onnx
+
+    try:
+        model = onnx.load(os.fspath(path), load_external_data=False)
+    except Exception as error:  # noqa: BLE001 -- any parse failure is one line
+        raise OnnxError(
+            f"{path}: not a readable ONNX model ({type(error).__name__}). "
+            f"Received: path={os.fspath(path)!r}"
+        ) from None
+    constants = {t.name for t in model.graph.initializer}
+    for value in model.graph.input:
+        if value.name not in constants:
+            dims = value.type.tensor_type.shape.dim
+            return math.prod(
+                d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
+                for d in dims
+            )
+    return 0
+
+
 def load_onnx(path, input_domain=None):
     """Reads an ONNX model of one input and one output into a `ReluNetwork`.
 
