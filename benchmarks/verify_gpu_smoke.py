@@ -76,9 +76,7 @@ def run(device: str, timeout: float) -> int:
         print(f"{manifest}: nothing staged (run --stage where ../shared exists)")
         return 2
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    print(
-        "| instance | device | verdict | expected | seconds |\n|---|---|---|---|---|"
-    )
+    print("| instance | device | verdict | expected | seconds |\n|---|---|---|---|---|")
     wrong = 0
     with open(manifest) as file:
         rows = list(csv.reader(file))
