@@ -215,17 +215,19 @@ def vnncomp_main(argv, started: float | None = None) -> int:
     """``keras-ndsru-verify vnncomp``: exit 0 when decided, 1 on timeout or
     unknown, 2 on a usage error (one line naming the input).
 
-    The deadline is hard (`keras_ndsru.verify.watchdog`): ``--timeout``
+    The deadline is hard (`keras_ndsru.verify.watchdog`): by ``--timeout``
     seconds after ``started`` (a `time.time()` value; defaults to now), the
     result file holds an answer and the process has exited, whatever the
-    verifier was doing.
+    verifier was doing (the watchdog acts half a second early).
     """
     from keras_ndsru.verify import watchdog
 
     deadline = time.time() if started is None else started
     parser = build_vnncomp_parser()
     args = parser.parse_args(argv)
-    deadline += args.timeout
+    # Killed half a second early: a loaded machine may wake the waiting
+    # parent late, and the answer must be out by the timeout.
+    deadline += max(args.timeout - _KILL_MARGIN, 0.5 * args.timeout)
     for path, kind in ((args.onnx, "ONNX network"), (args.vnnlib, "VNN-LIB property")):
         if not os.path.isfile(path):
             parser.error(f"{path}: {kind} file not found")
@@ -255,6 +257,8 @@ def vnncomp_main(argv, started: float | None = None) -> int:
 # The verifier's own answer is due this long before the hard deadline, so that
 # it normally answers itself (e.g. "unknown" rather than "timeout").
 _ANSWER_MARGIN = 0.25
+# The watchdog kills this long before --timeout.
+_KILL_MARGIN = 0.5
 
 
 def _decide_instance(args, deadline: float):
