@@ -278,18 +278,11 @@ def test_optional_solvers_are_imported_lazily():
 
 def test_def1_on_a_graph_matches_brute_force():
     """The graph engine (a `Graph`, L_inf neighbourhoods) against the oracle."""
-    from keras_ndsru.verify.graph import operators as ops
-    from keras_ndsru.verify.graph.graph import Graph
+    from graph_nets import relu_graph
 
     verdicts = []
     for weights, biases, x0 in _cases(5, 3, [3, 5, 4, 3]):
-        graph = Graph((3,))
-        node = 0
-        for k, (w, b) in enumerate(zip(weights, biases)):
-            node = graph.add(ops.MatMul(w.T, b), [node], f"dense{k}")
-            if k < len(weights) - 1:
-                node = graph.add(ops.ReLU(), [node], f"relu{k}")
-        graph.output = node
+        graph = relu_graph(weights, biases)
         label = int(np.argmax(forward(weights, biases, x0)[0]))
         for delta in (0.05, 0.3, 0.6):
             exact = def1_min_margin(weights, biases, x0, delta, "inf")

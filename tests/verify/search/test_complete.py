@@ -6,24 +6,12 @@ import time
 
 import numpy as np
 import pytest
+from graph_nets import relu_graph
 from verify_brute import exact_min_margin, random_net
 
-from keras_ndsru.verify.graph import operators as ops
-from keras_ndsru.verify.graph.graph import Graph
 from keras_ndsru.verify.outcomes.outcome import Method, Status
 from keras_ndsru.verify.properties.spec import Disjunct, Property, Region
 from keras_ndsru.verify.search.complete import GraphOptions, decide_graph
-
-
-def as_graph(weights, biases):
-    g = Graph((weights[0].shape[1],))
-    x = 0
-    for k, (w, b) in enumerate(zip(weights, biases)):
-        x = g.add(ops.MatMul(w.T, b), [x], f"dense{k}")
-        if k < len(weights) - 1:
-            x = g.add(ops.ReLU(), [x], f"relu{k}")
-    g.output = x
-    return g
 
 
 def _case(seed):
@@ -47,7 +35,7 @@ def test_verdicts_match_exact_minima(seed, gap):
     ]
     rhs = np.array(exact) + gap
     prop = Property(region, [Disjunct(row[None], t[None]) for row, t in zip(mat, rhs)])
-    graph = as_graph(weights, biases)
+    graph = relu_graph(weights, biases)
     options = GraphOptions(device="cpu", restarts=2, steps=5)
     outcomes = decide_graph(graph, prop, time.time() + 120, options)
     if gap < 0:
@@ -72,7 +60,7 @@ def test_branch_and_bound_proves_what_bounds_alone_cannot():
         prop = Property(region, [Disjunct(mat[:1], np.array([exact - 1e-3]))])
         options = GraphOptions(device="cpu", restarts=1, steps=2)
         (outcome,) = decide_graph(
-            as_graph(weights, biases), prop, time.time() + 120, options
+            relu_graph(weights, biases), prop, time.time() + 120, options
         )
         assert outcome.status is Status.SAFE
         proved_by_search += outcome.method is Method.BAB
@@ -88,7 +76,7 @@ def test_deadline_is_kept_and_answer_is_unknown():
     del exact_guess
     start = time.time()
     outcomes = decide_graph(
-        as_graph(weights, biases), prop, start + 1.0, GraphOptions(device="cpu")
+        relu_graph(weights, biases), prop, start + 1.0, GraphOptions(device="cpu")
     )
     assert time.time() - start < 3.0
     assert outcomes[0].status in (Status.UNKNOWN, Status.VIOLATED, Status.SAFE)
@@ -101,4 +89,4 @@ def test_region_must_be_a_box():
     )
     prop = Property(ball, [Disjunct(mat[:1], np.zeros(1))])
     with pytest.raises(ValueError, match="box regions"):
-        decide_graph(as_graph(weights, biases), prop, time.time() + 5)
+        decide_graph(relu_graph(weights, biases), prop, time.time() + 5)

@@ -7,13 +7,12 @@ import itertools
 
 import numpy as np
 import torch
+from graph_nets import relu_graph
 from verify_brute import random_net
 
 from keras_ndsru.verify.bounds import crown
 from keras_ndsru.verify.bounds import optimize as opt
 from keras_ndsru.verify.bounds.spec import OutputSpec
-from keras_ndsru.verify.graph import operators as ops
-from keras_ndsru.verify.graph.graph import Graph
 from keras_ndsru.verify.properties.spec import Disjunct, Property, Region
 from keras_ndsru.verify.search import bab, leaf_lp
 
@@ -21,13 +20,7 @@ from keras_ndsru.verify.search import bab, leaf_lp
 def _problem(seed):
     rng = np.random.default_rng(seed)
     weights, biases = random_net(rng, [2, 4, 3, 2], scale=1.5)
-    g = Graph((2,))
-    node = 0
-    for k, (w, b) in enumerate(zip(weights, biases)):
-        node = g.add(ops.MatMul(w.T, b), [node], f"d{k}")
-        if k < len(weights) - 1:
-            node = g.add(ops.ReLU(), [node], f"r{k}")
-    g.output = node
+    g = relu_graph(weights, biases)
     region = Region(-np.ones(2), np.ones(2))
     # rhs 100: the disjunct holds everywhere, so every feasible leaf returns
     # its minimizer (a candidate) and its value.
