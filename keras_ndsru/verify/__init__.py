@@ -9,8 +9,8 @@ rhs``), decided by one path (`check`): falsification, bound propagation,
 input splitting and a HiGHS mixed-integer encoding. VNN-LIB files
 (`read_vnnlib`) compile into the same properties; `run_instance` answers a
 VNN-COMP instance. Image networks go to the graph engine (`load_onnx_graph`,
-a `Graph` of operators; PyTorch). HiGHS, SciPy, onnx and PyTorch are imported
-only when needed (``pip install keras-ndsru[verify]``).
+`graph_from_keras`: a `Graph` of operators; PyTorch). HiGHS, SciPy, onnx and
+PyTorch are imported only when needed (``pip install keras-ndsru[verify]``).
 """
 
 from keras_ndsru.verify.formats.errors import OnnxError
@@ -47,6 +47,7 @@ __all__ = [
     "check",
     "from_keras",
     "global_robustness",
+    "graph_from_keras",
     "load_nnet",
     "load_onnx",
     "load_onnx_graph",
@@ -63,6 +64,10 @@ def __getattr__(name):
         from keras_ndsru.verify.graph.graph import Graph
 
         return Graph
+    if name == "graph_from_keras":
+        from keras_ndsru.verify.formats.keras_graph import graph_from_keras
+
+        return graph_from_keras
     if name == "load_onnx_graph":
         from keras_ndsru.verify.formats.onnx_graph import load_onnx_graph
 

@@ -44,8 +44,8 @@ def _as_network(model, strip_softmax):
     if keras is not None and isinstance(model, keras.Model):
         return from_keras(model, strip_softmax=strip_softmax), model
     raise TypeError(
-        "Expected a keras.Model, a Graph (load_onnx_graph) or a network from "
-        "load_nnet/ReluNetwork. "
+        "Expected a keras.Model, a Graph (load_onnx_graph, graph_from_keras) or a "
+        "network from load_nnet/ReluNetwork. "
         f"Received: model={type(model).__name__}"
     )
 
@@ -164,7 +164,8 @@ def local_robustness(
 
     Args:
         model: a `keras.Model` of supported layers, a `Graph`
-            (`load_onnx_graph`: the graph engine, for L_inf neighbourhoods),
+            (`load_onnx_graph`, `graph_from_keras`: the graph engine, for L_inf
+            neighbourhoods of image networks),
             or a `ReluNetwork` / `load_nnet` network (queries are then in its
             normalized space).
         x0: the point (model input shape, or flat), or a batch of points:

@@ -71,7 +71,6 @@ def back_substitute(
     box: Box,
     relax_for=None,
     record: dict | None = None,
-    stop=(),
 ) -> torch.Tensor:
     """Lower bounds of ``sum(C[b, s] * v[b])`` for node ``start``'s value ``v``.
 
@@ -87,14 +86,11 @@ def back_substitute(
         record: optional dict, filled with the ``A`` each splittable node
             received (its output's coefficients: BaB's branching scores), and
             under key 0 the input's (the bound's minimizer is a box corner).
-        stop: nodes where the substitution stops early: their share is
-            bounded with their own ``bounds`` (cheaper, looser; DeepPoly's
-            partial back-substitution). Defaults to none.
 
     Returns:
         ``(batch, specs)`` lower bounds.
     """
-    A, bias = linear_bound(graph, start, C, bounds, box, relax_for, record, stop)
+    A, bias = linear_bound(graph, start, C, bounds, box, relax_for, record)
     return bias if A is None else bias + concretize(A, box)
 
 
@@ -106,7 +102,6 @@ def linear_bound(
     box: Box,
     relax_for=None,
     record: dict | None = None,
-    stop=(),
 ):
     """``(A, bias)`` with ``sum(C * v) >= sum(A * x) + bias`` for inputs ``x``
     in the box (``A`` None when ``v`` does not depend on the input); equal
@@ -119,9 +114,6 @@ def linear_bound(
         if a is None:
             continue
         node = graph.nodes[k]
-        if k in stop and k != start:
-            bias = bias + concretize(a, Box(*bounds[k]))
-            continue
         relax = None
         if not node.op.affine:
             relax = relax_for(k) if relax_for is not None else None

@@ -83,26 +83,177 @@ def region_box(graph, region) -> tuple[np.ndarray, np.ndarray]:
     return lower, upper
 
 
+def _round_out(value: torch.Tensor, exact: torch.Tensor, down: bool):
+    """``value`` (``exact`` cast to a lower precision) moved one ulp outwards
+    where the cast moved it inwards."""
+    if down:
+        inward = value.double() > exact
+        step = torch.nextafter(value, value.new_tensor(-torch.inf))
+    else:
+        inward = value.double() < exact
+        step = torch.nextafter(value, value.new_tensor(torch.inf))
+    return torch.where(inward, step, value)
+
+
 def outward(bounds: list, dtype) -> list:
     """float64 bounds in ``dtype``, rounded outwards (still sound)."""
-    out = []
-    for b in bounds:
-        if b is None:
-            out.append(None)
-            continue
-        lower, upper = b[0].to(dtype), b[1].to(dtype)
-        lower = torch.where(
-            lower.double() > b[0],
-            torch.nextafter(lower, lower.new_tensor(-torch.inf)),
-            lower,
+    return [
+        None
+        if b is None
+        else (
+            _round_out(b[0].to(dtype), b[0], down=True),
+            _round_out(b[1].to(dtype), b[1], down=False),
         )
-        upper = torch.where(
-            upper.double() < b[1],
-            torch.nextafter(upper, upper.new_tensor(torch.inf)),
-            upper,
+        for b in bounds
+    ]
+
+
+def input_boxes(graph, region, device, dtype) -> tuple:
+    """The region's box in float64 and in ``dtype`` (rounded outwards).
+
+    Returns:
+        ``(lower, upper, box64, box)``: NumPy float64 bounds ``(n,)`` and
+        two `crown.Box` of the graph's input shape with a batch axis of 1.
+    """
+    lower, upper = region_box(graph, region)
+    shape = (1, *graph.input_shape)
+    box64 = crown.Box(
+        torch.as_tensor(lower, device=device).reshape(shape),
+        torch.as_tensor(upper, device=device).reshape(shape),
+    )
+    ((low, high),) = outward([(box64.lower, box64.upper)], dtype)
+    return lower, upper, box64, crown.Box(low, high)
+
+
+class _Run:
+    """One property's decision: the boxes, the clock and the re-checks."""
+
+    def __init__(self, graph, prop, deadline, options, confirm):
+        self.graph = graph
+        self.deadline = deadline
+        self.options = options
+        self.confirm = confirm
+        self.start = time.time()
+        self.dtype = getattr(torch, options.dtype)
+        self.spec = OutputSpec.from_property(prop)
+        self.lower, self.upper, self.box64, self.box = input_boxes(
+            graph, prop.region, options.torch_device(), self.dtype
         )
-        out.append((lower, upper))
-    return out
+        self.generator = torch.Generator().manual_seed(options.seed)
+        self.attacks = 0
+
+    def outcome(self, status, **fields) -> Outcome:
+        return Outcome(status, seconds=time.time() - self.start, **fields)
+
+    def check(self, point):
+        """``(disjunct, point)`` when ``point`` (clipped) is a confirmed
+        counterexample, else None."""
+        point = np.clip(point, self.lower, self.upper)
+        found = _violated(self.graph, self.spec, point)
+        if found is not None and (self.confirm is None or self.confirm(found, point)):
+            return found, point
+        return None
+
+    def attack(self):
+        """PGD, more starts on each call (up to 4x); a confirmed
+        counterexample or None."""
+        self.attacks += 1
+        x, margin = attack.pgd(
+            self.graph,
+            self.box.lower,
+            self.box.upper,
+            self.spec,
+            restarts=self.options.restarts * min(self.attacks, 4),
+            steps=self.options.steps,
+            generator=self.generator,
+            deadline=self.deadline,
+        )
+        if margin > 0:
+            return None
+        return self.check(x.detach().double().cpu().numpy().reshape(-1))
+
+    def root(self):
+        """alpha-CROWN at the root: ``(bounds64, bounds, rows, alphas,
+        values64)``, the float64 disjunct values certified."""
+        with torch.no_grad():
+            bounds64 = crown.intermediate_bounds(
+                self.graph, self.box64, deadline=self.deadline
+            )
+        bounds = outward(bounds64, self.dtype)
+        logger.debug("float64 CROWN bounds after %.2f s", time.time() - self.start)
+        rows, alphas, _, middle = opt.root_bounds(
+            self.graph,
+            self.box,
+            bounds,
+            self.spec,
+            self.options.root,
+            deadline=self.deadline,
+        )
+        if middle:
+            bounds64 = _recompute(self.graph, self.box64, bounds64, middle)
+            bounds = outward(bounds64, self.dtype)
+        problem = bab.Problem(
+            self.graph, self.box, bounds, self.spec, self.box64, bounds64
+        )
+        rows64 = problem.certify(bab._root(problem, rows, problem.compact(alphas)))
+        rows = torch.minimum(rows, rows64.to(self.dtype))
+        return bounds64, bounds, rows, alphas, self.spec.disjunct_values(rows64)
+
+    def search(self, bounds64, bounds, rows, alphas, values) -> list[Outcome]:
+        """Branch and bound, one search per disjunct not excluded, the worst
+        root bound first (the likeliest to be violated), each over its own
+        rows as alpha-beta-CROWN does per target: a domain's work grows with
+        the rows it bounds."""
+        spec = self.spec
+        lows = {d: v for d, v in enumerate(values) if v > 0}
+        leaves = 0
+        for d in sorted(set(range(spec.disjuncts)) - set(lows), key=values.__getitem__):
+            mine = torch.as_tensor(spec.owner == d, device=rows.device)
+            result = bab.search(
+                bab.Problem(
+                    self.graph, self.box, bounds, spec.restrict(d), self.box64, bounds64
+                ),
+                rows[:, mine],
+                {r: a[:, mine] for r, a in alphas.items()},
+                self.deadline,
+                self.options.bab,
+                attack=self.attack,
+                check=self.check,
+            )
+            leaves += result.domains
+            if result.found is not None:
+                disjunct, point = result.found
+                return [
+                    self.outcome(
+                        Status.VIOLATED,
+                        disjunct=disjunct,
+                        method=Method.BAB,
+                        x=point.reshape(1, -1),
+                        leaves=leaves,
+                    )
+                ]
+            if not result.proved:
+                timeout = time.time() >= self.deadline
+                return [
+                    self.outcome(
+                        Status.UNKNOWN,
+                        disjunct=d,
+                        reason=Reason.TIMEOUT if timeout else Reason.TOLERANCE,
+                        lower=result.lower,
+                        leaves=leaves,
+                    )
+                ]
+            lows[d] = result.lower
+        return [
+            self.outcome(
+                Status.SAFE,
+                disjunct=i,
+                method=Method.BAB,
+                lower=min(lows.values()),
+                leaves=leaves,
+            )
+            for i in range(spec.disjuncts)
+        ]
 
 
 def decide_graph(
@@ -126,64 +277,12 @@ def decide_graph(
         One `Outcome` per disjunct when proved; else one `Outcome` (the
         violated disjunct, or `UNKNOWN` with its reason).
     """
-    options = options or GraphOptions()
-    start = time.time()
-    device = options.torch_device()
-    dtype = getattr(torch, options.dtype)
-    spec = OutputSpec.from_property(prop)
-    lower, upper = region_box(graph, prop.region)
-    shape = (1, *graph.input_shape)
-    box64 = crown.Box(
-        torch.as_tensor(lower, device=device).reshape(shape),
-        torch.as_tensor(upper, device=device).reshape(shape),
-    )
-    box = crown.Box(box64.lower.to(dtype), box64.upper.to(dtype))
-    box = crown.Box(
-        torch.where(
-            box.lower.double() > box64.lower,
-            torch.nextafter(box.lower, box.lower.new_tensor(-torch.inf)),
-            box.lower,
-        ),
-        torch.where(
-            box.upper.double() < box64.upper,
-            torch.nextafter(box.upper, box.upper.new_tensor(torch.inf)),
-            box.upper,
-        ),
-    )
-    generator = torch.Generator().manual_seed(options.seed)
-    tries = [0]
-
-    def outcome(status, **fields):
-        return Outcome(status, seconds=time.time() - start, **fields)
-
-    def check(point):
-        point = np.clip(point, lower, upper)
-        found = _violated(graph, spec, point)
-        if found is not None and (confirm is None or confirm(found, point)):
-            return found, point
-        return None
-
-    def run_attack():
-        tries[0] += 1
-        x, margin = attack.pgd(
-            graph,
-            box.lower,
-            box.upper,
-            spec,
-            restarts=options.restarts * min(tries[0], 4),
-            steps=options.steps,
-            generator=generator,
-            deadline=deadline,
-        )
-        if margin > 0:
-            return None, margin
-        return check(x.detach().double().cpu().numpy().reshape(-1)), margin
-
-    found, _ = run_attack()
-    logger.debug("attack done after %.2f s", time.time() - start)
+    run = _Run(graph, prop, deadline, options or GraphOptions(), confirm)
+    found = run.attack()
+    logger.debug("attack done after %.2f s", time.time() - run.start)
     if found is not None:
         return [
-            outcome(
+            run.outcome(
                 Status.VIOLATED,
                 disjunct=found[0],
                 method=Method.ATTACK,
@@ -191,90 +290,16 @@ def decide_graph(
             )
         ]
     if time.time() > deadline:
-        return [outcome(Status.UNKNOWN, reason=Reason.TIMEOUT)]
-    graph64 = graph
-    with torch.no_grad():
-        bounds64 = crown.intermediate_bounds(graph64, box64, deadline=deadline)
-    bounds = outward(bounds64, dtype)
-    logger.debug("float64 CROWN bounds after %.2f s", time.time() - start)
-    rows, alphas, _, middle = opt.root_bounds(
-        graph, box, bounds, spec, options.root, deadline=deadline
-    )
-    if middle:
-        bounds64 = _recompute(graph, box64, bounds64, middle)
-        bounds = outward(bounds64, dtype)
-    problem = bab.Problem(graph, box, bounds, spec, box64, bounds64)
-    rows64 = problem.certify(bab._root(problem, rows, problem.compact(alphas)))
-    values64 = spec.disjunct_values(rows64)
-    if (values64 > 0).all():
-        return [
-            outcome(
-                Status.SAFE,
-                disjunct=i,
-                method=Method.CROWN,
-                lower=float(values64.min()),
-            )
-            for i in range(spec.disjuncts)
-        ]
-    rows = torch.minimum(rows, rows64.to(dtype))
-
-    def attack_again():
-        found, _ = run_attack()
-        return found
-
-    # One search per disjunct left, each over its own rows (as alpha-beta-CROWN
-    # does per target): a domain's work grows with the rows it bounds.
+        return [run.outcome(Status.UNKNOWN, reason=Reason.TIMEOUT)]
+    bounds64, bounds, rows, alphas, values64 = run.root()
     values = values64[0].tolist()
-    lows = {d: v for d, v in enumerate(values) if v > 0}
     logger.debug("root bounds per disjunct: %s", [f"{v:.4g}" for v in values])
-    leaves = 0
-    # The worst root bound first: the likeliest to be violated.
-    for d in sorted(set(range(spec.disjuncts)) - set(lows), key=lambda d: values[d]):
-        mine = torch.as_tensor(spec.owner == d, device=rows.device)
-        part = spec.restrict(d)
-        result = bab.search(
-            bab.Problem(graph, box, bounds, part, box64, bounds64),
-            rows[:, mine],
-            {r: a[:, mine] for r, a in alphas.items()},
-            deadline,
-            options.bab,
-            attack=attack_again,
-            check=check,
-        )
-        leaves += result.domains
-        if result.found is not None:
-            disjunct, point = result.found
-            return [
-                outcome(
-                    Status.VIOLATED,
-                    disjunct=disjunct,
-                    method=Method.BAB,
-                    x=point.reshape(1, -1),
-                    leaves=leaves,
-                )
-            ]
-        if not result.proved:
-            reason = Reason.TIMEOUT if time.time() >= deadline else Reason.TOLERANCE
-            return [
-                outcome(
-                    Status.UNKNOWN,
-                    disjunct=d,
-                    reason=reason,
-                    lower=result.lower,
-                    leaves=leaves,
-                )
-            ]
-        lows[d] = result.lower
-    return [
-        outcome(
-            Status.SAFE,
-            disjunct=i,
-            method=Method.BAB,
-            lower=min(lows.values()),
-            leaves=leaves,
-        )
-        for i in range(spec.disjuncts)
-    ]
+    if min(values) > 0:
+        return [
+            run.outcome(Status.SAFE, disjunct=i, method=Method.CROWN, lower=min(values))
+            for i in range(run.spec.disjuncts)
+        ]
+    return run.search(bounds64, bounds, rows, alphas, values)
 
 
 def _violated(graph, spec, point) -> int | None:
