@@ -346,6 +346,11 @@ def search(
             problem, _split(problem, picked, root_alphas), deadline, options
         )
         visited += len(children)
+        if time.time() > deadline:
+            # The last round: re-certifying, branching and probing its
+            # children (tens of seconds on image networks) would overrun.
+            rows = torch.cat([rest.rows, children.rows])
+            return BabOutcome(False, _worst(spec, rows), None, visited, exhausted)
         proved = (spec.disjunct_values(children.rows) > 0).all(1)
         if proved.any():
             index = torch.nonzero(proved).flatten()
@@ -365,8 +370,11 @@ def search(
             children.rows[index[~ok]] = rows64[~ok].to(children.rows.dtype)
             proved[index[~ok]] = False
         open_ = children.take(torch.nonzero(~proved).flatten())
+        if time.time() > deadline:
+            rows = torch.cat([rest.rows, open_.rows])
+            return BabOutcome(False, _worst(spec, rows), None, visited, exhausted)
         if len(open_):
-            open_, corners = _with_branches(problem, open_)
+            open_, corners = _with_branches(problem, open_, deadline=deadline)
             found = _probe(problem, corners, check)
             if found is not None:
                 return BabOutcome(False, -math.inf, found, visited, exhausted)
@@ -503,7 +511,9 @@ def _probe(problem: Problem, corners: torch.Tensor, check, limit: int = 4):
     return None
 
 
-def _with_branches(problem: Problem, domains: Domains, candidates: int = 3):
+def _with_branches(
+    problem: Problem, domains: Domains, candidates: int = 3, deadline=None
+):
     """Chooses each domain's next branching neuron: in every ReLU layer the
     ``candidates`` best by BaBSR's score, then the one whose two children's
     bounds (one pass, the parent's slopes) are best in the worse child
@@ -511,6 +521,9 @@ def _with_branches(problem: Problem, domains: Domains, candidates: int = 3):
     Neural Network Verification via Lagrangian Decomposition", 2021, Sec. 5;
     per layer, as alpha-beta-CROWN's kFSB: BaBSR's score alone favours the
     last layer, whose splits help least).
+
+    Candidates are tried until ``deadline`` (a `time.time()` value or None);
+    where none was, BaBSR's best candidate is taken.
 
     Returns:
         ``(domains, corners)``: the domains with their ``branch`` set, and
@@ -532,18 +545,24 @@ def _with_branches(problem: Problem, domains: Domains, candidates: int = 3):
         top, at = torch.cat(tops, 1), torch.cat(ats, 1)
         k = top.shape[1]
         if k > 1 and domains.alphas is not None:
+            # One candidate at a time (2 n children each, not 2 k n at once:
+            # memory), until the deadline; BaBSR's best where none was tried.
             n = len(domains)
-            flat = at.T.reshape(-1)  # candidate-major: (k * n,)
-            trial = domains.take(torch.arange(n, device=at.device).repeat(k))
-            trial = dataclasses.replace(trial, branch=flat)
-            pair = _split(problem, trial, [])
-            rows = problem.bound(pair)
-            worst = problem.spec.disjunct_values(rows).amin(1)  # (2 k n,)
-            worst = torch.minimum(worst[: k * n], worst[k * n :]).reshape(k, n).T
+            worst = top.new_full((n, k), -torch.inf)
+            for c in range(k):
+                if deadline is not None and time.time() > deadline:
+                    break
+                trial = dataclasses.replace(domains, branch=at[:, c])
+                values = problem.spec.disjunct_values(
+                    problem.bound(_split(problem, trial, []))
+                ).amin(1)
+                worst[:, c] = torch.minimum(values[:n], values[n:])
             worst = torch.where(
                 torch.isfinite(top), worst, torch.full_like(worst, -torch.inf)
             )
-            best = worst.argmax(1)
+            best = torch.where(
+                torch.isfinite(worst).any(1), worst.argmax(1), top.argmax(1)
+            )
             at = at.gather(1, best[:, None])
             top = top.gather(1, best[:, None])
     branch = torch.where(
