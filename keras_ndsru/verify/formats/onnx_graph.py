@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from keras_ndsru.verify.formats.errors import OnnxError
+from keras_ndsru.verify.formats.onnx_model import open_onnx
 from keras_ndsru.verify.graph import image_ops
 from keras_ndsru.verify.graph import operators as ops
 from keras_ndsru.verify.graph.graph import Graph
@@ -53,41 +54,20 @@ def load_onnx_graph(path, input_domain=None) -> Graph:
         OnnxError: an unreadable file, an unsupported node (named with its op
             type), or not one input and one output.
     """
-    import onnx
-    from onnx import numpy_helper
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: ONNX file not found. Received: path={path!r}")
-    try:
-        model = onnx.load(path)
-    except Exception as error:  # noqa: BLE001 -- any parse failure is one line
-        raise OnnxError(
-            f"{path}: not a readable ONNX model ({type(error).__name__}). "
-            f"Received: path={path!r}"
-        ) from None
-    onnx_graph = model.graph
-    constants = {t.name: numpy_helper.to_array(t) for t in onnx_graph.initializer}
-    inputs = [i for i in onnx_graph.input if i.name not in constants]
-    if len(inputs) != 1 or len(onnx_graph.output) != 1:
-        raise OnnxError(
-            f"{path}: expected one input and one output. Received: inputs="
-            f"{[i.name for i in inputs]}, outputs={[o.name for o in onnx_graph.output]}"
-        )
-    dims = tuple(
-        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
-        for d in inputs[0].type.tensor_type.shape.dim
+    opened = open_onnx(path)
+    dims = opened.input_dims
+    graph = Graph(
+        dims or (1,), name=os.path.basename(opened.path), input_domain=input_domain
     )
-    graph = Graph(dims or (1,), name=os.path.basename(path), input_domain=input_domain)
-    reader = _Reader(path, model, graph)
-    reader.values[inputs[0].name] = _Tensor(0, graph.input_shape)
-    for name, value in constants.items():
+    reader = _Reader(opened.path, opened.opset, graph)
+    reader.values[opened.input_name] = _Tensor(0, graph.input_shape)
+    for name, value in opened.constants.items():
         reader.values[name] = _constant(value)
-    for node in onnx_graph.node:
+    for node in opened.nodes:
         reader.node(node)
-    output = reader.values.get(onnx_graph.output[0].name)
+    output = reader.values.get(opened.output_name)
     if not isinstance(output, _Tensor):
-        raise OnnxError(f"{path}: the output does not depend on the input.")
+        raise OnnxError(f"{opened.path}: the output does not depend on the input.")
     graph.output = output.index
     return graph
 
@@ -98,9 +78,8 @@ def _constant(value):
 
 
 class _Reader:
-    def __init__(self, path, model, graph: Graph):
-        self.path, self.graph = path, graph
-        self.opset = {o.domain: o.version for o in model.opset_import}.get("", 13)
+    def __init__(self, path, opset: int, graph: Graph):
+        self.path, self.graph, self.opset = path, graph, opset
         self.values: dict = {}
 
     def error(self, node, why: str) -> OnnxError:
