@@ -91,7 +91,7 @@ def run_instance(
     Returns:
         An `InstanceResult`.
     """
-    from keras_ndsru.verify.formats.onnx_reader import input_size
+    from keras_ndsru.verify.formats.onnx_model import input_size
     from keras_ndsru.verify.formats.vnnlib import read_vnnlib
 
     if engine not in ENGINES:

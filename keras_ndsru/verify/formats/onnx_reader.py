@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from keras_ndsru.verify.formats.errors import OnnxError
+from keras_ndsru.verify.formats.onnx_model import open_onnx
 from keras_ndsru.verify.graph import image_ops
 from keras_ndsru.verify.graph.lowering import Affine, Chain, Values
 
@@ -52,33 +53,6 @@ SUPPORTED = (
 )
 
 
-def input_size(path) -> int:
-    """The number of elements of the model's (first non-constant) input,
-    symbolic axes counted as 1, read without building anything.
-
-    Raises:
-        OnnxError: an unreadable file.
-    """
-    import onnx
-
-    try:
-        model = onnx.load(os.fspath(path), load_external_data=False)
-    except Exception as error:  # noqa: BLE001 -- any parse failure is one line
-        raise OnnxError(
-            f"{path}: not a readable ONNX model ({type(error).__name__}). "
-            f"Received: path={os.fspath(path)!r}"
-        ) from None
-    constants = {t.name for t in model.graph.initializer}
-    for value in model.graph.input:
-        if value.name not in constants:
-            dims = value.type.tensor_type.shape.dim
-            return math.prod(
-                d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
-                for d in dims
-            )
-    return 0
-
-
 def load_onnx(path, input_domain=None):
     """Reads an ONNX model of one input and one output into a `ReluNetwork`.
 
@@ -95,40 +69,17 @@ def load_onnx(path, input_domain=None):
         OnnxError: an unsupported node (named with its op type), or a graph
             that is not feed-forward from one input to one output.
     """
-    import onnx
-    from onnx import numpy_helper
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: ONNX file not found. Received: path={path!r}")
-    try:
-        model = onnx.load(path)
-    except Exception as error:  # noqa: BLE001 -- any parse failure is one line
-        raise OnnxError(
-            f"{path}: not a readable ONNX model ({type(error).__name__}). "
-            f"Received: path={path!r}"
-        ) from None
-    graph = model.graph
-    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in constants]
-    if len(inputs) != 1 or len(graph.output) != 1:
-        raise OnnxError(
-            f"{path}: expected one input and one output. Received: inputs="
-            f"{[i.name for i in inputs]}, outputs={[o.name for o in graph.output]}"
-        )
-    dims = [
-        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1
-        for d in inputs[0].type.tensor_type.shape.dim
-    ]
-    reader = _Reader(path, model, dims)
-    reader.values[inputs[0].name] = reader.chain.input()
-    for name, value in constants.items():
+    opened = open_onnx(path)
+    path, dims = opened.path, list(opened.input_dims)
+    reader = _Reader(path, opened.opset, opened.nodes, opened.output_name, dims)
+    reader.values[opened.input_name] = reader.chain.input()
+    for name, value in opened.constants.items():
         reader.values[name] = (
             value.astype(np.float64) if value.dtype.kind == "f" else value
         )
-    for step, node in enumerate(graph.node):
+    for step, node in enumerate(opened.nodes):
         reader.node(step, node)
-    output = reader.values[graph.output[0].name]
+    output = reader.values[opened.output_name]
     if not isinstance(output, Affine):
         raise OnnxError(f"{path}: the output does not depend on the input.")
     shape = tuple(dims[1:]) if len(dims) > 1 and dims[0] == 1 else tuple(dims)
@@ -140,15 +91,13 @@ def load_onnx(path, input_domain=None):
 
 
 class _Reader:
-    def __init__(self, path, model, dims):
-        self.path = path
-        self.opset = {o.domain: o.version for o in model.opset_import}.get("", 13)
+    def __init__(self, path, opset, nodes, output_name, dims):
+        self.path, self.opset = path, opset
         last_use = {}
-        for step, node in enumerate(model.graph.node):
+        for step, node in enumerate(nodes):
             for name in node.input:
                 last_use[name] = step
-        for out in model.graph.output:
-            last_use[out.name] = math.inf
+        last_use[output_name] = math.inf
         self.chain = Chain(dims)
         self.values = Values(self.chain, last_use)
 
