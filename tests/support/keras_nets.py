@@ -47,3 +47,31 @@ def tiny_models():
     inp = keras.Input((3,))
     h = L.LeakyReLU(negative_slope=0.2)(L.BatchNormalization()(L.Dense(3)(inp)))
     yield "leaky-bn", keras.Model(inp, L.Dense(3)(h))
+
+
+def layer_zoo():
+    """``(name, model)`` of layers both readers take, random weights: conv,
+    pooling and normalization layers; grouped conv, reshapes and merges."""
+    inp = keras.Input((7, 7, 2))
+    h = L.ZeroPadding2D(((1, 0), (0, 1)))(inp)
+    h = L.Conv2D(3, 3, padding="same", strides=2, activation="relu")(h)
+    h = L.BatchNormalization()(h)
+    h = L.Conv2D(4, 2, dilation_rate=1, groups=1, padding="valid")(h)
+    h = L.LeakyReLU(negative_slope=0.1)(h)
+    a = L.AveragePooling2D(2, padding="same")(h)
+    m = L.MaxPooling2D(2, strides=1)(h)
+    g = L.GlobalMaxPooling2D()(m)
+    f = L.Flatten()(L.Rescaling(0.5, offset=0.1)(a))
+    h = L.Concatenate()([f, g, L.GlobalAveragePooling2D()(h)])
+    out = L.Dense(3, activation="leaky_relu")(L.Dropout(0.5)(h))
+    yield "conv-pooling-normalization", randomize(keras.Model(inp, out), 0)
+    inp = keras.Input((12,))
+    h = L.Reshape((2, 3, 2))(inp)
+    h = L.Permute((2, 1, 3))(h)
+    h = L.Conv2D(4, (2, 1), groups=2, activation="relu")(h)
+    h = L.Flatten()(h)
+    a, b = L.Dense(5)(h), L.Dense(5)(h)
+    h = L.Subtract()([a, b])
+    h = L.ReLU(negative_slope=0.05)(L.Average()([h, a]))
+    out = L.Dense(2)(h)
+    yield "grouped-conv-reshape-merges", randomize(keras.Model(inp, out), 2)

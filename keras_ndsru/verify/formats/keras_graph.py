@@ -21,8 +21,9 @@ from keras_ndsru.verify.formats.keras_reader import (
     _activation_name,
     _numpy,
     _steps,
-    keras_forward,
+    check_reproduces,
     kind_of,
+    model_input_shape,
 )
 from keras_ndsru.verify.graph import image_ops
 from keras_ndsru.verify.graph import operators as ops
@@ -83,22 +84,7 @@ def graph_from_keras(model, strip_softmax: bool = False) -> Graph:
     >>> graph.input_shape, graph.n_outputs
     ((8, 8, 1), 3)
     """
-    import keras
-
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"Expected a keras.Model. Received: model={model!r}")
-    inputs = model.inputs if model.built else None
-    if not inputs or len(inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError(
-            "Expected a built model with one input and one output (call it once "
-            f"or give it an Input). Received: model={model.name!r}"
-        )
-    input_shape = tuple(inputs[0].shape[1:])
-    if any(d is None for d in input_shape):
-        raise ValueError(
-            "The model input needs a fully known shape. Received: "
-            f"input_shape={input_shape}"
-        )
+    input_shape = model_input_shape(model)
     steps, output = _steps(model)
     reader = _Reader(Graph(input_shape, name=model.name))
     values = {"input": _Value(0)}
@@ -113,7 +99,7 @@ def graph_from_keras(model, strip_softmax: bool = False) -> Graph:
         values[out] = result
     graph = reader.graph
     graph.output = reader.keras(values[output], "output")
-    _check(graph, model, stripped)
+    check_reproduces(graph, model, stripped, "graph")
     return graph
 
 
@@ -389,19 +375,3 @@ def _window_counts(size, kernel, strides, begin, end) -> np.ndarray:
         ones, np.ones((1, 1, *kernel)), strides, begin, end, [1, 1], 1, out
     )
     return counts[0, 0]
-
-
-def _check(graph: Graph, model, stripped: bool) -> None:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(8, *graph.input_shape))
-    expected = keras_forward(model, x).reshape(8, -1)
-    got = graph.forward(x.reshape(8, -1))
-    if stripped:
-        got = np.exp(got - got.max(axis=1, keepdims=True))
-        got /= got.sum(axis=1, keepdims=True)
-    scale = 1.0 + np.abs(expected).max()
-    if got.shape != expected.shape or np.abs(got - expected).max() > 1e-4 * scale:
-        raise ValueError(
-            f"The graph does not reproduce model {model.name!r}: the verifier "
-            "needs supported layers in inference mode."
-        )

@@ -68,21 +68,7 @@ def from_keras(model, strip_softmax: bool = False):
     Returns:
         A `ReluNetwork` with ``input_shape`` of the model's single input.
     """
-    import keras
-
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"Expected a keras.Model. Received: model={model!r}")
-    inputs = model.inputs if model.built else None
-    if not inputs or len(inputs) != 1 or len(model.outputs) != 1:
-        raise ValueError(
-            "Expected a built model with one input and one output (call it once "
-            f"or give it an Input). Received: model={model.name!r}"
-        )
-    input_shape = tuple(inputs[0].shape[1:])
-    if any(d is None for d in input_shape):
-        raise ValueError(
-            f"The model input needs a fully known shape. Received: {input_shape}"
-        )
+    input_shape = model_input_shape(model)
     steps, output = _steps(model)
     last_use = {name: i for i, (_, ins, _) in enumerate(steps) for name in ins}
     last_use[output] = math.inf
@@ -99,8 +85,33 @@ def from_keras(model, strip_softmax: bool = False):
             result = _activate(layer, activation, result, values, step)
         values[out] = result
     network = chain.finish(values[output], name=model.name)
-    _check_against_keras(network, model, stripped)
+    check_reproduces(network, model, stripped, "extracted network")
     return network
+
+
+def model_input_shape(model) -> tuple:
+    """The per-sample input shape of a built one-input, one-output model.
+
+    Raises:
+        TypeError: not a `keras.Model`.
+        ValueError: not built, several inputs or outputs, or unknown axes.
+    """
+    import keras
+
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"Expected a keras.Model. Received: model={model!r}")
+    inputs = model.inputs if model.built else None
+    if not inputs or len(inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError(
+            "Expected a built model with one input and one output (call it once "
+            f"or give it an Input). Received: model={model.name!r}"
+        )
+    input_shape = tuple(inputs[0].shape[1:])
+    if any(d is None for d in input_shape):
+        raise ValueError(
+            f"The model input needs a fully known shape. Received: {input_shape}"
+        )
+    return input_shape
 
 
 def kind_of(layer) -> str:
@@ -333,7 +344,10 @@ def _batchnorm(layer, x):
     return x.scale(scale.reshape(shape)).shift((beta - scale * mean).reshape(shape))
 
 
-def _check_against_keras(network, model, stripped: bool) -> None:
+def check_reproduces(network, model, stripped: bool, what: str) -> None:
+    """Raises a `ValueError` unless ``network`` (a callable on flat batches
+    with ``input_shape``) gives the model's outputs on 8 random inputs (its
+    softmax's, when the model's final softmax was ``stripped``)."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(8, *network.input_shape))
     expected = keras_forward(model, x)
@@ -345,7 +359,7 @@ def _check_against_keras(network, model, stripped: bool) -> None:
     scale = 1.0 + np.abs(expected).max()
     if got.shape != expected.shape or np.abs(got - expected).max() > 1e-4 * scale:
         raise ValueError(
-            f"The extracted network does not reproduce model {model.name!r}: the "
+            f"The {what} does not reproduce model {model.name!r}: the "
             "verifier needs supported layers in inference mode."
         )
 

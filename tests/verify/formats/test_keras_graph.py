@@ -5,12 +5,11 @@ engine against the brute-force oracle, and unsupported layers as one line."""
 import keras
 import numpy as np
 import pytest
-import torch
-from keras_nets import randomize, tiny_models, to_pure_relu
+from graph_nets import assert_bounds_contain_samples
+from keras_nets import layer_zoo, randomize, tiny_models, to_pure_relu
 from verify_brute import def1_min_margin
 
 from keras_ndsru.verify import from_keras, local_robustness
-from keras_ndsru.verify.bounds import crown
 from keras_ndsru.verify.formats.keras_graph import graph_from_keras
 from keras_ndsru.verify.formats.keras_reader import keras_forward
 from keras_ndsru.verify.graph.operators import Transpose
@@ -29,46 +28,14 @@ def assert_reproduces(model, seed=1, eps=0.05):
         rtol=1e-5,
         atol=1e-5,
     )
-    center = torch.tensor(x[:1])
-    box = crown.Box(center - eps, center + eps)
-    bounds = crown.intermediate_bounds(graph, box)
-    n = graph.n_outputs
-    C, _ = crown.output_rows(graph, np.eye(n), np.zeros(n), 1, box.lower)
-    lo = crown.back_substitute(graph, graph.output, C, bounds, box)[0]
-    hi = -crown.back_substitute(graph, graph.output, -C, bounds, box)[0]
-    samples = center + eps * (2 * torch.rand((512, *center.shape[1:])) - 1)
-    y = torch.as_tensor(keras_forward(model, samples.numpy())).reshape(512, -1)
-    assert torch.all(y >= lo - 1e-6) and torch.all(y <= hi + 1e-6)
+    assert_bounds_contain_samples(graph, x[:1], eps, lambda v: keras_forward(model, v))
     return graph
 
 
-def test_conv_pooling_and_normalization_layers():
-    inp = keras.Input((7, 7, 2))
-    h = L.ZeroPadding2D(((1, 0), (0, 1)))(inp)
-    h = L.Conv2D(3, 3, padding="same", strides=2, activation="relu")(h)
-    h = L.BatchNormalization()(h)
-    h = L.Conv2D(4, 2, padding="valid")(h)
-    h = L.LeakyReLU(negative_slope=0.1)(h)
-    a = L.AveragePooling2D(2, padding="same")(h)
-    m = L.MaxPooling2D(2, strides=1)(h)
-    g = L.GlobalMaxPooling2D()(m)
-    f = L.Flatten()(L.Rescaling(0.5, offset=0.1)(a))
-    h = L.Concatenate()([f, g, L.GlobalAveragePooling2D()(h)])
-    out = L.Dense(3, activation="leaky_relu")(L.Dropout(0.5)(h))
-    assert_reproduces(randomize(keras.Model(inp, out), 0))
-
-
-def test_grouped_conv_reshape_permute_and_merges():
-    inp = keras.Input((12,))
-    h = L.Reshape((2, 3, 2))(inp)
-    h = L.Permute((2, 1, 3))(h)
-    h = L.Conv2D(4, (2, 1), groups=2, activation="relu")(h)
-    h = L.Flatten()(h)
-    a, b = L.Dense(5)(h), L.Dense(5)(h)
-    h = L.Subtract()([a, b])
-    h = L.ReLU(negative_slope=0.05)(L.Average()([h, a]))
-    out = L.Dense(2)(h)
-    assert_reproduces(randomize(keras.Model(inp, out), 2))
+@pytest.mark.parametrize("index", [0, 1])
+def test_layer_zoo(index):
+    _, model = list(layer_zoo())[index]
+    assert_reproduces(model)
 
 
 def test_layers_only_the_graph_reads():

@@ -6,7 +6,7 @@ digits)."""
 import keras
 import numpy as np
 import pytest
-from keras_nets import randomize, tiny_models, to_pure_relu
+from keras_nets import layer_zoo, randomize, tiny_models, to_pure_relu
 from verify_brute import def1_min_margin
 
 from keras_ndsru.verify import (
@@ -28,33 +28,10 @@ def assert_reproduces(model, seed=1):
     return net
 
 
-def test_conv_pooling_and_normalization_layers():
-    inp = keras.Input((7, 7, 2))
-    h = L.ZeroPadding2D(((1, 0), (0, 1)))(inp)
-    h = L.Conv2D(3, 3, padding="same", strides=2, activation="relu")(h)
-    h = L.BatchNormalization()(h)
-    h = L.Conv2D(4, 2, dilation_rate=1, groups=1, padding="valid")(h)
-    h = L.LeakyReLU(negative_slope=0.1)(h)
-    a = L.AveragePooling2D(2, padding="same")(h)
-    m = L.MaxPooling2D(2, strides=1)(h)
-    g = L.GlobalMaxPooling2D()(m)
-    f = L.Flatten()(L.Rescaling(0.5, offset=0.1)(a))
-    h = L.Concatenate()([f, g, L.GlobalAveragePooling2D()(h)])
-    out = L.Dense(3, activation="leaky_relu")(L.Dropout(0.5)(h))
-    assert_reproduces(randomize(keras.Model(inp, out), 0))
-
-
-def test_grouped_conv_reshape_permute_and_merges():
-    inp = keras.Input((12,))
-    h = L.Reshape((2, 3, 2))(inp)
-    h = L.Permute((2, 1, 3))(h)
-    h = L.Conv2D(4, (2, 1), groups=2, activation="relu")(h)
-    h = L.Flatten()(h)
-    a, b = L.Dense(5)(h), L.Dense(5)(h)
-    h = L.Subtract()([a, b])
-    h = L.ReLU(negative_slope=0.05)(L.Average()([h, a]))
-    out = L.Dense(2)(h)
-    assert_reproduces(randomize(keras.Model(inp, out), 2))
+@pytest.mark.parametrize("index", [0, 1])
+def test_layer_zoo(index):
+    _, model = list(layer_zoo())[index]
+    assert_reproduces(model)
 
 
 @pytest.mark.parametrize("index", [0, 1, 2])
