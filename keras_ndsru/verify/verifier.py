@@ -78,7 +78,7 @@ def check(
     for q, prop in enumerate(properties):
         tick = time.time()
         if falsify_first:
-            x, value, i = falsify(network, prop, rng=rng)
+            x, value, i = falsify(network, prop, rng=rng, deadline=deadline)
             if value <= 0 and accept(q, i, x):
                 outcomes[q].append(
                     Outcome(
@@ -93,7 +93,7 @@ def check(
                 pre_seconds.append(time.time() - tick)
                 continue
         open_ = []
-        for i, first in enumerate(screen(network, prop)):
+        for i, first in enumerate(screen(network, prop, deadline=deadline)):
             if first.lower > options.tol:
                 outcomes[q].append(
                     Outcome(

@@ -2,11 +2,14 @@
 rows and general linear input constraints (VNN-LIB), against brute force;
 typed outcomes; the network sent to workers once."""
 
+import time
+
 import numpy as np
 import pytest
 from verify_brute import exact_min_margin, random_net
 
 from keras_ndsru.verify import ReluNetwork
+from keras_ndsru.verify.bounds import symbolic
 from keras_ndsru.verify.outcomes.outcome import Method, Reason, Status
 from keras_ndsru.verify.properties.spec import Disjunct, Property, Region
 from keras_ndsru.verify.search import schedule
@@ -78,6 +81,30 @@ def test_outcomes_are_typed_and_a_timeout_is_a_reason():
     (out,) = check(net, [prop], options=Options(method="milp"))
     assert out.status in (Status.SAFE, Status.VIOLATED)
     assert all(isinstance(o.method, Method) for o in out.outcomes)
+
+
+def test_the_bounds_stage_keeps_the_deadline(monkeypatch):
+    """Symbolic back-substitution of wide layers took 53 s of a Keras conv
+    net's local_robustness(timeout=30); past the deadline the remaining
+    layers keep their interval bounds and the answer comes on time."""
+    rng = np.random.default_rng(12)
+    net = ReluNetwork(*random_net(rng, [4, 20, 20, 20, 20, 20, 20, 3]))
+    prop = Property(
+        Region(-np.ones(4), np.ones(4)),
+        (Disjunct(np.array([[1.0, -1.0, 0.0]]), np.array([-50.0])),),
+    )
+    slow = symbolic._back_substitute
+
+    def slower(*args, **kwargs):
+        time.sleep(0.4)
+        return slow(*args, **kwargs)
+
+    monkeypatch.setattr(symbolic, "_back_substitute", slower)
+    start = time.time()
+    (out,) = check(net, [prop], timeout=1.0, options=Options(method="milp"))
+    # Before: 10 layer bounds + the margin bound, 0.4 s each, = 4.4 s at least.
+    assert time.time() - start < 2.5
+    assert out.status is not Status.VIOLATED  # -50 is far below every output gap
 
 
 def test_a_counterexample_the_model_rejects_is_not_counted():

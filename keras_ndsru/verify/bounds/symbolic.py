@@ -11,6 +11,8 @@ exact identities: slope 1 on both sides.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 
@@ -44,12 +46,22 @@ def unstable(lower, upper, through=None):
     return open_ if through is None else open_ & ~through
 
 
-def _back_substitute(network, relax, coef, const, region, upper_side):
-    """Bound ``coef @ a_last + const`` with ``a_last`` the last relaxed layer."""
+def _back_substitute(
+    network, relax, coef, const, region, upper_side, deadline=None, bounds=None
+):
+    """Bound ``coef @ a_last + const`` with ``a_last`` the last relaxed layer.
+
+    Past ``deadline`` (with the layers' pre-activation ``bounds``), the
+    substitution stops at the layer it has reached and bounds what is left
+    by that layer's output interval (sound, looser: DeepPoly's early stop).
+    """
     sign = -1.0 if upper_side else 1.0
     coef, const = sign * coef, sign * const
     for m in range(len(relax) - 1, -1, -1):
         pos, neg = np.maximum(coef, 0.0), np.minimum(coef, 0.0)
+        if deadline is not None and time.time() > deadline:
+            lo, hi = activated(*bounds[m], network.passthrough[m])
+            return sign * (const + pos @ lo + neg @ hi)
         # Minimising: positive coefficients take the lower relaxation.
         const = const + neg @ relax[m].shift
         coef = pos * relax[m].low_slope + neg * relax[m].slope
@@ -66,9 +78,11 @@ def activated(lower, upper, through=None):
     return lo, hi
 
 
-def layer_bounds(network, region, symbolic: bool = True):
+def layer_bounds(network, region, symbolic: bool = True, deadline=None):
     """Bounds ``(lower, upper)`` of every hidden pre-activation over one copy
-    of ``region`` (a `spec.Region`)."""
+    of ``region`` (a `spec.Region`): intervals, tightened by back-substitution
+    (``symbolic``) until ``deadline`` (a `time.time()` value or None); the
+    layers after it keep their (sound, looser) intervals."""
     bounds, relax = [], []
     lo, hi = region.lower, region.upper
     for k in range(len(network.weights) - 1):
@@ -80,12 +94,18 @@ def layer_bounds(network, region, symbolic: bool = True):
             pos, neg = np.maximum(w, 0.0), np.minimum(w, 0.0)
             lower = pos @ lo + neg @ hi + b
             upper = pos @ hi + neg @ lo + b
-            if symbolic:
+            if symbolic and (deadline is None or time.time() < deadline):
                 lower = np.maximum(
-                    lower, _back_substitute(network, relax, w, b, region, False)
+                    lower,
+                    _back_substitute(
+                        network, relax, w, b, region, False, deadline, bounds
+                    ),
                 )
                 upper = np.minimum(
-                    upper, _back_substitute(network, relax, w, b, region, True)
+                    upper,
+                    _back_substitute(
+                        network, relax, w, b, region, True, deadline, bounds
+                    ),
                 )
         upper = np.maximum(upper, lower)
         through = network.passthrough[k]

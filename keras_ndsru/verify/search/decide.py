@@ -69,10 +69,11 @@ class Screen:
     coef: np.ndarray
 
 
-def screen(network, prop: Property, layer_bounds=None) -> list[Screen]:
-    """Bounds every disjunct of ``prop`` over its region at once."""
+def screen(network, prop: Property, layer_bounds=None, deadline=None) -> list[Screen]:
+    """Bounds every disjunct of ``prop`` over its region at once (the layers'
+    back-substitution only until ``deadline``, a `time.time()` value)."""
     if layer_bounds is None:
-        layer_bounds = bnd.layer_bounds(network, prop.region)
+        layer_bounds = bnd.layer_bounds(network, prop.region, deadline=deadline)
     return [
         Screen(layer_bounds, lower, vertex, coef)
         for lower, vertex, coef in bnd.margin_bounds(

@@ -9,6 +9,8 @@ the smallest margin of all disjuncts of a `spec.Property` at once.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 
@@ -22,6 +24,7 @@ def falsify(
     restarts=16,
     steps=40,
     seeds=(),
+    deadline=None,
 ):
     """Searches a point with a non-positive margin for any disjunct.
 
@@ -34,6 +37,7 @@ def falsify(
         rng: a `numpy.random.Generator`. Defaults to one seeded with 0.
         samples, restarts, steps: random points, descent starts and steps.
         seeds: extra starting points ``(copies, n)``.
+        deadline: a `time.time()` value ending the descent, or None.
 
     Returns:
         ``(x, margin, index)`` for the smallest margin found: ``x`` of shape
@@ -77,7 +81,7 @@ def falsify(
         i = int(np.argmin(low))
         if low[i] < best_m:
             best_x, best_m, best_i = x[i].copy(), float(low[i]), int(which[i])
-        if best_m <= 0:
+        if best_m <= 0 or (deadline is not None and time.time() > deadline):
             break
         size = scale * 0.5 * (1.0 - step / steps) + 1e-3 * scale
         # Descend on the row attaining each point's margin (the max).

@@ -277,6 +277,7 @@ def search(
             restarts=len(seeds),
             steps=20,
             seeds=list(seeds[:, None, :]),
+            deadline=deadline,
         )
         if value <= 0 and region.contains(x):
             return refuted(indices.index(which), x, value)

@@ -5,6 +5,7 @@ import pytest
 from verify_brute import def1_min_margin, random_net
 
 from keras_ndsru.verify import ReluNetwork, local_robustness  # noqa: E402
+from keras_ndsru.verify.bounds import symbolic  # noqa: E402
 from keras_ndsru.verify.bounds.symbolic import layer_bounds  # noqa: E402
 from keras_ndsru.verify.properties.spec import Region  # noqa: E402
 from keras_ndsru.verify.search.milp import neuron_bounds_lp  # noqa: E402
@@ -54,6 +55,27 @@ def test_bounds_contain_sampled_pre_activations(norm):
             for t, b in zip(tightened, bounds)
         )
     assert improved, "LP tightening never improved a bound"
+
+
+def test_bounds_cut_short_by_the_deadline_stay_sound(monkeypatch):
+    """Past the deadline, back-substitution stops where it is and bounds the
+    rest by that layer's output interval (a clock that passes the deadline
+    after a few readings cuts substitutions at every depth)."""
+    rng = np.random.default_rng(1)
+    weights, biases = random_net(rng, [3, 8, 8, 8, 8, 2], scale=1.5)
+    net = ReluNetwork(weights, biases)
+    x0 = rng.uniform(-1, 1, 3)
+    region = Region(x0 - 0.5, x0 + 0.5)
+    full = layer_bounds(net, region)
+    readings = iter(range(1000))
+    monkeypatch.setattr(symbolic.time, "time", lambda: float(next(readings)))
+    cut = layer_bounds(net, region, deadline=6.5)
+    zs = _pre_activations(weights, biases, _samples(rng, region, 4000))
+    for (lo, hi), z in zip(cut, zs):
+        assert np.all(z >= lo - 1e-9) and np.all(z <= hi + 1e-9)
+    # The cut happened: the last layers' bounds are looser than in full.
+    assert np.any(cut[-1][0] < full[-1][0] - 1e-6)
+    assert np.any(cut[-1][1] > full[-1][1] + 1e-6)
 
 
 def test_verdicts_with_and_without_lp_tightening():
