@@ -351,16 +351,7 @@ def _channels_first(layer) -> bool:
 
 def _pads(layer, size, kernel, strides, dilations) -> tuple[list, list]:
     """Keras padding as explicit ``(begin, end)`` per spatial axis."""
-    padding = getattr(layer, "padding", "valid")
-    if padding not in ("valid", "same"):
-        raise ValueError(
-            f"Layer {layer.name!r}: padding must be 'valid' or 'same'. "
-            f"Received: padding={padding!r}"
-        )
-    auto = "SAME_UPPER" if padding == "same" else "VALID"
-    begin, end, _, _ = image_ops.resolve_pads(
-        list(size), kernel, strides, dilations, None, auto
-    )
+    begin, end, _, _ = image_ops.keras_pads(layer, size, kernel, strides, dilations)
     return list(begin), list(end)
 
 

@@ -192,14 +192,7 @@ def _from_nchw(x: Affine, layer) -> Affine:
 
 
 def _pads(layer, x, kernel, strides, dilations):
-    padding = getattr(layer, "padding", "valid")
-    if padding not in ("valid", "same"):
-        raise ValueError(
-            f"Layer {layer.name!r}: padding must be 'valid' or 'same'. "
-            f"Received: padding={padding!r}"
-        )
-    auto = "SAME_UPPER" if padding == "same" else "VALID"
-    return image_ops.resolve_pads(x.shape[2:], kernel, strides, dilations, None, auto)
+    return image_ops.keras_pads(layer, x.shape[2:], kernel, strides, dilations)
 
 
 def _lower(layer, args, values, step):

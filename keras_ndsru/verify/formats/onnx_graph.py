@@ -368,21 +368,7 @@ class _Reader:
     def _spatial(self, node, x, kernel, attrs, ceil_mode=0):
         if len(x.shape) != 2 + len(kernel):
             raise self.error(node, f"needs an N, C, spatial input; got shape {x.shape}")
-        rank = len(kernel)
-        strides = list(attrs.get("strides", [1] * rank))
-        dilations = list(attrs.get("dilations", [1] * rank))
-        auto_pad = attrs.get("auto_pad", b"NOTSET")
-        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-        begin, end, out, declared = image_ops.resolve_pads(
-            x.shape[2:],
-            kernel,
-            strides,
-            dilations,
-            attrs.get("pads"),
-            auto_pad,
-            ceil_mode,
-        )
-        return strides, dilations, begin, end, out, declared
+        return image_ops.onnx_pads(x.shape[2:], kernel, attrs, ceil_mode)
 
     def op_Conv(self, node, args, attrs):
         x, w = args[0], args[1]

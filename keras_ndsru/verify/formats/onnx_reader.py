@@ -289,20 +289,7 @@ class _Reader:
             raise self.error(
                 node, f"needs a 4-D NCHW input (2-D spatial); got {x.shape}"
             )
-        strides = attrs.get("strides", [1, 1])
-        dilations = attrs.get("dilations", [1, 1])
-        auto_pad = attrs.get("auto_pad", b"NOTSET")
-        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-        begin, end, out, declared = image_ops.resolve_pads(
-            x.shape[2:],
-            kernel,
-            strides,
-            dilations,
-            attrs.get("pads"),
-            auto_pad,
-            ceil_mode,
-        )
-        return strides, dilations, begin, end, out, declared
+        return image_ops.onnx_pads(x.shape[2:], kernel, attrs, ceil_mode)
 
     def op_Conv(self, step, node, args, attrs):
         x, w = args[0], args[1]

@@ -58,6 +58,34 @@ def resolve_pads(in_size, kernel, strides, dilations, pads, auto_pad, ceil_mode=
     return begin, [e + x for e, x in zip(end, extra)], out, (begin, end)
 
 
+def onnx_pads(in_size, kernel, attrs: dict, ceil_mode=0):
+    """`resolve_pads` for an ONNX node's attributes (``strides``,
+    ``dilations``, ``pads``, ``auto_pad``): ``(strides, dilations, begin,
+    end, out, declared)``."""
+    rank = len(kernel)
+    strides = list(attrs.get("strides", [1] * rank))
+    dilations = list(attrs.get("dilations", [1] * rank))
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    begin, end, out, declared = resolve_pads(
+        in_size, kernel, strides, dilations, attrs.get("pads"), auto_pad, ceil_mode
+    )
+    return strides, dilations, begin, end, out, declared
+
+
+def keras_pads(layer, in_size, kernel, strides, dilations):
+    """`resolve_pads` for a Keras layer's ``padding`` ("valid" or "same",
+    which is ONNX's ``SAME_UPPER``)."""
+    padding = getattr(layer, "padding", "valid")
+    if padding not in ("valid", "same"):
+        raise ValueError(
+            f"Layer {layer.name!r}: padding must be 'valid' or 'same'. "
+            f"Received: padding={padding!r}"
+        )
+    auto = "SAME_UPPER" if padding == "same" else "VALID"
+    return resolve_pads(list(in_size), kernel, strides, dilations, None, auto)
+
+
 def _windows(x, kernel, strides, dilations, out):
     """Strided views ``x[..., i*d + s*o]`` per kernel offset (2-D spatial)."""
     for i in range(kernel[0]):
