@@ -138,13 +138,17 @@ def test_the_tools_outputs_are_read(tmp_path):
     ]
     assert common.read_assignment("((X_1 2.5))") is None  # X_0 missing
     out.write_text("sat\n((X_0  0.5)\n(X_1  -0.25)\n(Y_0  1.0))")
-    abcrown = common.AbCrown("mnistfc", home=tmp_path)
+    runner = tmp_path / "run_instance.sh"  # ../shared's, which a checkout may lack
+    runner.write_text("")
+    abcrown = common.AbCrown("mnistfc", script=runner, home=tmp_path)
     stdout = "config: ...\nresult: sat\ntool_s: 3.89 (the tool's own)\nwall_s: 14.86\n"
     assert abcrown.parse(out, stdout) == ("sat", [0.5, -0.25])
     assert abcrown.reported(stdout) == 3.89
     assert abcrown.parse(out, "result: unknown\n") == ("unknown", None)
     assert abcrown.parse(out, "Traceback ...\n") == ("error", None)
     assert "not installed" in abcrown.skip_reason()
+    missing = common.AbCrown("mnistfc", script=tmp_path / "none.sh", home=tmp_path)
+    assert "no runner script" in missing.skip_reason()
     assert "no 2021 configuration" in common.AbCrown("x", home=tmp_path).skip_reason()
     out.write_text("violated")
     nnenum = common.Nnenum(tmp_path)
