@@ -50,6 +50,18 @@ def _as_network(model, strip_softmax):
     )
 
 
+def _left(timeout, start: float):
+    """What is left of ``timeout`` seconds since ``start`` (reading the
+    model counts); an invalid timeout is passed on for its error."""
+    if timeout is None:
+        return None
+    try:
+        valid = float(timeout) >= 0
+    except (TypeError, ValueError):
+        return timeout
+    return max(float(timeout) - (time.time() - start), 0.0) if valid else timeout
+
+
 def _norm(norm):
     key = norm.lower() if isinstance(norm, str) else norm
     if key not in _NORMS:
@@ -200,6 +212,7 @@ def local_robustness(
     >>> res = local_robustness(model, x0, delta=0.01)  # doctest: +SKIP
     >>> res.robust, res.counterexample, res.seconds  # doctest: +SKIP
     """
+    start = time.time()
     _check_parallel(workers, executor)
     network, keras_model = _as_network(model, strip_softmax=eps is None)
     points, batched = _points(network, x0)
@@ -253,7 +266,7 @@ def local_robustness(
         network,
         properties,
         confirm,
-        timeout,
+        _left(timeout, start),
         workers,
         executor,
         options,
@@ -311,6 +324,7 @@ def global_robustness(
     Returns:
         A `VerificationResult` whose counterexample stacks ``x1, x2``.
     """
+    start = time.time()
     _check_parallel(workers, executor)
     network, keras_model = _as_network(model, strip_softmax=False)
     delta = validation.positive_float("delta", delta)
@@ -336,7 +350,14 @@ def global_robustness(
         return bool(np.any(np.abs(y[0] - y[1]) >= eps))
 
     (outcome,) = _run(
-        network, [prop], confirm, timeout, workers, executor, options, falsify_first
+        network,
+        [prop],
+        confirm,
+        _left(timeout, start),
+        workers,
+        executor,
+        options,
+        falsify_first,
     )
     x = outcome.counterexample
     return VerificationResult(

@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import os
+import time
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from keras_ndsru.verify import (  # noqa: E402
     global_robustness,
     local_robustness,
     max_robust_delta,
+    queries,  # noqa: E402
 )
 
 AMBIGUOUS = 1e-5  # exact margins this close to 0 are not asserted
@@ -205,6 +207,29 @@ def test_timeout_gives_unknown():
         falsify_first=False,
     )
     assert res.robust is None and res.counterexample is None
+
+
+def test_reading_the_model_counts_against_the_timeout(monkeypatch):
+    """``timeout`` is for the whole call: lowering a Keras conv net took 8 s
+    that the deadline did not see (33.5 s of checking after it, timeout 30)."""
+    rng = np.random.default_rng(9)
+    net = ReluNetwork(*random_net(rng, [4, 8, 3]))
+    given = {}
+    as_network, run = queries._as_network, queries._run
+
+    def slow_read(model, strip_softmax):
+        time.sleep(0.6)
+        return as_network(model, strip_softmax)
+
+    def recorded_run(network, properties, confirm, timeout, *args):
+        given.setdefault("timeouts", []).append(timeout)
+        return run(network, properties, confirm, timeout, *args)
+
+    monkeypatch.setattr(queries, "_as_network", slow_read)
+    monkeypatch.setattr(queries, "_run", recorded_run)
+    local_robustness(net, np.zeros(4), 0.1, workers=1, timeout=5.0)
+    global_robustness(net, -np.ones(4), np.ones(4), 0.1, 0.5, workers=1, timeout=5.0)
+    assert all(t <= 5.0 - 0.6 for t in given["timeouts"]), given
 
 
 @pytest.mark.parametrize(
