@@ -52,14 +52,10 @@ def _as_network(model, strip_softmax):
 
 def _left(timeout, start: float):
     """What is left of ``timeout`` seconds since ``start`` (reading the
-    model counts); an invalid timeout is passed on for its error."""
-    if timeout is None:
-        return None
-    try:
-        valid = float(timeout) >= 0
-    except (TypeError, ValueError):
+    model counts); None or an invalid timeout is passed on (for its error)."""
+    if timeout is None or not float(timeout) >= 0:
         return timeout
-    return max(float(timeout) - (time.time() - start), 0.0) if valid else timeout
+    return max(float(timeout) - (time.time() - start), 0.0)
 
 
 def _norm(norm):

@@ -24,6 +24,7 @@ from keras_ndsru.verify.formats.keras_reader import (
     check_reproduces,
     kind_of,
     model_input_shape,
+    relu_slope,
 )
 from keras_ndsru.verify.graph import image_ops
 from keras_ndsru.verify.graph import operators as ops
@@ -211,14 +212,18 @@ class _Reader:
         kind = kind_of(layer)
         if kind.startswith("Global"):
             kernel = strides = list(size)
-            begin = end = [0, 0]
+            begin, end, out = [0, 0], [0, 0], [1, 1]
         else:
             kernel, strides = list(layer.pool_size), list(layer.strides)
-            begin, end = _pads(layer, size, kernel, strides, [1, 1])
+            begin, end, out, _ = image_ops.keras_pads(
+                layer, size, kernel, strides, [1, 1]
+            )
         if "Max" in kind:
             op = ops.MaxPool(kernel, strides, begin, end)
         else:
-            counts = _window_counts(size, kernel, strides, begin, end)
+            counts = image_ops.pool_counts(  # Keras never counts padding
+                size, kernel, strides, begin, end, (begin, end), 0, out
+            )
             op = ops.AveragePool(kernel, strides, begin, end, counts)
         pooled = self.add(op, [x], layer.name, x.moved)
         if not kind.startswith("Global"):
@@ -329,13 +334,7 @@ class _Reader:
         return self.add(ops.Concat(axis), args, layer.name, args[0].moved)
 
     def layer_ReLU(self, layer, args):
-        cfg = layer.get_config()
-        if cfg.get("max_value") is not None or cfg.get("threshold", 0.0):
-            raise ValueError(
-                f"Layer {layer.name!r} (ReLU) must be a plain ReLU (or a leaky one: "
-                f"negative_slope), without max_value or threshold. Received: {cfg}"
-            )
-        slope = float(cfg.get("negative_slope", 0.0) or 0.0)
+        slope = relu_slope(layer)
         op = ops.LeakyReLU(slope) if slope else ops.ReLU()
         return self.add(op, [args[0]], layer.name, args[0].moved)
 
@@ -353,16 +352,3 @@ def _pads(layer, size, kernel, strides, dilations) -> tuple[list, list]:
     """Keras padding as explicit ``(begin, end)`` per spatial axis."""
     begin, end, _, _ = image_ops.keras_pads(layer, size, kernel, strides, dilations)
     return list(begin), list(end)
-
-
-def _window_counts(size, kernel, strides, begin, end) -> np.ndarray:
-    """Inputs per pooling window (Keras never counts padding)."""
-    out = [
-        (n + b + e - k) // s + 1
-        for n, b, e, k, s in zip(size, begin, end, kernel, strides)
-    ]
-    ones = np.ones((1, 1, *size))
-    counts = image_ops.conv2d(
-        ones, np.ones((1, 1, *kernel)), strides, begin, end, [1, 1], 1, out
-    )
-    return counts[0, 0]

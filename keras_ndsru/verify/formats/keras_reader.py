@@ -309,15 +309,21 @@ def _target_shape(target, size):
     return tuple(target)
 
 
-def _relu_layer(layer, x, values, step):
+def relu_slope(layer) -> float:
+    """The negative slope of a `keras.layers.ReLU` layer (0 for a plain one);
+    a ``max_value`` or ``threshold`` is a one-line `ValueError`."""
     cfg = layer.get_config()
-    slope = float(cfg.get("negative_slope", 0.0) or 0.0)
     if cfg.get("max_value") is not None or cfg.get("threshold", 0.0):
         raise ValueError(
             f"Layer {layer.name!r} (ReLU) must be a plain ReLU (or a leaky one: "
-            f"negative_slope), without max_value or threshold. Received: {cfg}"
+            "negative_slope), without max_value or threshold. Received: "
+            f"max_value={cfg.get('max_value')}, threshold={cfg.get('threshold')}"
         )
-    return values.leaky_relu(step, x, slope)
+    return float(cfg.get("negative_slope", 0.0) or 0.0)
+
+
+def _relu_layer(layer, x, values, step):
+    return values.leaky_relu(step, x, relu_slope(layer))
 
 
 def _batchnorm(layer, x):

@@ -407,24 +407,17 @@ class _Reader:
             )
 
     def op_AveragePool(self, node, args, attrs):
-        import torch
-        import torch.nn.functional as F
-
         x = args[0]
         self._pool_shape(node, x)
         kernel = list(attrs["kernel_shape"])
         attrs = {**attrs, "dilations": [1, 1]}
-        strides, _, begin, end, _, declared = self._spatial(
+        strides, _, begin, end, out, declared = self._spatial(
             node, x, kernel, attrs, int(attrs.get("ceil_mode", 0))
         )
-        include = float(attrs.get("count_include_pad", 0))
-        mask = torch.ones((1, 1, *x.shape[2:]), dtype=torch.float64)
-        d_begin, d_end = declared
-        mask = F.pad(mask, (d_begin[1], d_end[1], d_begin[0], d_end[0]), value=include)
-        extra = [e - d for e, d in zip(end, d_end)]
-        mask = F.pad(mask, (0, extra[1], 0, extra[0]))
-        counts = F.avg_pool2d(mask, kernel, strides) * (kernel[0] * kernel[1])
-        counts = counts[0, 0].numpy()
+        include = int(attrs.get("count_include_pad", 0))
+        counts = image_ops.pool_counts(
+            x.shape[2:], kernel, strides, begin, end, declared, include, out
+        )
         if np.any(counts <= 0):
             raise self.error(node, "has a window of padding only")
         return self.add(ops.AveragePool(kernel, strides, begin, end, counts), [x], node)

@@ -119,14 +119,11 @@ def conv2d(x, w, strides, begin, end, dilations, group, out):
     return result
 
 
-def average_pool(x, kernel, strides, begin, end, declared, count_include_pad, out):
-    """Mean over windows; padding counts only if ``count_include_pad`` (and
-    never the extra padding of ``ceil_mode``)."""
-    channels = x.shape[1]
-    ones = np.ones((channels, 1, *kernel))
-    dil = [1, 1]
-    sums = conv2d(x, ones, strides, begin, end, dil, channels, out)
-    mask = np.ones((1, channels, *x.shape[2:]))
+def pool_counts(size, kernel, strides, begin, end, declared, count_include_pad, out):
+    """Inputs per average-pooling window ``(out_h, out_w)`` over a spatial
+    ``size``: padding counts only if ``count_include_pad`` (and never the
+    extra padding of ``ceil_mode``, ``end`` beyond ``declared``)."""
+    mask = np.ones((1, 1, *size))
     if count_include_pad:
         pad = (
             (0, 0),
@@ -137,8 +134,18 @@ def average_pool(x, kernel, strides, begin, end, declared, count_include_pad, ou
         mask = np.pad(mask, pad, constant_values=1.0)
         begin = [b - d for b, d in zip(begin, declared[0])]
         end = [e - d for e, d in zip(end, declared[1])]
-    counts = conv2d(mask, ones, strides, begin, end, dil, channels, out)
-    return sums / counts
+    ones = np.ones((1, 1, *kernel))
+    return conv2d(mask, ones, strides, begin, end, [1, 1], 1, out)[0, 0]
+
+
+def average_pool(x, kernel, strides, begin, end, declared, count_include_pad, out):
+    """Mean over windows (see `pool_counts` for what a window counts)."""
+    channels = x.shape[1]
+    ones = np.ones((channels, 1, *kernel))
+    sums = conv2d(x, ones, strides, begin, end, [1, 1], channels, out)
+    return sums / pool_counts(
+        x.shape[2:], kernel, strides, begin, end, declared, count_include_pad, out
+    )
 
 
 def pool_windows(shape, kernel, strides, begin, end, dilations, out):

@@ -1,5 +1,7 @@
 """Bound propagation and LP tightening contain every reachable pre-activation."""
 
+import types
+
 import numpy as np
 import pytest
 from verify_brute import def1_min_margin, random_net
@@ -68,7 +70,8 @@ def test_bounds_cut_short_by_the_deadline_stay_sound(monkeypatch):
     region = Region(x0 - 0.5, x0 + 0.5)
     full = layer_bounds(net, region)
     readings = iter(range(1000))
-    monkeypatch.setattr(symbolic.time, "time", lambda: float(next(readings)))
+    clock = types.SimpleNamespace(time=lambda: float(next(readings)))
+    monkeypatch.setattr(symbolic, "time", clock)
     cut = layer_bounds(net, region, deadline=6.5)
     zs = _pre_activations(weights, biases, _samples(rng, region, 4000))
     for (lo, hi), z in zip(cut, zs):

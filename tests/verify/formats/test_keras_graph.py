@@ -116,6 +116,7 @@ def test_graph_engine_verdicts_match_the_brute_force_oracle(index):
             "Unsupported activation 'softmax'.*strip_softmax=True",
         ),
         (lambda: L.Dense(2, activation="elu"), (4,), "Unsupported activation 'elu'"),
+        (lambda: L.ReLU(max_value=6.0), (4,), "without max_value .* max_value=6.0,"),
     ],
 )
 def test_unsupported_layers_are_one_line(make, shape, message):
