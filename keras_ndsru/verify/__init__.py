@@ -14,7 +14,6 @@ PyTorch are imported only when needed (``pip install keras-ndsru[verify]``).
 """
 
 from keras_ndsru.verify.formats.errors import OnnxError
-from keras_ndsru.verify.formats.keras_reader import from_keras
 from keras_ndsru.verify.formats.nnet import NNetNetwork, load_nnet
 from keras_ndsru.verify.formats.onnx_reader import load_onnx
 from keras_ndsru.verify.formats.vnnlib import read_vnnlib
@@ -64,10 +63,10 @@ def __getattr__(name):
         from keras_ndsru.verify.graph.graph import Graph
 
         return Graph
-    if name == "graph_from_keras":
-        from keras_ndsru.verify.formats.keras_graph import graph_from_keras
+    if name in ("graph_from_keras", "from_keras"):
+        from keras_ndsru.verify.formats import keras_graph
 
-        return graph_from_keras
+        return getattr(keras_graph, name)
     if name == "load_onnx_graph":
         from keras_ndsru.verify.formats.onnx_graph import load_onnx_graph
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from keras_ndsru import validation
 from keras_ndsru.verify import verifier
-from keras_ndsru.verify.formats.keras_reader import from_keras, keras_forward
+from keras_ndsru.verify.formats.keras_model import keras_forward
 from keras_ndsru.verify.graph.network import ReluNetwork
 from keras_ndsru.verify.outcomes.max_delta_result import MaxDeltaResult
 from keras_ndsru.verify.outcomes.outcome import Status
@@ -35,6 +35,10 @@ def _is_graph(model) -> bool:
 
 
 def _as_network(model, strip_softmax):
+    """``(network, keras_model)``: a Keras model is read as a `Graph`
+    (`graph_from_keras`); one that is an affine/ReLU chain of dense
+    segments becomes its `ReluNetwork` (the exact chain engine: input
+    splitting, MILP), any other stays a graph (the graph engine)."""
     if isinstance(model, ReluNetwork) or _is_graph(model):
         return model, None
     try:
@@ -42,7 +46,13 @@ def _as_network(model, strip_softmax):
     except ImportError:  # pragma: no cover - keras is a dependency
         keras = None
     if keras is not None and isinstance(model, keras.Model):
-        return from_keras(model, strip_softmax=strip_softmax), model
+        from keras_ndsru.verify.formats.keras_graph import graph_from_keras
+        from keras_ndsru.verify.graph.chain import chain_from_graph, chain_reason
+
+        graph = graph_from_keras(model, strip_softmax=strip_softmax)
+        if chain_reason(graph) is None:
+            return chain_from_graph(graph), model
+        return graph, model
     raise TypeError(
         "Expected a keras.Model, a Graph (load_onnx_graph, graph_from_keras) or a "
         "network from load_nnet/ReluNetwork. "
@@ -124,6 +134,12 @@ def _run(
     """`verifier.check` on an executor made from ``workers``/``executor``;
     `verifier.check_graph` for a `Graph` (box regions, the graph engine)."""
     if _is_graph(network):
+        if options.method != "auto":
+            raise ValueError(
+                f"method={options.method!r} needs an affine/ReLU chain (a "
+                "ReluNetwork); a graph is decided by branch and bound: use "
+                f"method='auto'. Received: method={options.method!r}"
+            )
         return verifier.check_graph(network, properties, confirm, timeout)
     pool, owned = _executor(workers, executor)
     try:
@@ -171,11 +187,14 @@ def local_robustness(
     model (the Keras forward pass for Keras models).
 
     Args:
-        model: a `keras.Model` of supported layers, a `Graph`
-            (`load_onnx_graph`, `graph_from_keras`: the graph engine, for L_inf
-            neighbourhoods of image networks),
-            or a `ReluNetwork` / `load_nnet` network (queries are then in its
-            normalized space).
+        model: a `keras.Model` of supported layers (read by
+            `graph_from_keras`: an affine/ReLU chain of dense segments goes
+            to the exact chain engine, any other graph to the graph engine:
+            CROWN, alpha/beta-CROWN, branch and bound), a `Graph`
+            (`load_onnx_graph`, `graph_from_keras`: the graph engine; an L_1
+            ball is used exactly in its bounds, its attacks are projected
+            onto it), or a `ReluNetwork` / `load_nnet` network (queries are
+            then in its normalized space).
         x0: the point (model input shape, or flat), or a batch of points:
             then a list of results is returned and points run in parallel.
         delta: radius of the neighbourhood, > 0.
@@ -311,7 +330,11 @@ def global_robustness(
     box, so this is practical for small networks only (tens of ReLUs).
 
     Args:
-        model: a `keras.Model` or a `ReluNetwork` / `load_nnet` network.
+        model: as in `local_robustness`. On a graph (a model that is not an
+            affine/ReLU chain) the two copies become one graph over ``(x1,
+            x2 - x1)`` (`graph.two_copies`), exact for the L_inf norm; for
+            L_1 the difference is bounded by its box (sound proofs; a
+            counterexample counts only inside the L_1 region).
         lower, upper: the domain box (scalars or arrays of the input shape).
         delta: > 0. eps: > 0. norm: "inf" or "1". Defaults to "inf".
         timeout, workers, executor, tol, lp_tighten, falsify_first: as in
@@ -326,7 +349,9 @@ def global_robustness(
     delta = validation.positive_float("delta", delta)
     eps = validation.positive_float("eps", eps)
     norm = _norm(norm)
-    options = _options("milp", tol, lp_tighten)
+    options = _options(
+        "milp" if isinstance(network, ReluNetwork) else "auto", tol, lp_tighten
+    )
     n = network.n_inputs
     box_lo, box_hi = _domain(network, (lower, upper), n)
     if not (np.all(np.isfinite(box_lo)) and np.all(np.isfinite(box_hi))):

@@ -141,15 +141,17 @@ def check_graph(
     timeout: float | None = None,
     options=None,
 ) -> list[PropertyOutcome]:
-    """`check` for a `graph.Graph` and box regions: each property decided by
+    """`check` for a `graph.Graph`: each property decided by
     `keras_ndsru.verify.search.complete.decide_graph` (attack, alpha-CROWN,
-    beta-CROWN branch and bound).
+    beta-CROWN branch and bound) over its box, its L_1 ball, or for two
+    copies (Def. 2) over the box of `graph.two_copies.two_copy_graph`.
 
     Args:
         graph: a `Graph`.
-        properties: `spec.Property` list with box regions.
+        properties: `spec.Property` list (no general input constraints).
         confirm: optional ``confirm(property_index, x) -> bool`` re-checking a
-            counterexample ``x`` ``(1, n)`` on the real model.
+            counterexample ``x`` ``(copies, n)`` on the real model; it runs
+            after the exact membership check of ``x`` in the region.
         timeout: seconds for the whole call, or None.
         options: a `complete.GraphOptions`.
 
@@ -171,16 +173,43 @@ def check_graph(
         if any(r.status is Status.VIOLATED for r in results):
             results.append(PropertyOutcome(Status.UNKNOWN))
             continue
-        check_one = (
-            None
-            if confirm is None
-            else (lambda i, x, q=q: bool(confirm(q, np.asarray(x).reshape(1, -1))))
-        )
-        found = decide_graph(graph, prop, deadline, options, confirm=check_one)
+        target, lifted, to_region = _lift(graph, prop)
+
+        def check_one(i, x, q=q, prop=prop, to_region=to_region):
+            x = to_region(x)
+            if not prop.region.contains(x) or prop.margins(graph, x[None])[0, i] > 0:
+                return False
+            return confirm is None or bool(confirm(q, x))
+
+        found = decide_graph(target, lifted, deadline, options, confirm=check_one)
         for outcome in found:
             outcome.description = prop.disjuncts[outcome.disjunct].description
+            if outcome.x is not None:
+                outcome.x = to_region(outcome.x)
         results.append(_verdict(graph, prop, found, time.time() - tick))
     return results
+
+
+def _lift(graph, prop):
+    """``(graph, property, to_region)`` for the graph engine: the property
+    itself for one copy; for two copies the pair graph over ``(x1, d)``, with
+    ``to_region`` mapping its points back to pairs ``(2, n)``."""
+    from keras_ndsru.verify.graph.two_copies import two_copy_graph
+    from keras_ndsru.verify.properties.spec import Property, Region
+
+    region = prop.region
+    if region.copies == 1:
+        n = region.n
+        return graph, prop, lambda x: np.asarray(x, np.float64).reshape(1, n)
+    lower, upper = region.lower, region.upper
+    if graph.input_domain is not None:
+        lower = np.maximum(lower, graph.input_domain[0])
+        upper = np.minimum(upper, graph.input_domain[1])
+    pair, box_lower, box_upper, to_pair = two_copy_graph(
+        graph, lower, upper, region.radius
+    )
+    lifted = Property(Region(box_lower, box_upper), prop.disjuncts, prop.description)
+    return pair, lifted, to_pair
 
 
 def _verdict(network, prop, found, seconds) -> PropertyOutcome:

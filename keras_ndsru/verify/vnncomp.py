@@ -59,6 +59,17 @@ class InstanceResult:
 ENGINES = ("auto", "split", "graph")
 
 
+def _chain_or_none(onnx_path):
+    """The network as a `ReluNetwork`, or None if it is not a chain."""
+    from keras_ndsru.verify.formats.onnx_reader import load_onnx
+    from keras_ndsru.verify.graph.network import NotAChain
+
+    try:
+        return load_onnx(onnx_path)
+    except NotAChain:
+        return None
+
+
 def run_instance(
     onnx_path,
     vnnlib_path,
@@ -78,12 +89,12 @@ def run_instance(
         executor: a `concurrent.futures.Executor` for the disjuncts (input
             splitting), or None to run them in-process. Defaults to None.
         options: a `decide.Options` (input splitting). Defaults to `Options()`.
-        engine: "split" (input splitting and MILP on the network lowered to a
-            ReLU chain: networks with few inputs, e.g. ACAS Xu), "graph"
-            (attack, alpha-CROWN and beta-CROWN branch and bound on the
-            operator graph, on a GPU when present) or "auto" (split for at
-            most ``options.split_max_dims`` inputs, else graph). Defaults to
-            "auto".
+        engine: "split" (input splitting and MILP on an affine/ReLU chain:
+            networks with few inputs, e.g. ACAS Xu), "graph" (attack,
+            alpha-CROWN and beta-CROWN branch and bound on the operator
+            graph, on a GPU when present) or "auto" (split for at most
+            ``options.split_max_dims`` inputs when the network is a chain,
+            else graph). Defaults to "auto".
         graph_options: a `complete.GraphOptions`. Defaults to its defaults.
         device: the graph engine's device ("auto", "cpu", "cuda"), replacing
             ``graph_options.device`` when given. Defaults to None.
@@ -100,14 +111,18 @@ def run_instance(
         )
     start = time.time()
     options = options or Options()
+    network = None
     if engine == "auto":
         # Decided before loading: input splitting needs no PyTorch (seconds).
         small = input_size(onnx_path) <= options.split_max_dims
         engine = "split" if small else "graph"
+        if small:
+            network = _chain_or_none(onnx_path)
+            engine = "split" if network is not None else "graph"
     if engine == "split":
         from keras_ndsru.verify.formats.onnx_reader import load_onnx
 
-        network = load_onnx(onnx_path)
+        network = network or load_onnx(onnx_path)
     else:
         from keras_ndsru.verify.formats.onnx_graph import load_onnx_graph
         from keras_ndsru.verify.search.complete import GraphOptions

@@ -1,5 +1,6 @@
-"""Small Keras models for the verifier's Keras readers (`from_keras`, the
-chain, and `graph_from_keras`, the graph), with random weights."""
+"""Small Keras models for the verifier's Keras reader (`graph_from_keras`,
+and `from_keras` for chains), with random weights, and hand-derived pure
+ReLU chains of the tiny ones (the brute-force oracle's input)."""
 
 import keras
 import numpy as np
@@ -20,25 +21,62 @@ def randomize(model, seed):
     return model
 
 
-def to_pure_relu(net):
-    """A `ReluNetwork`'s weights and biases with every pass-through neuron z
-    as relu(z) - relu(-z) (the same function, pure ReLU)."""
-    weights, biases = [w.copy() for w in net.weights], [b.copy() for b in net.biases]
-    for k, through in enumerate(net.passthrough):
-        if through is None:
-            continue
-        idx = np.nonzero(through)[0]
-        weights[k] = np.concatenate([weights[k], -weights[k][idx]])
-        biases[k] = np.concatenate([biases[k], -biases[k][idx]])
-        weights[k + 1] = np.concatenate([weights[k + 1], -weights[k + 1][:, idx]], 1)
-    return weights, biases
+def _w(layer, name):
+    return np.asarray(keras.ops.convert_to_numpy(getattr(layer, name)), np.float64)
+
+
+def tiny_chain(name, model):
+    """The pure ReLU chain ``(weights, biases)`` computing a `tiny_models`
+    model, derived by hand (independent of the verifier): residual
+    ``relu(f(h) + h)`` carries ``h >= 0`` as ``relu(h)``; max-pooling is
+    ``max(a, b) = a + relu(b - a)``; LeakyReLU is ``relu(z) - s relu(-z)``."""
+    dense = [layer for layer in model.layers if isinstance(layer, L.Dense)]
+    if name == "residual":
+        (k1, k2, k3, k4), (b1, b2, b3, b4) = zip(
+            *[(_w(d, "kernel").T, _w(d, "bias")) for d in dense]
+        )
+        eye = np.eye(3)
+        weights = [k1, np.vstack([k2, eye]), np.hstack([k3, eye]), k4]
+        biases = [b1, np.concatenate([b2, np.zeros(3)]), b3, b4]
+        return weights, biases
+    if name == "conv-maxpool":
+        (conv,) = [layer for layer in model.layers if isinstance(layer, L.Conv2D)]
+        kernel, c = _w(conv, "kernel")[:, :, 0, 0], _w(conv, "bias")[0]
+        w1 = np.zeros((4, 9))
+        for p in range(2):
+            for q in range(2):
+                for di in range(2):
+                    for dj in range(2):
+                        w1[p * 2 + q, 3 * (p + di) + q + dj] = kernel[di, dj]
+        # r -> (r0, r1 - r0, r2, r3 - r2) -> (m01, m23 - m01) -> max
+        w2 = np.array([[1, 0, 0, 0], [-1, 1, 0, 0], [0, 0, 1, 0], [0, 0, -1, 1.0]])
+        w3 = np.array([[1, 1, 0, 0], [-1, -1, 1, 1.0]])
+        k, b = _w(dense[0], "kernel"), _w(dense[0], "bias")
+        w_out = np.outer(k[0] + k[1], [1.0, 1.0])  # Dense on [max, max]
+        return [w1, w2, w3, w_out], [np.full(4, c), np.zeros(4), np.zeros(2), b]
+    if name == "leaky-bn":
+        (bn,) = [
+            layer for layer in model.layers if isinstance(layer, L.BatchNormalization)
+        ]
+        (leaky,) = [layer for layer in model.layers if isinstance(layer, L.LeakyReLU)]
+        slope = float(leaky.get_config()["negative_slope"])
+        scale = _w(bn, "gamma") / np.sqrt(_w(bn, "moving_variance") + bn.epsilon)
+        shift = _w(bn, "beta") - scale * _w(bn, "moving_mean")
+        k1, b1 = _w(dense[0], "kernel").T, _w(dense[0], "bias")
+        z_w, z_b = scale[:, None] * k1, scale * b1 + shift
+        k2, b2 = _w(dense[1], "kernel").T, _w(dense[1], "bias")
+        return (
+            [np.vstack([z_w, -z_w]), np.hstack([k2, -slope * k2])],
+            [np.concatenate([z_b, -z_b]), b2],
+        )
+    raise ValueError(name)
 
 
 def tiny_models():
     inp = keras.Input((3,))
     h = L.Dense(3, activation="relu")(inp)
     branch = L.Dense(3)(L.Dense(3, activation="relu")(h))
-    r = L.ReLU()(L.Add()([branch, h]))  # h rides along the branch's ReLU layer
+    r = L.ReLU()(L.Add()([branch, h]))  # a residual connection across a ReLU
     yield "residual", keras.Model(inp, L.Dense(3)(r))
     inp = keras.Input((3, 3, 1))
     h = L.Conv2D(1, 2, activation="relu")(inp)

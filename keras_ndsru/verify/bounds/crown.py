@@ -31,11 +31,23 @@ from keras_ndsru.verify.graph.operators import Relax
 
 
 @dataclasses.dataclass
+class Ball:
+    """An L_1 ball ``sum(|x - center|[mask]) <= radius`` on the coordinates
+    ``mask`` (flat, ``(n,)`` tensors; ``center`` inside the box)."""
+
+    center: torch.Tensor
+    radius: float
+    mask: torch.Tensor
+
+
+@dataclasses.dataclass
 class Box:
-    """The input region's box, ``(batch or 1, *input_shape)`` tensors."""
+    """The input region's box, ``(batch or 1, *input_shape)`` tensors, and
+    optionally an L_1 ball it is intersected with (``ball``)."""
 
     lower: torch.Tensor
     upper: torch.Tensor
+    ball: Ball | None = None
 
 
 def interval_pass(graph: Graph, box: Box, fixed: dict | None = None) -> list:
@@ -55,12 +67,44 @@ def interval_pass(graph: Graph, box: Box, fixed: dict | None = None) -> list:
 
 
 def concretize(A: torch.Tensor, box: Box) -> torch.Tensor:
-    """``min over the box of sum(A * x)`` per row: ``(batch, specs)``."""
+    """``min over the box of sum(A * x)`` per row: ``(batch, specs)``;
+    over the box and its L_1 ball when it has one (`l1_concretize`)."""
     batch, specs = A.shape[:2]
     flat = A.reshape(batch, specs, -1)
     center = ((box.upper + box.lower) / 2).reshape(box.lower.shape[0], 1, -1)
     radius = ((box.upper - box.lower) / 2).reshape(box.lower.shape[0], 1, -1)
-    return (flat * center).sum(-1) - (flat.abs() * radius).sum(-1)
+    value = (flat * center).sum(-1) - (flat.abs() * radius).sum(-1)
+    if box.ball is None:
+        return value
+    return torch.maximum(value, l1_concretize(flat, box))
+
+
+def l1_concretize(flat: torch.Tensor, box: Box) -> torch.Tensor:
+    """``min sum(a * x)`` over the box intersected with its L_1 ball, exactly:
+    the box's minimum on the coordinates outside the ball's mask, and on the
+    others a fractional knapsack from the center (move the coordinates of
+    largest ``|a|`` first, each up to its box side, until the radius is
+    spent)."""
+    ball = box.ball
+    like = flat
+    n = flat.shape[-1]
+    lower = box.lower.reshape(box.lower.shape[0], 1, n)
+    upper = box.upper.reshape(box.upper.shape[0], 1, n)
+    mask = ball.mask.to(like.device).reshape(1, 1, n)
+    center = torch.where(
+        mask, ball.center.to(like).reshape(1, 1, n), (upper + lower) / 2
+    )
+    free = torch.where(mask, torch.zeros_like(upper), (upper - lower) / 2)
+    value = (flat * center).sum(-1) - (flat.abs() * free).sum(-1)
+    # The knapsack on the ball's coordinates: capacity to the box side that
+    # lowers sum(a * x), gain |a| per unit.
+    cap = torch.where(flat > 0, center - lower, upper - center)
+    cap = torch.where(mask, cap.clamp(min=0), torch.zeros_like(cap))
+    gain, order = torch.sort(flat.abs() * mask, dim=-1, descending=True)
+    cap = torch.gather(cap.expand_as(flat), -1, order)
+    before = torch.cumsum(cap, -1) - cap
+    take = torch.minimum(cap, (ball.radius - before).clamp(min=0))
+    return value - (gain * take).sum(-1)
 
 
 def back_substitute(

@@ -1,8 +1,9 @@
-"""Reading a Keras model into a `Graph` of operators (the graph engine).
+"""Reading a Keras model into a `Graph` of operators.
 
-Unlike `keras_reader.from_keras` (a dense chain, for small networks), every
-layer becomes one or a few structured operators, so memory grows with the
-activations: Keras image models (MNIST/CIFAR conv nets, ResNets) fit. Images
+Every layer becomes one or a few structured operators, so memory grows with
+the activations: Keras image models (MNIST/CIFAR conv nets, ResNets) fit.
+`from_keras` gives the `ReluNetwork` of a model that is an affine/ReLU chain
+(`keras_ndsru.verify.graph.chain`), read through the same graph. Images
 stay in Keras' channels-last layout except around convolutions and pooling,
 which run channels-first: a tensor keeps the layout its last operator left it
 in, and is moved back only where a layer needs Keras' own order (Flatten,
@@ -16,18 +17,19 @@ import math
 
 import numpy as np
 
-from keras_ndsru.verify.formats.keras_reader import (
-    _IDENTITY_LAYERS,
-    _activation_name,
-    _numpy,
-    _steps,
+from keras_ndsru.verify.formats.keras_model import (
+    IDENTITY_LAYERS,
+    activation_name,
     check_reproduces,
     kind_of,
+    layer_steps,
     model_input_shape,
     relu_slope,
+    to_numpy,
 )
 from keras_ndsru.verify.graph import image_ops
 from keras_ndsru.verify.graph import operators as ops
+from keras_ndsru.verify.graph.chain import NotAChain, chain_from_graph
 from keras_ndsru.verify.graph.graph import Graph
 
 SUPPORTED = (
@@ -86,13 +88,13 @@ def graph_from_keras(model, strip_softmax: bool = False) -> Graph:
     ((8, 8, 1), 3)
     """
     input_shape = model_input_shape(model)
-    steps, output = _steps(model)
+    steps, output = layer_steps(model)
     reader = _Reader(Graph(input_shape, name=model.name))
     values = {"input": _Value(0)}
     stripped = False
     for layer, names, out in steps:
         result = reader.layer(layer, [values[name] for name in names])
-        activation = _activation_name(layer) if hasattr(layer, "activation") else None
+        activation = activation_name(layer) if hasattr(layer, "activation") else None
         if activation == "softmax" and strip_softmax and out == output:
             stripped, activation = True, None
         if activation not in (None, "linear"):
@@ -102,6 +104,46 @@ def graph_from_keras(model, strip_softmax: bool = False) -> Graph:
     graph.output = reader.keras(values[output], "output")
     check_reproduces(graph, model, stripped, "graph")
     return graph
+
+
+def from_keras(model, strip_softmax: bool = False):
+    """The `ReluNetwork` computed by a Keras model that is an affine/ReLU
+    chain (Dense, Conv2D, BatchNormalization, Flatten, ... with ReLU
+    activations and no skip connection across a ReLU).
+
+    The model is read by `graph_from_keras` (and checked against its own
+    forward pass there), then each segment between ReLUs becomes one dense
+    matrix (`keras_ndsru.verify.graph.chain.chain_from_graph`). Models with
+    pooling, LeakyReLU, Sigmoid/Tanh or residual connections are graphs, not
+    chains: pass the model (or ``graph_from_keras(model)``) to the queries.
+
+    Args:
+        model: a built Keras model with one input and one output.
+        strip_softmax: as in `graph_from_keras`. Defaults to `False`.
+
+    Returns:
+        A `ReluNetwork` with ``input_shape`` of the model's single input.
+
+    Raises:
+        ValueError: an unsupported layer, or a model that is not a chain.
+
+    Example:
+
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((4,)),
+    ...     keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2)])
+    >>> from_keras(model).hidden_sizes
+    [8]
+    """
+    graph = graph_from_keras(model, strip_softmax=strip_softmax)
+    try:
+        return chain_from_graph(graph)
+    except NotAChain as error:
+        raise ValueError(
+            f"Model {model.name!r} is not an affine/ReLU chain: {error}. Pass the "
+            "model or graph_from_keras(model) to the queries (the graph engine). "
+            f"Received: model={model.name!r}"
+        ) from None
 
 
 class _Reader:
@@ -171,7 +213,7 @@ class _Reader:
         """The layer without its activation (applied by the caller)."""
         kind = kind_of(layer)
         x = args[0]
-        if kind in _IDENTITY_LAYERS or kind == "Activation":
+        if kind in IDENTITY_LAYERS or kind == "Activation":
             return x
         method = getattr(self, "layer_" + kind, None)
         if method is None:
@@ -183,14 +225,14 @@ class _Reader:
 
     def layer_Dense(self, layer, args):
         x = _Value(self.keras(args[0], layer.name))
-        bias = _numpy(layer.bias) if layer.bias is not None else None
-        return self.add(ops.MatMul(_numpy(layer.kernel), bias), [x], layer.name)
+        bias = to_numpy(layer.bias) if layer.bias is not None else None
+        return self.add(ops.MatMul(to_numpy(layer.kernel), bias), [x], layer.name)
 
     def _conv(self, layer, args):
         spatial = 2 if kind_of(layer) == "Conv2D" else 1
-        w = _numpy(layer.kernel)  # (*kernel, in / groups, out)
+        w = to_numpy(layer.kernel)  # (*kernel, in / groups, out)
         w = w.transpose(spatial + 1, spatial, *range(spatial))
-        bias = _numpy(layer.bias) if layer.bias is not None else None
+        bias = to_numpy(layer.bias) if layer.bias is not None else None
         x = self.channels_first(args[0], layer)
         strides, dilations = list(layer.strides), list(layer.dilation_rate)
         begin, end = _pads(layer, self.shape(x)[1:], w.shape[2:], strides, dilations)
@@ -294,9 +336,9 @@ class _Reader:
     def layer_BatchNormalization(self, layer, args):
         x = args[0]
         rank = len(self.shape(x))
-        mean, var = _numpy(layer.moving_mean), _numpy(layer.moving_variance)
-        gamma = _numpy(layer.gamma) if layer.gamma is not None else np.ones_like(mean)
-        beta = _numpy(layer.beta) if layer.beta is not None else np.zeros_like(mean)
+        mean, var = to_numpy(layer.moving_mean), to_numpy(layer.moving_variance)
+        gamma = to_numpy(layer.gamma) if layer.gamma is not None else np.ones_like(mean)
+        beta = to_numpy(layer.beta) if layer.beta is not None else np.zeros_like(mean)
         axis = layer.axis if isinstance(layer.axis, int) else layer.axis[0]
         axis = axis % (rank + 1) - 1  # without the batch axis
         keras_shape = self.keras_shape(x)

@@ -1,15 +1,18 @@
-"""Reading a feed-forward ONNX graph into a `ReluNetwork`.
+"""Reading an ONNX affine/ReLU chain into a `ReluNetwork`.
 
-Supported (inference semantics): Gemm, MatMul, Add, Sub, Mul, Div, Neg with
-constants (Add/Sub also of two tensors: residual connections), Relu,
-LeakyRelu, Flatten, Reshape, Shape, Transpose, Squeeze, Unsqueeze, Concat, Identity,
-Dropout, Conv (2-D), BatchNormalization, AveragePool, GlobalAveragePool,
-MaxPool, GlobalMaxPool, and any node whose inputs are all constants (folded
-with ONNX's reference evaluator, e.g. Shape -> Gather -> Reshape chains).
-Anything else is a one-line error naming the node and its op type. The graph
-is lowered to a chain by `keras_ndsru.verify.graph.lowering` (dense matrices, so
-meant for small networks). The VNN-LIB variables ``X_i``/``Y_i`` index the
-input and output flattened in C order, as here.
+The exact chain engine (input splitting, MILP) decides networks with few
+inputs, such as ACAS Xu's (``Sub, Flatten, (MatMul, Add, Relu) x 6,
+MatMul, Add``). `load_onnx` reads such a chain straight into NumPy, without
+PyTorch (the verifier's start-up stays a fraction of a second): MatMul and
+Gemm by constants, Add/Sub/Mul/Div/Neg with constants, Relu,
+Flatten/Reshape/Squeeze/Unsqueeze, Identity/Dropout, and constant
+subgraphs (folded by ONNX's reference evaluator). Any other node, or a
+tensor read across a ReLU, sends the file through the graph reader
+(`onnx_graph.load_onnx_graph`, every operator it supports) and
+`graph.chain.chain_from_graph`: one meaning for every ONNX operator, and a
+`NotAChain` error for graphs that are not chains (pooling, residual
+connections, LeakyReLU, Sigmoid: the graph engine's). The VNN-LIB variables
+``X_i``/``Y_i`` index the input and output flattened in C order, as here.
 """
 
 from __future__ import annotations
@@ -21,40 +24,34 @@ import numpy as np
 
 from keras_ndsru.verify.formats.errors import OnnxError
 from keras_ndsru.verify.formats.onnx_model import open_onnx
-from keras_ndsru.verify.graph import image_ops
-from keras_ndsru.verify.graph.lowering import Affine, Chain, Values
+from keras_ndsru.verify.graph.network import ReluNetwork
 
-SUPPORTED = (
+# The fast path's nodes; anything else goes through the graph reader.
+FAST = (
     "Add",
-    "AveragePool",
-    "BatchNormalization",
-    "Concat",
     "Constant",
-    "Conv",
     "Div",
     "Dropout",
     "Flatten",
     "Gemm",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
     "Identity",
-    "LeakyRelu",
     "MatMul",
-    "MaxPool",
     "Mul",
     "Neg",
     "Relu",
     "Reshape",
-    "Shape",
     "Squeeze",
     "Sub",
-    "Transpose",
     "Unsqueeze",
 )
 
 
-def load_onnx(path, input_domain=None):
-    """Reads an ONNX model of one input and one output into a `ReluNetwork`.
+class _Fallback(Exception):
+    """The fast path cannot read this node: use the graph reader."""
+
+
+def load_onnx(path, input_domain=None) -> ReluNetwork:
+    """Reads an ONNX affine/ReLU chain of one input and one output.
 
     Args:
         path: the ``.onnx`` file.
@@ -66,299 +63,182 @@ def load_onnx(path, input_domain=None):
         without a leading batch dimension of 1 (or a symbolic one).
 
     Raises:
-        OnnxError: an unsupported node (named with its op type), or a graph
-            that is not feed-forward from one input to one output.
+        OnnxError: an unreadable file or an unsupported node (named with its
+            op type).
+        keras_ndsru.verify.graph.chain.NotAChain: a graph that is not an
+            affine/ReLU chain (read it with `load_onnx_graph`).
     """
     opened = open_onnx(path)
-    path, dims = opened.path, list(opened.input_dims)
-    reader = _Reader(path, opened.opset, opened.nodes, opened.output_name, dims)
-    reader.values[opened.input_name] = reader.chain.input()
-    for name, value in opened.constants.items():
-        reader.values[name] = (
-            value.astype(np.float64) if value.dtype.kind == "f" else value
-        )
-    for step, node in enumerate(opened.nodes):
-        reader.node(step, node)
-    output = reader.values[opened.output_name]
-    if not isinstance(output, Affine):
-        raise OnnxError(f"{path}: the output does not depend on the input.")
+    dims = list(opened.input_dims)
     shape = tuple(dims[1:]) if len(dims) > 1 and dims[0] == 1 else tuple(dims)
-    network = reader.chain.finish(
-        output, input_domain=input_domain, name=os.path.basename(path)
+    name = os.path.basename(opened.path)
+    try:
+        weights, biases = _fast(opened)
+    except _Fallback:
+        from keras_ndsru.verify.formats.onnx_graph import load_onnx_graph
+        from keras_ndsru.verify.graph.chain import chain_from_graph
+
+        network = chain_from_graph(load_onnx_graph(path))
+        weights, biases = network.weights, network.biases
+    return ReluNetwork(
+        weights, biases, input_shape=shape or (1,), input_domain=input_domain, name=name
     )
-    network.input_shape = shape or (1,)
-    return network
 
 
-class _Reader:
-    def __init__(self, path, opset, nodes, output_name, dims):
-        self.path, self.opset = path, opset
-        last_use = {}
-        for step, node in enumerate(nodes):
-            for name in node.input:
-                last_use[name] = step
-        last_use[output_name] = math.inf
-        self.chain = Chain(dims)
-        self.values = Values(self.chain, last_use)
+class _Affine:
+    """A tensor ``coef.T @ state + const`` of the chain's current layer
+    output: ``coef`` ``(state, *shape)``, ``const`` ``shape``."""
 
-    def error(self, node, why: str) -> OnnxError:
-        return OnnxError(
-            f"{self.path}: node {node.name or '(unnamed)'!r} (op {node.op_type}) "
-            f"{why}. Received: op_type={node.op_type!r}"
+    def __init__(self, coef, const):
+        self.coef, self.const = np.asarray(coef), np.asarray(const, np.float64)
+
+    @property
+    def shape(self):
+        return self.const.shape
+
+    def map(self, linear):
+        return _Affine(linear(self.coef), linear(self.const[None])[0])
+
+    def reshape(self, shape):
+        return _Affine(
+            self.coef.reshape(self.coef.shape[0], *shape), self.const.reshape(shape)
         )
 
-    def node(self, step, node):
-        args = [self.values[name] if name else None for name in node.input]
-        attrs = {a.name: _attribute(a) for a in node.attribute}
-        if all(not isinstance(a, Affine) for a in args) and node.op_type != "Constant":
-            result = self._fold(node, args)
-        elif node.op_type not in SUPPORTED:
-            raise self.error(
-                node,
-                "is not supported by the verifier (feed-forward graphs of "
-                f"{', '.join(SUPPORTED)})",
-            )
+
+def _fast(opened):
+    """``(weights, biases)`` of the chain, or `_Fallback`."""
+    dims = tuple(opened.input_dims)
+    n = math.prod(dims)
+    values = {opened.input_name: _Affine(np.eye(n).reshape(n, *dims), np.zeros(dims))}
+    for key, value in opened.constants.items():
+        values[key] = value.astype(np.float64) if value.dtype.kind == "f" else value
+    layer = {opened.input_name}  # names holding tensors of the current layer
+    weights, biases = [], []
+    for node in opened.nodes:
+        args = [values.get(a) if a else None for a in node.input]
+        tensors = [a for a in args if isinstance(a, _Affine)]
+        if any(
+            a not in layer for a in node.input if isinstance(values.get(a), _Affine)
+        ):
+            raise _Fallback  # a tensor read across a ReLU
+        if not tensors and node.op_type != "Constant":
+            out = _fold(opened, node, args)
+        elif node.op_type not in FAST:
+            raise _Fallback
+        elif node.op_type == "Relu":
+            x = args[0]
+            weights.append(x.coef.reshape(x.coef.shape[0], -1).T)
+            biases.append(x.const.reshape(-1))
+            size = x.const.size
+            out = _Affine(np.eye(size).reshape(size, *x.shape), np.zeros(x.shape))
+            layer = set()
         else:
-            result = getattr(self, "op_" + node.op_type)(step, node, args, attrs)
-        self.values[node.output[0]] = result
+            out = _node(node, args, {a.name: _attribute(a) for a in node.attribute})
+        values[node.output[0]] = out
+        if isinstance(out, _Affine):
+            layer.add(node.output[0])
+    output = values.get(opened.output_name)
+    if not isinstance(output, _Affine) or opened.output_name not in layer:
+        raise _Fallback
+    weights.append(output.coef.reshape(output.coef.shape[0], -1).T)
+    biases.append(output.const.reshape(-1))
+    return weights, biases
 
-    def _fold(self, node, args):
-        from onnx.reference import ReferenceEvaluator
 
-        try:
-            evaluator = ReferenceEvaluator(node, opsets={"": self.opset})
-            feeds = {name: arg for name, arg in zip(node.input, args) if name}
-            out = evaluator.run(None, feeds)[0]
-        except Exception as error:  # noqa: BLE001 -- reported as one line
-            raise self.error(
-                node, f"could not be folded ({error})".splitlines()[0]
-            ) from None
-        out = np.asarray(out)
-        return out.astype(np.float64) if out.dtype.kind == "f" else out
-
-    # -- element-wise --------------------------------------------------------
-
-    def op_Constant(self, step, node, args, attrs):
+def _node(node, args, attrs):
+    op = node.op_type
+    a = args[0]
+    b = args[1] if len(args) > 1 else None
+    if op == "Constant":
         from onnx import numpy_helper
 
-        for key in ("value", "value_float", "value_floats", "value_int", "value_ints"):
-            if key in attrs:
-                value = attrs[key]
-                if key == "value":
-                    value = numpy_helper.to_array(value)
-                value = np.asarray(value)
-                return value.astype(np.float64) if value.dtype.kind == "f" else value
-        raise self.error(node, "has no supported value attribute")
-
-    def op_Identity(self, step, node, args, attrs):
-        return args[0]
-
-    op_Dropout = op_Identity
-
-    def op_Add(self, step, node, args, attrs):
-        a, b = args
-        if isinstance(a, Affine) and isinstance(b, Affine):
-            return a + b
-        tensor, constant = (a, b) if isinstance(a, Affine) else (b, a)
-        return tensor.shift(constant)
-
-    def op_Sub(self, step, node, args, attrs):
-        a, b = args
-        if isinstance(b, Affine):
-            b = b.scale(-1.0)
-            return a + b if isinstance(a, Affine) else b.shift(a)
-        return a.shift(-b)
-
-    def op_Neg(self, step, node, args, attrs):
-        return args[0].scale(-1.0)
-
-    def op_Mul(self, step, node, args, attrs):
-        a, b = args
-        if isinstance(a, Affine) and isinstance(b, Affine):
-            raise self.error(
-                node, "multiplies two input-dependent tensors (not linear)"
-            )
-        tensor, constant = (a, b) if isinstance(a, Affine) else (b, a)
-        return tensor.scale(constant)
-
-    def op_Div(self, step, node, args, attrs):
-        a, b = args
-        if isinstance(b, Affine):
-            raise self.error(node, "divides by an input-dependent tensor (not linear)")
-        if np.any(b == 0):
-            raise self.error(node, "divides by zero")
-        return a.scale(1.0 / b)
-
-    def op_Relu(self, step, node, args, attrs):
-        return self.values.relu(step, args[0])
-
-    def op_LeakyRelu(self, step, node, args, attrs):
-        return self.values.leaky_relu(step, args[0], float(attrs.get("alpha", 0.01)))
-
-    # -- matrix products -----------------------------------------------------
-
-    def op_MatMul(self, step, node, args, attrs):
-        a, b = args
-        if isinstance(b, Affine):
-            if isinstance(a, Affine):
-                raise self.error(node, "multiplies two input-dependent tensors")
-            if len(b.shape) < 2:
-                raise self.error(node, "needs a matrix (rank >= 2) on the right")
-            return b.map(lambda t: np.matmul(a, t))
-        if len(a.shape) == 1:
-            return a.map(lambda t: t @ b)
+        if "value" not in attrs:
+            raise _Fallback
+        return np.asarray(numpy_helper.to_array(attrs["value"]), np.float64)
+    if op in ("Identity", "Dropout"):
+        return a
+    if op == "Neg":
+        return a.map(lambda t: -t)
+    if op in ("Add", "Sub"):
+        if isinstance(a, _Affine) and isinstance(b, _Affine):
+            raise _Fallback
+        sign = -1.0 if op == "Sub" else 1.0
+        if isinstance(a, _Affine):
+            return _shift(a, sign * b)
+        return _shift(b.map(lambda t: sign * t), a)
+    if op in ("Mul", "Div"):
+        tensor, constant = (a, b) if isinstance(a, _Affine) else (b, a)
+        if isinstance(constant, _Affine) or (op == "Div" and tensor is not a):
+            raise _Fallback
+        factor = constant if op == "Mul" else 1.0 / constant
+        if np.broadcast_shapes(np.shape(factor), tensor.shape) != tensor.shape:
+            raise _Fallback
+        return tensor.map(lambda t: t * factor)
+    if op == "MatMul":
+        if not isinstance(a, _Affine) or isinstance(b, _Affine) or b.ndim != 2:
+            raise _Fallback
         return a.map(lambda t: np.matmul(t, b))
-
-    def op_Gemm(self, step, node, args, attrs):
-        a, b = args[0], args[1]
+    if op == "Gemm":
         c = args[2] if len(args) > 2 else None
-        if isinstance(b, Affine) or (c is not None and isinstance(c, Affine)):
-            raise self.error(node, "needs constant B and C")
-        if attrs.get("transA", 0):
-            a = a.transpose((1, 0))
-        if attrs.get("transB", 0):
-            b = b.T
-        out = a.map(lambda t: np.matmul(t, b)).scale(float(attrs.get("alpha", 1.0)))
-        if c is not None:
-            out = out.shift(float(attrs.get("beta", 1.0)) * c)
-        return out
+        if attrs.get("transA", 0) or isinstance(b, _Affine) or isinstance(c, _Affine):
+            raise _Fallback
+        w = (b.T if attrs.get("transB", 0) else b) * float(attrs.get("alpha", 1.0))
+        out = a.map(lambda t: np.matmul(t, w))
+        return out if c is None else _shift(out, float(attrs.get("beta", 1.0)) * c)
+    return _reshape(op, a, args, attrs)
 
-    # -- shapes --------------------------------------------------------------
 
-    def op_Flatten(self, step, node, args, attrs):
-        shape = args[0].shape
-        axis = attrs.get("axis", 1)
-        axis = axis + len(shape) if axis < 0 else axis
-        return args[0].reshape((math.prod(shape[:axis]), math.prod(shape[axis:])))
+def _shift(x: _Affine, offset) -> _Affine:
+    if np.broadcast_shapes(np.shape(offset), x.shape) != x.shape:
+        raise _Fallback
+    return _Affine(x.coef, x.const + offset)
 
-    def op_Reshape(self, step, node, args, attrs):
-        data, target = args[0], [int(v) for v in np.asarray(args[1]).ravel()]
+
+def _reshape(op, x, args, attrs):
+    shape = list(x.shape)
+    if op == "Flatten":
+        axis = attrs.get("axis", 1) % (len(shape) or 1)
+        target = [math.prod(shape[:axis]), math.prod(shape[axis:])]
+    elif op == "Reshape":
+        target = [int(v) for v in np.asarray(args[1]).ravel()]
         if not attrs.get("allowzero", 0):
-            target = [data.shape[i] if v == 0 else v for i, v in enumerate(target)]
+            target = [shape[i] if v == 0 else v for i, v in enumerate(target)]
         if -1 in target:
             known = math.prod(v for v in target if v != -1)
-            target[target.index(-1)] = data.size // max(known, 1)
-        if math.prod(target) != data.size:
-            raise self.error(node, f"reshapes {data.shape} to {target}")
-        return data.reshape(tuple(target))
+            target[target.index(-1)] = math.prod(shape) // max(known, 1)
+    else:  # Squeeze / Unsqueeze
+        axes = args[1] if len(args) > 1 and args[1] is not None else attrs.get("axes")
+        axes = [int(v) for v in np.asarray(axes if axes is not None else []).ravel()]
+        if op == "Squeeze":
+            axes = {a % len(shape) for a in axes} or {
+                i for i, d in enumerate(shape) if d == 1
+            }
+            target = [d for i, d in enumerate(shape) if i not in axes]
+        else:
+            target, rank = list(shape), len(shape) + len(axes)
+            for axis in sorted(a % rank for a in axes):
+                target.insert(axis, 1)
+    if math.prod(target) != math.prod(shape):
+        raise _Fallback
+    return x.reshape(tuple(target))
 
-    def op_Shape(self, step, node, args, attrs):
-        shape = args[0].shape
-        return np.array(shape[attrs.get("start", 0) : attrs.get("end")], np.int64)
 
-    def op_Transpose(self, step, node, args, attrs):
-        rank = len(args[0].shape)
-        return args[0].transpose(attrs.get("perm", list(range(rank))[::-1]))
+def _fold(opened, node, args):
+    from onnx.reference import ReferenceEvaluator
 
-    def _axes(self, args, attrs):
-        if len(args) > 1 and args[1] is not None:
-            return [int(v) for v in np.asarray(args[1]).ravel()]
-        return list(attrs.get("axes", []))
-
-    def op_Squeeze(self, step, node, args, attrs):
-        shape = args[0].shape
-        axes = self._axes(args, attrs) or [i for i, d in enumerate(shape) if d == 1]
-        axes = {a + len(shape) if a < 0 else a for a in axes}
-        return args[0].reshape(tuple(d for i, d in enumerate(shape) if i not in axes))
-
-    def op_Unsqueeze(self, step, node, args, attrs):
-        shape = list(args[0].shape)
-        axes = self._axes(args, attrs)
-        rank = len(shape) + len(axes)
-        for axis in sorted(a + rank if a < 0 else a for a in axes):
-            shape.insert(axis, 1)
-        return args[0].reshape(tuple(shape))
-
-    def op_Concat(self, step, node, args, attrs):
-        dim = self.chain.dim
-        parts = [
-            a if isinstance(a, Affine) else Affine(np.zeros((dim, *a.shape)), a)
-            for a in args
-        ]
-        axis = attrs["axis"]
-        axis = axis + len(parts[0].shape) if axis < 0 else axis
-        return Affine(
-            np.concatenate([p.coef for p in parts], axis + 1),
-            np.concatenate([p.const for p in parts], axis),
-        )
-
-    # -- convolution, normalization, pooling ---------------------------------
-
-    def _spatial(self, node, x, kernel, attrs, ceil_mode=0):
-        if len(x.shape) != 4:
-            raise self.error(
-                node, f"needs a 4-D NCHW input (2-D spatial); got {x.shape}"
-            )
-        return image_ops.onnx_pads(x.shape[2:], kernel, attrs, ceil_mode)
-
-    def op_Conv(self, step, node, args, attrs):
-        x, w = args[0], args[1]
-        bias = args[2] if len(args) > 2 and args[2] is not None else None
-        if isinstance(w, Affine) or isinstance(bias, Affine):
-            raise self.error(node, "needs constant weights and bias")
-        kernel = list(w.shape[2:])
-        if len(kernel) != 2:
-            raise self.error(node, f"is a {len(kernel)}-D convolution (2-D only)")
-        group = int(attrs.get("group", 1))
-        strides, dilations, begin, end, out, _ = self._spatial(node, x, kernel, attrs)
-
-        def linear(t):
-            flat = t.reshape(-1, *x.shape[1:])
-            y = image_ops.conv2d(flat, w, strides, begin, end, dilations, group, out)
-            return y.reshape(*t.shape[:-3], w.shape[0], *out)
-
-        offset = 0.0 if bias is None else bias.reshape(-1, 1, 1)
-        return x.map(linear, offset)
-
-    def op_BatchNormalization(self, step, node, args, attrs):
-        if attrs.get("training_mode", 0):
-            raise self.error(node, "is in training mode")
-        x, gamma, beta, mean, var = args[:5]
-        scale = gamma / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
-        axes = (-1,) + (1,) * (len(x.shape) - 2)
-        return x.scale(scale.reshape(axes)).shift((beta - scale * mean).reshape(axes))
-
-    def op_AveragePool(self, step, node, args, attrs):
-        x = args[0]
-        kernel = list(attrs["kernel_shape"])
-        ceil_mode = int(attrs.get("ceil_mode", 0))
-        strides, _, begin, end, out, declared = self._spatial(
-            node, x, kernel, {**attrs, "dilations": [1, 1]}, ceil_mode
-        )
-        include = int(attrs.get("count_include_pad", 0))
-
-        def linear(t):
-            flat = t.reshape(-1, *x.shape[1:])
-            y = image_ops.average_pool(
-                flat, kernel, strides, begin, end, declared, include, out
-            )
-            return y.reshape(*t.shape[:-2], *out)
-
-        return x.map(linear)
-
-    def op_GlobalAveragePool(self, step, node, args, attrs):
-        return args[0].map(lambda t: t.mean(axis=(-2, -1), keepdims=True))
-
-    def op_MaxPool(self, step, node, args, attrs):
-        if len(node.output) > 1 and node.output[1]:
-            raise self.error(node, "has an Indices output")
-        x = args[0]
-        kernel = list(attrs["kernel_shape"])
-        strides, dilations, begin, end, out, _ = self._spatial(
-            node, x, kernel, attrs, int(attrs.get("ceil_mode", 0))
-        )
-        windows = image_ops.pool_windows(
-            x.shape, kernel, strides, begin, end, dilations, out
-        )
-        return self.values.max_over(step, x, windows, (*x.shape[:2], *out))
-
-    def op_GlobalMaxPool(self, step, node, args, attrs):
-        x = args[0]
-        windows = np.arange(x.size).reshape(-1, math.prod(x.shape[2:]))
-        return self.values.max_over(step, x, windows, (*x.shape[:2], 1, 1))
+    try:
+        evaluator = ReferenceEvaluator(node, opsets={"": opened.opset})
+        feeds = {name: arg for name, arg in zip(node.input, args) if name}
+        out = np.asarray(evaluator.run(None, feeds)[0])
+    except Exception:  # noqa: BLE001 -- the graph reader reports it in one line
+        raise _Fallback from None
+    return out.astype(np.float64) if out.dtype.kind == "f" else out
 
 
 def _attribute(attribute):
     from onnx import helper
 
     return helper.get_attribute_value(attribute)
+
+
+__all__ = ["OnnxError", "load_onnx"]

@@ -1,9 +1,9 @@
-"""Convolution and pooling on batched float64 NumPy arrays (NCHW).
+"""Convolution and pooling geometry shared by the ONNX and Keras readers.
 
-The linear maps that `lowering.Affine.map` applies to coefficient batches,
-with ONNX's conventions (Conv, AveragePool, MaxPool: explicit ``pads``
-``(begin..., end...)``, ``auto_pad``, strides, dilations, groups, ceil_mode);
-Keras' ``padding="same"`` is ONNX's ``SAME_UPPER``.
+ONNX's conventions (Conv, AveragePool, MaxPool: explicit ``pads``
+``(begin..., end...)``, ``auto_pad``, strides, dilations, ceil_mode);
+Keras' ``padding="same"`` is ONNX's ``SAME_UPPER``; and the number of
+inputs each average-pooling window counts.
 """
 
 from __future__ import annotations
@@ -86,39 +86,6 @@ def keras_pads(layer, in_size, kernel, strides, dilations):
     return resolve_pads(list(in_size), kernel, strides, dilations, None, auto)
 
 
-def _windows(x, kernel, strides, dilations, out):
-    """Strided views ``x[..., i*d + s*o]`` per kernel offset (2-D spatial)."""
-    for i in range(kernel[0]):
-        for j in range(kernel[1]):
-            top, left = i * dilations[0], j * dilations[1]
-            yield (
-                i,
-                j,
-                x[
-                    ...,
-                    top : top + strides[0] * (out[0] - 1) + 1 : strides[0],
-                    left : left + strides[1] * (out[1] - 1) + 1 : strides[1],
-                ],
-            )
-
-
-def conv2d(x, w, strides, begin, end, dilations, group, out):
-    """``x (B, C, H, W)`` convolved with ``w (M, C/group, kh, kw)``, no bias."""
-    x = np.pad(x, ((0, 0), (0, 0), (begin[0], end[0]), (begin[1], end[1])))
-    batch, channels = x.shape[:2]
-    m, cg = w.shape[:2]
-    mg = m // group
-    result = np.zeros((batch, m, *out))
-    for g in range(group):
-        xg = x[:, g * cg : (g + 1) * cg]
-        wg = w[g * mg : (g + 1) * mg]
-        for i, j, patch in _windows(xg, w.shape[2:], strides, dilations, out):
-            result[:, g * mg : (g + 1) * mg] += np.einsum(
-                "bchw,mc->bmhw", patch, wg[:, :, i, j], optimize=True
-            )
-    return result
-
-
 def pool_counts(size, kernel, strides, begin, end, declared, count_include_pad, out):
     """Inputs per average-pooling window ``(out_h, out_w)`` over a spatial
     ``size``: padding counts only if ``count_include_pad`` (and never the
@@ -134,28 +101,12 @@ def pool_counts(size, kernel, strides, begin, end, declared, count_include_pad, 
         mask = np.pad(mask, pad, constant_values=1.0)
         begin = [b - d for b, d in zip(begin, declared[0])]
         end = [e - d for e, d in zip(end, declared[1])]
-    ones = np.ones((1, 1, *kernel))
-    return conv2d(mask, ones, strides, begin, end, [1, 1], 1, out)[0, 0]
-
-
-def average_pool(x, kernel, strides, begin, end, declared, count_include_pad, out):
-    """Mean over windows (see `pool_counts` for what a window counts)."""
-    channels = x.shape[1]
-    ones = np.ones((channels, 1, *kernel))
-    sums = conv2d(x, ones, strides, begin, end, [1, 1], channels, out)
-    return sums / pool_counts(
-        x.shape[2:], kernel, strides, begin, end, declared, count_include_pad, out
-    )
-
-
-def pool_windows(shape, kernel, strides, begin, end, dilations, out):
-    """Flat indices of each max-pooling window over a tensor ``shape``
-    ``(N, C, H, W)``: ``(N*C*oh*ow, kh*kw)`` with ``-1`` for padding."""
-    index = np.arange(math.prod(shape)).reshape(shape)
-    padded = np.pad(
-        index,
-        ((0, 0), (0, 0), (begin[0], end[0]), (begin[1], end[1])),
-        constant_values=-1,
-    )
-    parts = [p for _, _, p in _windows(padded, kernel, strides, dilations, out)]
-    return np.stack(parts, axis=-1).reshape(-1, len(parts))
+    padded = np.pad(mask[0, 0], ((begin[0], end[0]), (begin[1], end[1])))
+    counts = np.zeros(tuple(out))
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            counts += padded[
+                i : i + strides[0] * (out[0] - 1) + 1 : strides[0],
+                j : j + strides[1] * (out[1] - 1) + 1 : strides[1],
+            ]
+    return counts

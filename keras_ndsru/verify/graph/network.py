@@ -8,18 +8,24 @@ import math
 import numpy as np
 
 
+class NotAChain(ValueError):
+    """A graph is not an affine/ReLU chain (or a layer of it is too large
+    for a dense matrix): `keras_ndsru.verify.graph.chain`."""
+
+
 class ReluNetwork:
     """A feed-forward chain of affine layers, each but the last followed by ReLU.
 
     ``y = W_L relu(... relu(W_1 x + b_1) ...) + b_L`` in float64. This is the
     piecewise-linear function that the Reluplex paper (arXiv 1709.02802, Sec. 2)
-    verifies; Keras models, ONNX graphs and `.nnet` files are converted to it.
+    verifies; `.nnet` files, and Keras models and ONNX graphs that are
+    affine/ReLU chains (`keras_ndsru.verify.graph.chain`), are read into it.
 
     A hidden layer may pass some neurons through unchanged (``passthrough``):
-    they carry a value past a ReLU layer without a case split, which is how
-    residual connections (``x + f(x)``), LeakyReLU (``a z + (1 - a) relu(z)``)
-    and max-pooling (``max(a, b) = a + relu(b - a)``) become a single chain
-    (see `keras_ndsru.verify.graph.lowering`).
+    they carry a value past a ReLU layer without a case split (e.g. a
+    residual ``x + f(x)``, LeakyReLU ``a z + (1 - a) relu(z)``, or
+    ``max(a, b) = a + relu(b - a)`` in a chain built by hand; the readers
+    give plain ReLU layers and leave such networks to the graph engine).
 
     Args:
         weights: list of 2-D arrays, ``weights[k]`` of shape ``(n_out, n_in)``.

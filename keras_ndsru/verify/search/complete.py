@@ -29,6 +29,7 @@ import torch
 from keras_ndsru.verify.bounds import crown
 from keras_ndsru.verify.bounds import optimize as opt
 from keras_ndsru.verify.bounds.spec import OutputSpec
+from keras_ndsru.verify.graph.max_as_relu import maxpool_as_relus
 from keras_ndsru.verify.graph.operators import Relax
 from keras_ndsru.verify.outcomes.outcome import Method, Outcome, Reason, Status
 from keras_ndsru.verify.search import attack, bab
@@ -69,12 +70,15 @@ class GraphOptions:
 
 
 def region_box(graph, region) -> tuple[np.ndarray, np.ndarray]:
-    """The region's box (intersected with the graph's input domain)."""
-    if region.copies != 1 or region.l1_ball or region.a_ub is not None:
+    """The region's box (intersected with the graph's input domain); an
+    L_1 ball's box is the L_inf box around it (the ball is added by
+    `input_boxes`)."""
+    if region.copies != 1 or region.a_ub is not None:
         raise ValueError(
-            "The graph engine decides box regions (one copy, no L_1 ball, no "
-            f"general input constraints). Received: copies={region.copies}, "
-            f"norm={region.norm}, a_ub={'set' if region.a_ub is not None else None}"
+            "The graph engine decides one copy over a box or an L_1 ball (two "
+            "copies go through `two_copies`; no general input constraints). "
+            f"Received: copies={region.copies}, "
+            f"a_ub={'set' if region.a_ub is not None else None}"
         )
     lower, upper = region.lower, region.upper
     if graph.input_domain is not None:
@@ -117,12 +121,24 @@ def input_boxes(graph, region, device, dtype) -> tuple:
     """
     lower, upper = region_box(graph, region)
     shape = (1, *graph.input_shape)
+    ball64 = ball = None
+    if region.l1_ball:
+        center = torch.as_tensor(region.center, device=device)
+        mask = torch.ones(center.shape, dtype=torch.bool, device=device)
+        ball64 = crown.Ball(center, float(region.radius), mask)
+        # The working precision's ball is slightly larger (a guide only).
+        ball = crown.Ball(
+            center.to(dtype),
+            float(np.nextafter(np.float32(region.radius), np.inf)),
+            mask,
+        )
     box64 = crown.Box(
         torch.as_tensor(lower, device=device).reshape(shape),
         torch.as_tensor(upper, device=device).reshape(shape),
+        ball64,
     )
     ((low, high),) = outward([(box64.lower, box64.upper)], dtype)
-    return lower, upper, box64, crown.Box(low, high)
+    return lower, upper, box64, crown.Box(low, high, ball)
 
 
 class _Run:
@@ -136,6 +152,7 @@ class _Run:
         self.start = time.time()
         self.dtype = getattr(torch, options.dtype)
         self.spec = OutputSpec.from_property(prop)
+        self.region = prop.region
         self.lower, self.upper, self.box64, self.box = input_boxes(
             graph, prop.region, options.torch_device(), self.dtype
         )
@@ -149,6 +166,8 @@ class _Run:
         """``(disjunct, point)`` when ``point`` (clipped) is a confirmed
         counterexample, else None."""
         point = np.clip(point, self.lower, self.upper)
+        if self.region.l1_ball and not self.region.contains(point):
+            point = self.region.project(point[None, None].copy())[0, 0]
         found = _violated(self.graph, self.spec, point)
         if found is not None and (self.confirm is None or self.confirm(found, point)):
             return found, point
@@ -277,6 +296,8 @@ def decide_graph(
         One `Outcome` per disjunct when proved; else one `Outcome` (the
         violated disjunct, or `UNKNOWN` with its reason).
     """
+    # Max-pooling as ReLUs: splittable, and affine once split (leaf LPs).
+    graph = maxpool_as_relus(graph)
     run = _Run(graph, prop, deadline, options or GraphOptions(), confirm)
     found = run.attack()
     logger.debug("attack done after %.2f s", time.time() - run.start)

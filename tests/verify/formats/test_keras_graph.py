@@ -6,12 +6,12 @@ import keras
 import numpy as np
 import pytest
 from graph_nets import assert_bounds_contain_samples
-from keras_nets import layer_zoo, randomize, tiny_models, to_pure_relu
+from keras_nets import layer_zoo, randomize, tiny_chain, tiny_models
 from verify_brute import def1_min_margin
 
-from keras_ndsru.verify import from_keras, local_robustness
+from keras_ndsru.verify import local_robustness
 from keras_ndsru.verify.formats.keras_graph import graph_from_keras
-from keras_ndsru.verify.formats.keras_reader import keras_forward
+from keras_ndsru.verify.formats.keras_model import keras_forward
 from keras_ndsru.verify.graph.operators import Transpose
 
 L = keras.layers
@@ -87,7 +87,7 @@ def test_graph_engine_verdicts_match_the_brute_force_oracle(index):
     name, model = list(tiny_models())[index]
     randomize(model, 2)
     graph = assert_reproduces(model)
-    weights, biases = to_pure_relu(from_keras(model))
+    weights, biases = tiny_chain(name, model)
     rng = np.random.default_rng(20 + index)
     verdicts = []
     for _ in range(3):

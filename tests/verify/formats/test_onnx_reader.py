@@ -1,4 +1,6 @@
-"""ONNX graphs lowered to a chain agree with onnxruntime; unsupported ops are named."""
+"""ONNX affine/ReLU chains read by `load_onnx` (NumPy fast path, or the graph
+reader and `chain_from_graph`) agree with onnxruntime; graphs that are not
+chains and unsupported ops are one-line errors naming the node."""
 
 import numpy as np
 import pytest
@@ -7,7 +9,9 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx_build import node, save  # noqa: E402
 
+from keras_ndsru.verify.formats import onnx_graph  # noqa: E402
 from keras_ndsru.verify.formats.onnx_reader import OnnxError, load_onnx  # noqa: E402
+from keras_ndsru.verify.graph.chain import NotAChain, chain_from_graph  # noqa: E402
 
 
 def assert_matches_onnxruntime(path, count=64):
@@ -23,7 +27,7 @@ def assert_matches_onnxruntime(path, count=64):
     return net
 
 
-def test_dense_ops(tmp_path):
+def dense_model(tmp_path):
     nodes = [
         node("Sub", ["x", "mean"], ["a"]),
         node("Flatten", ["a"], ["b"], axis=1),
@@ -31,7 +35,7 @@ def test_dense_ops(tmp_path):
         node("Add", ["c", "b1"], ["d"]),
         node("Relu", ["d"], ["e"]),
         node("Gemm", ["e", "w2", "b2"], ["f"], transB=1, alpha=0.5, beta=2.0),
-        node("LeakyRelu", ["f"], ["g"], alpha=0.1),
+        node("Relu", ["f"], ["g"]),
         node("Mul", ["g", "scale"], ["h"]),
         node("Div", ["h", "div"], ["i"]),
         node("Neg", ["i"], ["j"]),
@@ -48,18 +52,32 @@ def test_dense_ops(tmp_path):
         "shift": (1, 6),
     }
     path = save(tmp_path, "dense", nodes, [1, 1, 1, 5], [1, 6], consts)
+    return path
+
+
+def test_dense_ops(tmp_path, monkeypatch):
+    path = dense_model(tmp_path)
+    # The same weights through the graph reader (one meaning per operator).
+    reference = chain_from_graph(onnx_graph.load_onnx_graph(path))
+
+    def no_graph(*args):
+        raise AssertionError("the fast path must not build a graph")
+
+    monkeypatch.setattr(onnx_graph, "load_onnx_graph", no_graph)
     net = assert_matches_onnxruntime(path)
     assert net.input_shape == (1, 1, 5) and net.n_outputs == 6
-    # LeakyReLU keeps its input as pass-through neurons next to the ReLUs.
-    assert net.passthrough[1] is not None and net.passthrough[1].sum() == 6
+    assert net.hidden_sizes == [7, 6]
+    for mine, theirs in zip(
+        net.weights + net.biases, reference.weights + reference.biases
+    ):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-12)
 
 
 def test_conv_batchnorm_pooling(tmp_path):
     nodes = [
         node("Conv", ["x", "k1", "c1"], ["a"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
         node("BatchNormalization", ["a", "g", "be", "m", "v"], ["b"], epsilon=1e-3),
-        node("Relu", ["b"], ["c"]),
-        node("MaxPool", ["c"], ["d"], kernel_shape=[2, 2], strides=[2, 2]),
+        node("Relu", ["b"], ["d"]),
         node(
             "Conv", ["d", "k2"], ["e"], group=4, kernel_shape=[2, 2], dilations=[1, 1]
         ),
@@ -83,14 +101,15 @@ def test_conv_batchnorm_pooling(tmp_path):
         "m": (4,),
         "v": np.linspace(0.5, 2.0, 4),
         "k2": (4, 1, 2, 2),
-        "w": (16, 3),
+        "w": (100, 3),
         "bias": (3,),
     }
     path = save(tmp_path, "conv", nodes, [1, 2, 6, 6], [1, 3], consts)
-    assert_matches_onnxruntime(path)
+    net = assert_matches_onnxruntime(path)  # through the graph reader
+    assert net.hidden_sizes == [144, 100]
 
 
-def test_pool_variants_and_strided_same_conv(tmp_path):
+def test_max_pooling_is_not_a_chain(tmp_path):
     nodes = [
         node("Conv", ["x", "k"], ["a"], auto_pad="SAME_UPPER", strides=[2, 2]),
         node("Relu", ["a"], ["b"]),
@@ -119,10 +138,11 @@ def test_pool_variants_and_strided_same_conv(tmp_path):
     ]
     consts = {"k": (2, 1, 3, 3), "w": (4, 2)}
     path = save(tmp_path, "pools", nodes, [1, 1, 7, 7], [1, 2], consts)
-    assert_matches_onnxruntime(path)
+    with pytest.raises(NotAChain, match=r"node '\w+' is a MaxPool, not affine or ReLU"):
+        load_onnx(path)
 
 
-def test_residual_transpose_and_folded_shape_ops(tmp_path):
+def residual_model(tmp_path, residual):
     nodes = [
         node("Shape", ["x"], ["s"]),
         node("Gather", ["s", "index"], ["n"], axis=0),
@@ -132,9 +152,9 @@ def test_residual_transpose_and_folded_shape_ops(tmp_path):
         node("Gemm", ["flat", "w1", "b1"], ["a"]),
         node("Relu", ["a"], ["r1"]),
         node("Gemm", ["r1", "w2", "b2"], ["b"]),
-        node("Add", ["b", "r1"], ["c"]),  # residual: r1 rides along as identities
+        node("Add", ["b", "r1" if residual else "b2"], ["c"]),
         node("Relu", ["c"], ["r2"]),
-        node("Sub", ["r2", "a"], ["d"]),  # the pre-activation a is carried twice
+        node("Sub", ["r2", "a" if residual else "b2"], ["d"]),
         node("Transpose", ["d"], ["e"], perm=[1, 0]),
         node("Squeeze", ["e", "axis1"], ["f"]),
         node("Unsqueeze", ["f", "zero"], ["g"]),
@@ -152,15 +172,23 @@ def test_residual_transpose_and_folded_shape_ops(tmp_path):
         "b2": (4,),
         "w3": (4, 3),
     }
-    path = save(tmp_path, "residual", nodes, [1, 2, 3], [1, 3], consts)
-    net = assert_matches_onnxruntime(path)
-    assert net.hidden_sizes == [8, 8]  # relu(a) and a carried; relu(c) and a carried
+    return save(tmp_path, "residual", nodes, [1, 2, 3], [1, 3], consts)
+
+
+def test_transpose_and_folded_shape_ops(tmp_path):
+    net = assert_matches_onnxruntime(residual_model(tmp_path, residual=False))
+    assert net.hidden_sizes == [4, 4]
+
+
+def test_residual_connection_is_not_a_chain(tmp_path):
+    with pytest.raises(NotAChain, match="residual connection"):
+        load_onnx(residual_model(tmp_path, residual=True))
 
 
 @pytest.mark.parametrize(
     "bad, op",
     [
-        (node("Sigmoid", ["a"], ["y"]), "Sigmoid"),
+        (node("Softmax", ["a"], ["y"]), "Softmax"),
         (node("Mul", ["a", "a"], ["y"]), "Mul"),
     ],
 )

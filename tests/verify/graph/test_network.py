@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from keras_ndsru.verify import ReluNetwork, from_keras, local_robustness
-from keras_ndsru.verify.formats.keras_reader import keras_forward
+from keras_ndsru.verify.formats.keras_model import keras_forward
 
 
 def _trained_bn_model():
@@ -73,7 +73,7 @@ def test_softmax_needs_def1():
 @pytest.mark.parametrize(
     "layer, match",
     [
-        (keras.layers.Dense(4, activation="tanh"), "tanh"),
+        (keras.layers.Dense(4, activation="tanh"), "is a Tanh, not affine or ReLU"),
         (keras.layers.LayerNormalization(), "LayerNormalization"),
         (keras.layers.ReLU(max_value=1.0), "plain ReLU"),
     ],
@@ -87,19 +87,25 @@ def test_unsupported_layers_are_named(layer, match):
 
 
 def test_dense_on_non_flat_input_and_branches():
+    # Dense on the last axis of a (2, 3) input: a (2 x 4, 2 x 3) block matrix.
     model = keras.Sequential([keras.Input((2, 3)), keras.layers.Dense(4)])
-    with pytest.raises(ValueError, match="Flatten"):
-        from_keras(model)
-    # Two branches joined by Add are affine: lowered exactly (pass-through).
+    x = np.random.default_rng(2).normal(size=(16, 2, 3))
+    np.testing.assert_allclose(
+        from_keras(model)(x.reshape(16, -1)),
+        keras_forward(model, x).reshape(16, -1),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    # Two ReLU branches of one input joined by Add: one layer of 8 ReLUs.
     inp = keras.Input((3,))
     a = keras.layers.Dense(4, activation="relu")(inp)
     b = keras.layers.Dense(4, activation="relu")(inp)
     out = keras.layers.Dense(2)(keras.layers.Add()([a, b]))
     branched = keras.Model(inp, out)
     x = np.random.default_rng(3).normal(size=(16, 3))
-    np.testing.assert_allclose(
-        from_keras(branched)(x), keras_forward(branched, x), rtol=1e-5, atol=1e-5
-    )
+    net = from_keras(branched)
+    assert net.hidden_sizes == [8]
+    np.testing.assert_allclose(net(x), keras_forward(branched, x), rtol=1e-5, atol=1e-5)
     # A product of two branches is not piecewise linear.
     out = keras.layers.Dense(2)(keras.layers.Multiply()([a, b]))
     with pytest.raises(ValueError, match="Multiply"):

@@ -7,8 +7,15 @@ import time
 import numpy as np
 import pytest
 from graph_nets import relu_graph
-from verify_brute import exact_min_margin, random_net
+from verify_brute import (
+    def1_min_margin,
+    exact_min_margin,
+    forward,
+    min_global,
+    random_net,
+)
 
+from keras_ndsru.verify import global_robustness, local_robustness
 from keras_ndsru.verify.outcomes.outcome import Method, Reason, Status
 from keras_ndsru.verify.properties.spec import Disjunct, Property, Region
 from keras_ndsru.verify.search import bab
@@ -113,11 +120,66 @@ def test_search_ends_with_the_round_that_passes_the_deadline(monkeypatch):
     assert time.time() < deadline + 1.0
 
 
-def test_region_must_be_a_box():
+def test_general_input_constraints_are_refused():
     weights, biases, region, mat = _case(0)
-    ball = Region(
-        region.lower, region.upper, norm="1", radius=0.1, center=region.lower + 0.3
+    constrained = Region(
+        region.lower, region.upper, a_ub=np.ones((1, 2)), b_ub=np.zeros(1)
     )
-    prop = Property(ball, [Disjunct(mat[:1], np.zeros(1))])
-    with pytest.raises(ValueError, match="box regions"):
+    prop = Property(constrained, [Disjunct(mat[:1], np.zeros(1))])
+    with pytest.raises(ValueError, match="no general input constraints"):
         decide_graph(relu_graph(weights, biases), prop, time.time() + 5)
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_l1_ball_verdicts_match_exact_minima(seed):
+    """Def. 1 over an L_1 ball (the graph engine's bounds use the ball
+    exactly; attacks are projected onto it) against the exact minimum."""
+    rng = np.random.default_rng(seed)
+    weights, biases = random_net(rng, [2, 6, 6, 3], scale=1.5)
+    graph = relu_graph(weights, biases)
+    decided = []
+    for _ in range(3):
+        x0 = rng.uniform(-1, 1, 2)
+        for delta in (0.1, 0.5, 2.5):
+            exact = def1_min_margin(weights, biases, x0, delta, "1")
+            if abs(exact) < 1e-5:
+                continue
+            res = local_robustness(graph, x0, delta, norm="1", timeout=20)
+            if res.robust is not None:
+                assert res.robust == (exact > 0), (x0, delta, exact)
+                decided.append(res.robust)
+            if res.robust is False:
+                assert np.abs(res.counterexample - x0).sum() <= delta
+    assert {True, False} <= set(decided)
+    assert len(decided) >= 6
+
+
+@pytest.mark.parametrize("norm", ["inf", "1"])
+def test_two_copies_match_exact_minima(norm):
+    """Def. 2 on the graph engine (one graph over ``(x1, x2 - x1)``)
+    against the exact maximum of ``y_j(x1) - y_j(x2)`` over valid pairs:
+    decided for L_inf; for L_1 (the difference bounded by its box) never
+    wrong."""
+    rng = np.random.default_rng(5)
+    weights, biases = random_net(rng, [2, 5, 4], scale=1.0)
+    graph = relu_graph(weights, biases)
+    lower, upper, delta = np.array([-1.0, -0.5]), np.array([0.5, 1.0]), 0.2
+    worst = -min(
+        min_global(weights, biases, lower, upper, delta, norm, j) for j in range(4)
+    )
+    for eps, robust in ((worst * 1.05, True), (worst * 0.9, False)):
+        res = global_robustness(graph, lower, upper, delta, eps, norm=norm, timeout=30)
+        if norm == "1" and res.robust is None:
+            continue
+        assert res.robust == robust, (norm, eps, worst)
+        if robust is False:
+            x1, x2 = res.counterexample
+            assert np.all((lower <= x1) & (x1 <= upper) & (lower <= x2) & (x2 <= upper))
+            gap = np.abs(x2 - x1)
+            assert (gap.max() if norm == "inf" else gap.sum()) <= delta
+            assert (
+                np.abs(
+                    forward(weights, biases, x1) - forward(weights, biases, x2)
+                ).max()
+                >= eps
+            )

@@ -1,20 +1,24 @@
-"""Keras models users train (Conv2D, pooling, residual Add, BatchNormalization,
-LeakyReLU): lowered networks against Keras' forward pass, verdicts against the
-brute-force oracle (tiny nets) and sampling (a conv net trained on the 8x8
-digits)."""
+"""Keras models users train, through the public queries: affine/ReLU chains
+(`from_keras`, the exact chain engine) against Keras' forward pass; models
+with pooling, residual Add or LeakyReLU (the graph engine) refused by
+`from_keras` and decided by the queries, against the brute-force oracle
+(tiny nets, hand-derived chains) and sampling (a conv net trained on the
+8x8 digits)."""
 
 import keras
 import numpy as np
 import pytest
-from keras_nets import layer_zoo, randomize, tiny_models, to_pure_relu
+from keras_nets import layer_zoo, randomize, tiny_chain, tiny_models
 from verify_brute import def1_min_margin
 
 from keras_ndsru.verify import (
     from_keras,
+    graph_from_keras,
     local_robustness,
     max_robust_delta,
 )
-from keras_ndsru.verify.formats.keras_reader import keras_forward
+from keras_ndsru.verify.formats.keras_model import keras_forward
+from keras_ndsru.verify.graph.chain import chain_reason
 
 L = keras.layers
 AMBIGUOUS = 1e-5
@@ -28,33 +32,53 @@ def assert_reproduces(model, seed=1):
     return net
 
 
+def test_conv_chain_reproduces_keras():
+    """Conv2D, BatchNormalization, padding, rescaling and Dense with ReLUs
+    and no pooling: a chain (one dense matrix per layer)."""
+    inp = keras.Input((5, 5, 2))
+    h = L.ZeroPadding2D(((1, 0), (0, 1)))(inp)
+    h = L.Conv2D(3, 3, padding="same", strides=2, activation="relu")(h)
+    h = L.BatchNormalization()(h)
+    h = L.ReLU()(L.Conv2D(4, 2)(h))
+    h = L.Flatten()(L.Rescaling(0.5, offset=0.1)(h))
+    out = L.Dense(3)(L.Dropout(0.5)(L.Dense(6, activation="relu")(h)))
+    model = randomize(keras.Model(inp, out), 1)
+    net = assert_reproduces(model)
+    assert net.hidden_sizes == [27, 16, 6]
+
+
 @pytest.mark.parametrize("index", [0, 1])
-def test_layer_zoo(index):
+def test_layer_zoo_is_not_a_chain(index):
     _, model = list(layer_zoo())[index]
-    assert_reproduces(model)
+    with pytest.raises(
+        ValueError, match="not an affine/ReLU chain: node .* is a"
+    ) as info:
+        from_keras(model)
+    assert "\n" not in str(info.value) and "graph_from_keras" in str(info.value)
 
 
 @pytest.mark.parametrize("index", [0, 1, 2])
 def test_tiny_models_match_the_brute_force_oracle(index):
+    """Not chains: the queries take the graph engine (and refuse the chain
+    engine's methods in one line)."""
     name, model = list(tiny_models())[index]
     randomize(model, 2)  # a seed whose labels vary over the inputs
-    net = assert_reproduces(model)
-    weights, biases = to_pure_relu(net)
+    weights, biases = tiny_chain(name, model)
+    shape = tuple(model.inputs[0].shape[1:])
     rng = np.random.default_rng(20 + index)
     verdicts = []
     for _ in range(3):
-        x0 = rng.uniform(-1, 1, net.n_inputs)
+        x0 = rng.uniform(-1, 1, weights[0].shape[1])
         for delta in (0.05, 0.5, 2.0):
             exact = def1_min_margin(weights, biases, x0, delta, "inf")
             if abs(exact) < AMBIGUOUS:
                 continue
-            for method in ("milp", "split"):
-                res = local_robustness(
-                    model, x0.reshape(net.input_shape), delta, workers=1, method=method
-                )
-                assert res.robust == (exact > 0), (name, method, delta, exact)
-                verdicts.append(res.robust)
+            res = local_robustness(model, x0.reshape(shape), delta, workers=1)
+            assert res.robust == (exact > 0), (name, delta, exact)
+            verdicts.append(res.robust)
     assert {True, False} <= set(verdicts), name
+    with pytest.raises(ValueError, match="method='milp' needs an affine/ReLU chain"):
+        local_robustness(model, np.zeros(shape), 0.1, method="milp")
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +118,8 @@ def digits_conv_net():
 def test_digits_conv_net_at_several_deltas(digits_conv_net):
     model, x_test, y_test, accuracy = digits_conv_net
     assert accuracy > 0.85
-    net = from_keras(model)
-    assert net.n_relus > 100 and any(p is not None for p in net.passthrough)
+    graph = graph_from_keras(model)
+    assert graph.n_relus > 100 and "MaxPool" in chain_reason(graph)
     rng = np.random.default_rng(0)
     verdicts = {}
     for i in range(3):
@@ -127,7 +151,7 @@ def test_digits_conv_net_at_several_deltas(digits_conv_net):
 
 def test_digits_conv_net_max_robust_delta(digits_conv_net):
     # The binary search's last steps sit at the decision boundary, where the
-    # bounds no longer suffice and the MILP decides.
+    # bounds no longer suffice and branch and bound decides.
     model, x_test, _, _ = digits_conv_net
     x0 = x_test[0].astype(np.float64)
     res = max_robust_delta(
