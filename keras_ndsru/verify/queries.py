@@ -128,6 +128,20 @@ def _executor(workers, executor):
     return ProcessPoolExecutor(workers, mp_context=schedule.process_context()), True
 
 
+def _graph_executor(workers, executor):
+    """(executor or None, whether we own it) for the graph engine: the
+    caller's executor, a ``spawn`` pool of ``workers > 1`` processes (a
+    forked child of a process running PyTorch can hang), else in-process."""
+    if executor is not None:
+        return executor, False
+    if workers is not None and workers > 1:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(workers, mp_context=context), True
+    return None, False
+
+
 def _run(
     network, properties, confirm, timeout, workers, executor, options, falsify_first
 ):
@@ -140,7 +154,19 @@ def _run(
                 "ReluNetwork); a graph is decided by branch and bound: use "
                 f"method='auto'. Received: method={options.method!r}"
             )
-        return verifier.check_graph(network, properties, confirm, timeout)
+        pool, owned = _graph_executor(workers, executor)
+        try:
+            return verifier.check_graph(
+                network,
+                properties,
+                confirm,
+                timeout,
+                executor=pool,
+                stop_at_violation=False,
+            )
+        finally:
+            if owned:
+                pool.shutdown(wait=False, cancel_futures=True)
     pool, owned = _executor(workers, executor)
     try:
         return verifier.check(
@@ -208,9 +234,12 @@ def local_robustness(
             ``robust=None``. Defaults to None (no limit).
         workers: processes for the disjuncts: None uses a shared local process
             pool (one worker per CPU), 1 runs sequentially in-process, k > 1 a
-            fresh pool of k. Defaults to None.
+            fresh pool of k. On the graph engine the points of a batch are
+            the tasks: None and 1 run them in-process, k > 1 on a fresh
+            ``spawn`` pool of k. Defaults to None.
         executor: any `concurrent.futures.Executor` (e.g. Dask's or Ray's),
-            used instead of ``workers``. Defaults to None.
+            used instead of ``workers`` (the graph engine sends it one point
+            each, the graph pickled with it). Defaults to None.
         method: "auto" (input splitting for <= 16 inputs, else MILP), "milp"
             or "split". Defaults to "auto".
         tol: margin a proof must exceed. Defaults to 1e-6.

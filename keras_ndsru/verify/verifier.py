@@ -140,6 +140,8 @@ def check_graph(
     confirm=None,
     timeout: float | None = None,
     options=None,
+    executor=None,
+    stop_at_violation: bool = True,
 ) -> list[PropertyOutcome]:
     """`check` for a `graph.Graph`: each property decided by
     `keras_ndsru.verify.search.complete.decide_graph` (attack, alpha-CROWN,
@@ -154,10 +156,17 @@ def check_graph(
             after the exact membership check of ``x`` in the region.
         timeout: seconds for the whole call, or None.
         options: a `complete.GraphOptions`.
+        executor: a `concurrent.futures.Executor` deciding the properties in
+            parallel (one task each; the graph is pickled with it, so use a
+            ``spawn`` process pool, Dask or threads, not ``fork`` after
+            PyTorch has started), or None to decide them in order
+            in-process. Defaults to None.
+        stop_at_violation: in-process, leave the properties after a violated
+            one undecided (`UNKNOWN`), as a VNN-LIB disjunction needs; False
+            decides each (a batch of points). Defaults to True.
 
     Returns:
-        One `PropertyOutcome` per property, in order; once one is violated,
-        the others are not decided (`UNKNOWN`).
+        One `PropertyOutcome` per property, in order.
     """
     from keras_ndsru.verify.search.complete import decide_graph
 
@@ -167,26 +176,73 @@ def check_graph(
             f"timeout must be >= 0 seconds or None. Received: timeout={timeout}"
         )
     deadline = start + (float(timeout) if timeout is not None else 1e9)
-    results = []
-    for q, prop in enumerate(properties):
-        tick = time.time()
-        if any(r.status is Status.VIOLATED for r in results):
-            results.append(PropertyOutcome(Status.UNKNOWN))
-            continue
-        target, lifted, to_region = _lift(graph, prop)
 
-        def check_one(i, x, q=q, prop=prop, to_region=to_region):
-            x = to_region(x)
-            if not prop.region.contains(x) or prop.margins(graph, x[None])[0, i] > 0:
-                return False
-            return confirm is None or bool(confirm(q, x))
+    def check_one(q, i, x, to_region):
+        prop = properties[q]
+        x = to_region(x)
+        if not prop.region.contains(x) or prop.margins(graph, x[None])[0, i] > 0:
+            return False
+        return confirm is None or bool(confirm(q, x))
 
-        found = decide_graph(target, lifted, deadline, options, confirm=check_one)
+    def finish(q, found, to_region, seconds):
+        prop = properties[q]
         for outcome in found:
             outcome.description = prop.disjuncts[outcome.disjunct].description
             if outcome.x is not None:
                 outcome.x = to_region(outcome.x)
-        results.append(_verdict(graph, prop, found, time.time() - tick))
+        return _verdict(graph, prop, found, seconds)
+
+    if executor is not None and len(properties) > 1:
+        return _check_graph_on(
+            executor, graph, properties, deadline, options, check_one, finish
+        )
+    results = []
+    for q, prop in enumerate(properties):
+        tick = time.time()
+        if stop_at_violation and any(r.status is Status.VIOLATED for r in results):
+            results.append(PropertyOutcome(Status.UNKNOWN))
+            continue
+        target, lifted, to_region = _lift(graph, prop)
+        found = decide_graph(
+            target,
+            lifted,
+            deadline,
+            options,
+            confirm=lambda i, x, q=q, f=to_region: check_one(q, i, x, f),
+        )
+        results.append(finish(q, found, to_region, time.time() - tick))
+    return results
+
+
+def _decide_task(graph, prop, deadline, options):
+    """One property on a worker (no confirmation there: the parent checks
+    each counterexample against the region and the model)."""
+    import torch
+
+    from keras_ndsru.verify.search.complete import decide_graph
+
+    torch.set_num_threads(1)
+    tick = time.time()
+    return decide_graph(graph, prop, deadline, options), time.time() - tick
+
+
+def _check_graph_on(executor, graph, properties, deadline, options, check_one, finish):
+    """`check_graph`'s properties decided in parallel on ``executor``."""
+    lifts = [_lift(graph, prop) for prop in properties]
+    futures = [
+        executor.submit(_decide_task, target, lifted, deadline, options)
+        for target, lifted, _ in lifts
+    ]
+    results = []
+    for q, (future, (_, _, to_region)) in enumerate(zip(futures, lifts)):
+        found, seconds = future.result()
+        for outcome in found:
+            if outcome.status is Status.VIOLATED and not check_one(
+                q, outcome.disjunct, outcome.x, to_region
+            ):
+                outcome.status, outcome.reason = Status.UNKNOWN, Reason.NOT_CONFIRMED
+                outcome.x = None
+        results.append(finish(q, found, to_region, seconds))
     return results
 
 

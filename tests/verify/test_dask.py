@@ -77,3 +77,19 @@ def test_workers_hold_the_network_by_reference(client):
     local_robustness(net, points, 0.5, executor=executor, falsify_first=False)
     held = client.run(lambda: sorted(schedule._NETWORKS))
     assert any(net.key in keys for keys in held.values())
+
+
+def test_graph_points_on_dask_workers_match_brute_force(client, case):
+    """The graph engine sends each point to a worker with the graph."""
+    from graph_nets import relu_graph
+
+    net, points, delta, exact = case
+    graph = relu_graph(net.weights, net.biases)
+    executor = client.get_executor(pure=False)
+    results = local_robustness(graph, points, delta, executor=executor, timeout=120)
+    for res, value, x0 in zip(results, exact, points):
+        if abs(value) < AMBIGUOUS:
+            continue
+        assert res.robust == (value > 0)
+        if res.robust is False:
+            assert np.abs(res.counterexample - x0).max() <= delta

@@ -5,7 +5,8 @@ network is affine on the domain: the outputs are ``R x + r0`` and each split
 ``s_j z_j >= 0`` is a linear constraint ``s_j (G_j x + g0_j) >= 0``, both
 read off by back-substitution (exact here). Whether a disjunct (rows ``R_i
 x + r0_i <= 0``, all ``i``) holds somewhere in the domain is then one LP
-(HiGHS): ``min t`` subject to ``R_i x + r0_i <= t``, the splits and the box.
+(HiGHS): ``min t`` subject to ``R_i x + r0_i <= t``, the splits and the box (and the region's
+L_1 ball, when it has one).
 
 Soundness does not rest on the solver's tolerances: a proof is the
 Lagrangian bound ``min over the box of sum_i lam_i (R_i x + r0_i) -
@@ -17,6 +18,8 @@ is the LP's minimizer, re-checked on the network by the caller.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import torch
@@ -67,14 +70,13 @@ def decide_leaf(problem, splits: dict, disjuncts) -> tuple[dict, np.ndarray | No
     rows = A.reshape(spec.rows, -1).cpu().numpy()
     r0 = (bias + offset).reshape(-1).cpu().numpy()
     G, g0 = _split_constraints(graph, bounds, box, splits)
-    lower_box = box.lower.reshape(-1).cpu().numpy()
-    upper_box = box.upper.reshape(-1).cpu().numpy()
-    if G.shape[0] and _certified_empty(G, g0, lower_box, upper_box):
+    inputs = _Inputs.of(box)
+    if G.shape[0] and _certified_empty(G, g0, inputs):
         return {d: np.inf for d in disjuncts}, None
     found, candidate = {}, None
     for d in disjuncts:
         mine = spec.owner == d
-        value, x = _solve(rows[mine], r0[mine], G, g0, lower_box, upper_box)
+        value, x = _solve(rows[mine], r0[mine], G, g0, inputs)
         found[d] = value
         if value <= 0 and candidate is None and x is not None:
             candidate = x
@@ -104,18 +106,69 @@ def _split_constraints(graph, bounds, box, splits):
     return np.concatenate(Gs), np.concatenate(g0s)
 
 
-def _box_min(coef, lower, upper) -> float:
-    """``min over the box of coef @ x``, rounded down."""
-    terms = np.minimum(coef * lower, coef * upper)
-    return float(terms.sum() - 1e-9 * (1.0 + np.abs(terms).sum()))
+@dataclasses.dataclass
+class _Inputs:
+    """The domain's inputs: a box, and an L_1 ball ``sum |x - center| <=
+    radius`` on the coordinates ``mask`` when the region has one."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    center: np.ndarray | None = None
+    radius: float = 0.0
+    mask: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, box) -> _Inputs:
+        lower = box.lower.reshape(-1).cpu().numpy()
+        upper = box.upper.reshape(-1).cpu().numpy()
+        if box.ball is None:
+            return cls(lower, upper)
+        ball = box.ball
+        return cls(
+            lower,
+            upper,
+            ball.center.reshape(-1).cpu().numpy().astype(np.float64),
+            float(ball.radius),
+            ball.mask.reshape(-1).cpu().numpy(),
+        )
+
+    def minimum(self, coef) -> float:
+        """``min coef @ x`` over the inputs, rounded down: the box's, and
+        with a ball the exact knapsack from its center (as
+        `crown.l1_concretize`)."""
+        lower, upper = self.lower, self.upper
+        terms = np.minimum(coef * lower, coef * upper)
+        value = float(terms.sum())
+        if self.center is not None:
+            m = self.mask
+            c = np.where(m, self.center, 0.0)
+            free = np.where(m, 0.0, terms)
+            cap = np.where(coef > 0, c - lower, upper - c)
+            cap = np.where(m, np.maximum(cap, 0.0), 0.0)
+            order = np.argsort(-np.abs(coef) * m, kind="stable")
+            gain, cap = (np.abs(coef) * m)[order], cap[order]
+            take = np.minimum(
+                cap, np.maximum(self.radius - (np.cumsum(cap) - cap), 0.0)
+            )
+            ball = float(free.sum() + (coef * c).sum() - (gain * take).sum())
+            value = max(value, ball)
+        return value - 1e-9 * (1.0 + np.abs(terms).sum())
 
 
-def _certified_empty(G, g0, lower, upper) -> bool:
+def _certified_empty(G, g0, inputs: _Inputs) -> bool:
     """Solve feasibility of ``G x + g0 >= 0`` in the box; True only with a
-    checked certificate of emptiness."""
+    checked certificate of emptiness (over the box and the ball)."""
     highs = _highs()
     n = G.shape[1]
-    _pass(highs, np.zeros(n), lower, upper, G, -g0, np.full(len(g0), np.inf))
+    _pass(
+        highs,
+        np.zeros(n),
+        inputs.lower,
+        inputs.upper,
+        G,
+        -g0,
+        np.full(len(g0), np.inf),
+    )
     highs.run()
     if highs.getModelStatus() != _status("kInfeasible"):
         return False
@@ -123,34 +176,53 @@ def _certified_empty(G, g0, lower, upper) -> bool:
     if not has_ray:
         return False
     for mu in (np.maximum(np.asarray(ray), 0), np.maximum(-np.asarray(ray), 0)):
-        # max over the box of mu @ (G x + g0) < 0 proves the domain empty.
-        top = -_box_min(-(mu @ G), lower, upper) + float(mu @ g0)
+        # max over the inputs of mu @ (G x + g0) < 0 proves the domain empty.
+        top = -inputs.minimum(-(mu @ G)) + float(mu @ g0)
         if mu.any() and top + 1e-9 * (1 + abs(top)) < 0:
             return True
     return False
 
 
-def _solve(R, r0, G, g0, lower, upper):
-    """``min t`` s.t. ``R x + r0 <= t``, ``G x + g0 >= 0``, box: a sound lower
-    bound of the optimum and the minimizer (or None)."""
+def _solve(R, r0, G, g0, inputs: _Inputs):
+    """``min t`` s.t. ``R x + r0 <= t``, ``G x + g0 >= 0``, the box (and the
+    ball: ``u >= |x - center|``, ``sum u <= radius``): a sound lower bound
+    of the optimum and the minimizer (or None)."""
     n, k = R.shape[1], R.shape[0]
+    lower, upper = inputs.lower, inputs.upper
     highs = _highs()
-    # variables: x (n), t (1); rows: R x - t <= -r0; G x >= -g0
-    matrix = np.zeros((k + G.shape[0], n + 1))
+    ball = inputs.center is not None
+    extra = n if ball else 0
+    # variables: x (n), t (1), u (extra); rows: R x - t <= -r0; G x >= -g0
+    rows = k + G.shape[0] + (2 * n + 1 if ball else 0)
+    matrix = np.zeros((rows, n + 1 + extra))
     matrix[:k, :n], matrix[:k, n] = R, -1.0
-    matrix[k:, :n] = G
-    row_lower = np.concatenate([np.full(k, -np.inf), -g0])
-    row_upper = np.concatenate([-r0, np.full(len(g0), np.inf)])
-    cost = np.zeros(n + 1)
+    matrix[k : k + G.shape[0], :n] = G
+    row_lower = [np.full(k, -np.inf), -g0]
+    row_upper = [-r0, np.full(len(g0), np.inf)]
+    col_lower, col_upper = np.append(lower, -np.inf), np.append(upper, np.inf)
+    if ball:
+        top = k + G.shape[0]
+        eye = np.diag(inputs.mask.astype(np.float64))
+        matrix[top : top + n, :n] = -eye  # u - x >= -c
+        matrix[top : top + n, n + 1 :] = np.eye(n)
+        matrix[top + n : top + 2 * n, :n] = eye  # u + x >= c
+        matrix[top + n : top + 2 * n, n + 1 :] = np.eye(n)
+        matrix[top + 2 * n, n + 1 :] = inputs.mask
+        c = np.where(inputs.mask, inputs.center, 0.0)
+        row_lower += [-c, c, [-np.inf]]
+        row_upper += [np.full(2 * n, np.inf), [inputs.radius]]
+        col_lower = np.append(col_lower, np.zeros(n))
+        col_upper = np.append(col_upper, np.full(n, np.inf))
+    cost = np.zeros(n + 1 + extra)
     cost[n] = 1.0
     _pass(
         highs,
         cost,
-        np.append(lower, -np.inf),
-        np.append(upper, np.inf),
+        col_lower,
+        col_upper,
         matrix,
-        row_lower,
-        row_upper,
+        np.concatenate(row_lower),
+        np.concatenate(row_upper),
     )
     highs.run()
     solution = highs.getSolution()
@@ -159,12 +231,12 @@ def _solve(R, r0, G, g0, lower, upper):
     if solution.dual_valid:
         dual = np.asarray(solution.row_dual)
         lam = np.maximum(-dual[:k], 0.0)
-        mu = np.maximum(dual[k:], 0.0)
+        mu = np.maximum(dual[k : k + G.shape[0]], 0.0)
         if lam.sum() > 0:
             lam = lam / lam.sum()
             coef = lam @ R - mu @ G
             constant = float(lam @ r0 - mu @ g0)
-            bound = _box_min(coef, lower, upper) + constant
+            bound = inputs.minimum(coef) + constant
             bound -= 1e-9 * (1 + abs(constant))
     if x is not None:
         x = np.clip(x, lower, upper)

@@ -82,8 +82,11 @@ def test_consecutive_convolutions_need_no_transposes():
     assert len(transposes) == 2
 
 
+@pytest.mark.parametrize("norm", ["inf", "1"])
 @pytest.mark.parametrize("index", [0, 1, 2])
-def test_graph_engine_verdicts_match_the_brute_force_oracle(index):
+def test_graph_engine_verdicts_match_the_brute_force_oracle(index, norm):
+    """Residual, max-pooling (split as ReLUs) and LeakyReLU graphs, L_inf
+    boxes and L_1 balls, against exact minima on hand-derived chains."""
     name, model = list(tiny_models())[index]
     randomize(model, 2)
     graph = assert_reproduces(model)
@@ -93,10 +96,12 @@ def test_graph_engine_verdicts_match_the_brute_force_oracle(index):
     for _ in range(3):
         x0 = rng.uniform(-1, 1, graph.n_inputs)
         for delta in (0.05, 0.5, 2.0):
-            exact = def1_min_margin(weights, biases, x0, delta, "inf")
+            exact = def1_min_margin(weights, biases, x0, delta, norm)
             if abs(exact) < 1e-5:
                 continue
-            res = local_robustness(graph, x0.reshape(graph.input_shape), delta)
+            res = local_robustness(
+                graph, x0.reshape(graph.input_shape), delta, norm=norm
+            )
             assert res.robust == (exact > 0), (name, delta, exact)
             verdicts.append(res.robust)
     assert {True, False} <= set(verdicts), name

@@ -183,3 +183,26 @@ def test_two_copies_match_exact_minima(norm):
                 ).max()
                 >= eps
             )
+
+
+def test_points_run_in_parallel_on_an_executor():
+    """A batch of points on the graph engine: one task per point on a thread
+    pool and on a spawn process pool, the same verdicts as in-process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(7)
+    weights, biases = random_net(rng, [2, 6, 6, 3], scale=1.5)
+    graph = relu_graph(weights, biases)
+    points = rng.uniform(-1, 1, (4, 2))
+    delta = 0.8
+    expected = [def1_min_margin(weights, biases, x0, delta, "inf") > 0 for x0 in points]
+    assert {True, False} <= set(expected)
+    serial = local_robustness(graph, points, delta, workers=1)
+    with ThreadPoolExecutor(2) as pool:
+        threaded = local_robustness(graph, points, delta, executor=pool)
+    spawned = local_robustness(graph, points, delta, workers=2, timeout=120)
+    for results in (serial, threaded, spawned):
+        assert [r.robust for r in results] == expected
+        for r, x0 in zip(results, points):
+            if r.robust is False:
+                assert np.abs(r.counterexample - x0).max() <= delta
