@@ -98,13 +98,12 @@ def hidden_bounds(network, lower, upper, known=None, backward: bool = True):
     z_up = -_concretize(-eq_up[:, :n], -eq_up[:, n], mid, rad)
     hidden = len(network.weights) - 1
     for k in range(hidden):
-        through = network.passthrough[k]
         if known is not None:
             z_low = np.maximum(z_low, known[k][0])
             z_up = np.minimum(z_up, known[k][1])
         if k and backward:
             # Back-substitute the neurons still unstable, both sides at once.
-            open_ = unstable(z_low, z_up, through)
+            open_ = unstable(z_low, z_up)
             counts = open_.sum(1)
             w, b = network.weights[k], network.biases[k]
             # Boxes with similar counts together, each chunk padded to its
@@ -133,7 +132,7 @@ def hidden_bounds(network, lower, upper, known=None, backward: bool = True):
         out.append((z_low, z_up))
         if k == hidden - 1:
             break
-        relax = Relaxation(z_low, z_up, through)
+        relax = Relaxation(z_low, z_up)
         relaxations.append(relax)
         # Forward: the chord above, the parallel line s z below.
         a_up = eq_up * relax.slope[:, None, :]
@@ -151,7 +150,7 @@ def hidden_bounds(network, lower, upper, known=None, backward: bool = True):
         new_low = _concretize(eq_low[:, :n], eq_low[:, n], mid, rad)
         new_up = -_concretize(-eq_up[:, :n], -eq_up[:, n], mid, rad)
         # Plain interval arithmetic on the activations, where it is tighter.
-        act_low, act_up = activated(z_low, z_up, through)
+        act_low, act_up = activated(z_low, z_up)
         z_low = np.maximum(new_low, act_low @ w_pos + act_up @ w_neg + b)
         z_up = np.minimum(new_up, act_up @ w_pos + act_low @ w_neg + b)
     return out
@@ -182,7 +181,7 @@ def row_bounds(network, layers, lower, upper, mat, const):
     lam = np.broadcast_to(mat @ network.weights[-1], (count, rows, width)).copy()
     offset = np.broadcast_to(mat @ network.biases[-1] + const, (count, rows)).copy()
     for m in range(len(layers) - 1, -1, -1):
-        relax = Relaxation(*layers[m], network.passthrough[m])
+        relax = Relaxation(*layers[m])
         slope, shift, low_slope = relax.slope, relax.shift, relax.low_slope
         pos, neg = np.maximum(lam, 0.0), np.minimum(lam, 0.0)
         offset += np.matmul(neg, shift[:, :, None])[:, :, 0]
@@ -245,7 +244,7 @@ def optimized_bounds(
     count, n = lower.shape
     rows = mat.shape[0]
     hidden = len(layers)
-    relax = [Relaxation(*layers[m], network.passthrough[m]) for m in range(hidden)]
+    relax = [Relaxation(*layers[m]) for m in range(hidden)]
     state = {
         "lower": lower,
         "upper": upper,

@@ -5,8 +5,7 @@ fixed on the whole input region: they become linear. The bounds computed here
 decide which ReLUs are fixed and give the big-M constants of the MILP encoding.
 Symbolic bounds back-substitute the triangle relaxation of every ReLU down to
 the input (as in DeepPoly/CROWN), then concretize over the input region
-(`spec.Region.minimize`). Pass-through neurons (`ReluNetwork.passthrough`) are
-exact identities: slope 1 on both sides.
+(`spec.Region.minimize`).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import numpy as np
 class Relaxation:
     """The triangle relaxation of ReLUs with pre-activation bounds [l, u].
 
-    Active (``l >= 0``) and pass-through neurons are the identity, inactive
+    Active (``l >= 0``) neurons are the identity, inactive
     ones (``u <= 0``) are zero. An ``unstable`` one is bounded above by its
     chord ``slope z + shift`` (``slope = u / (u - l)``) and below by
     ``low_slope z``, slope 1 where the interval is mostly positive, else 0
@@ -27,11 +26,9 @@ class Relaxation:
     a batch of boxes).
     """
 
-    def __init__(self, lower, upper, through=None):
+    def __init__(self, lower, upper):
         active = lower >= 0
-        if through is not None:
-            active = active | through
-        self.unstable = unstable(lower, upper, through)
+        self.unstable = unstable(lower, upper)
         width = np.where(self.unstable, upper - lower, 1.0)
         self.slope = np.where(active, 1.0, np.where(self.unstable, upper / width, 0.0))
         self.shift = np.where(self.unstable, -self.slope * lower, 0.0)
@@ -40,10 +37,9 @@ class Relaxation:
         )
 
 
-def unstable(lower, upper, through=None):
-    """ReLUs whose phase the bounds leave open (pass-through neurons never)."""
-    open_ = (lower < 0) & (upper > 0)
-    return open_ if through is None else open_ & ~through
+def unstable(lower, upper):
+    """ReLUs whose phase the bounds leave open."""
+    return (lower < 0) & (upper > 0)
 
 
 def _back_substitute(
@@ -60,7 +56,7 @@ def _back_substitute(
     for m in range(len(relax) - 1, -1, -1):
         pos, neg = np.maximum(coef, 0.0), np.minimum(coef, 0.0)
         if deadline is not None and time.time() > deadline:
-            lo, hi = activated(*bounds[m], network.passthrough[m])
+            lo, hi = activated(*bounds[m])
             return sign * (const + pos @ lo + neg @ hi)
         # Minimising: positive coefficients take the lower relaxation.
         const = const + neg @ relax[m].shift
@@ -70,12 +66,9 @@ def _back_substitute(
     return sign * region.minimize(coef, const)
 
 
-def activated(lower, upper, through=None):
+def activated(lower, upper):
     """Interval of the layer's outputs from its pre-activation bounds."""
-    lo, hi = np.maximum(lower, 0.0), np.maximum(upper, 0.0)
-    if through is not None:
-        lo, hi = np.where(through, lower, lo), np.where(through, upper, hi)
-    return lo, hi
+    return np.maximum(lower, 0.0), np.maximum(upper, 0.0)
 
 
 def layer_bounds(network, region, symbolic: bool = True, deadline=None):
@@ -108,10 +101,9 @@ def layer_bounds(network, region, symbolic: bool = True, deadline=None):
                     ),
                 )
         upper = np.maximum(upper, lower)
-        through = network.passthrough[k]
         bounds.append((lower, upper))
-        relax.append(Relaxation(lower, upper, through))
-        lo, hi = activated(lower, upper, through)
+        relax.append(Relaxation(lower, upper))
+        lo, hi = activated(lower, upper)
     return bounds
 
 
@@ -125,13 +117,10 @@ def output_lower_bounds(network, bounds, region, out_coef, out_const):
     out_coef = np.atleast_2d(out_coef)
     coef = out_coef @ network.weights[-1]
     const = out_coef @ network.biases[-1] + out_const
-    relax = [
-        Relaxation(lo, hi, through)
-        for (lo, hi), through in zip(bounds, network.passthrough)
-    ]
+    relax = [Relaxation(lo, hi) for lo, hi in bounds]
     lower = _back_substitute(network, relax, coef, const, region, False)
     if bounds:
-        lo, hi = activated(*bounds[-1], network.passthrough[-1])
+        lo, hi = activated(*bounds[-1])
         interval = const + np.maximum(coef, 0) @ lo + np.minimum(coef, 0) @ hi
         lower = np.maximum(lower, interval)
     # The symbolic coefficient on the input, for the minimizing vertex.
@@ -146,10 +135,7 @@ def output_lower_bounds(network, bounds, region, out_coef, out_const):
 
 def count_unstable(network, bounds) -> int:
     """ReLUs whose phase the bounds leave open (binaries of the MILP)."""
-    return sum(
-        int(np.sum(unstable(lo, hi, through)))
-        for (lo, hi), through in zip(bounds, network.passthrough)
-    )
+    return sum(int(np.sum(unstable(lo, hi))) for lo, hi in bounds)
 
 
 def margin_bounds(network, bounds, region, disjuncts):

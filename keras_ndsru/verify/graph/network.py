@@ -19,13 +19,9 @@ class ReluNetwork:
     ``y = W_L relu(... relu(W_1 x + b_1) ...) + b_L`` in float64. This is the
     piecewise-linear function that the Reluplex paper (arXiv 1709.02802, Sec. 2)
     verifies; `.nnet` files, and Keras models and ONNX graphs that are
-    affine/ReLU chains (`keras_ndsru.verify.graph.chain`), are read into it.
-
-    A hidden layer may pass some neurons through unchanged (``passthrough``):
-    they carry a value past a ReLU layer without a case split (e.g. a
-    residual ``x + f(x)``, LeakyReLU ``a z + (1 - a) relu(z)``, or
-    ``max(a, b) = a + relu(b - a)`` in a chain built by hand; the readers
-    give plain ReLU layers and leave such networks to the graph engine).
+    affine/ReLU chains (`keras_ndsru.verify.graph.chain`), are read into it;
+    residual connections, pooling and other activations stay on the graph
+    engine (`keras_ndsru.verify.graph.graph.Graph`).
 
     Args:
         weights: list of 2-D arrays, ``weights[k]`` of shape ``(n_out, n_in)``.
@@ -36,9 +32,6 @@ class ReluNetwork:
             inputs, intersected with every query's neighbourhood. Defaults to
             `None` (unbounded).
         name: a label used in messages. Defaults to `"network"`.
-        passthrough: optional list, one entry per hidden layer: `None` (all
-            neurons are ReLUs) or a boolean array, `True` where the neuron is
-            the identity. Defaults to `None` (every hidden neuron is a ReLU).
 
     Example:
 
@@ -54,7 +47,6 @@ class ReluNetwork:
         input_shape=None,
         input_domain=None,
         name: str = "network",
-        passthrough=None,
     ):
         if len(weights) == 0 or len(weights) != len(biases):
             raise ValueError(
@@ -81,7 +73,6 @@ class ReluNetwork:
                     f"Layer {k} has non-finite weights or biases. "
                     f"Received: weights[{k}]={w.tolist()}"[:300]
                 )
-        self.passthrough = self._check_passthrough(passthrough)
         self.input_shape = tuple(input_shape) if input_shape else (self.n_inputs,)
         if math.prod(self.input_shape) != self.n_inputs:
             raise ValueError(
@@ -102,28 +93,6 @@ class ReluNetwork:
         self.name = name
         self._key = None
 
-    def _check_passthrough(self, passthrough):
-        hidden = len(self.weights) - 1
-        if passthrough is None:
-            return [None] * hidden
-        if len(passthrough) != hidden:
-            raise ValueError(
-                f"passthrough needs one entry per hidden layer ({hidden}). "
-                f"Received: len(passthrough)={len(passthrough)}"
-            )
-        out = []
-        for k, mask in enumerate(passthrough):
-            if mask is not None:
-                mask = np.asarray(mask, dtype=bool).reshape(-1)
-                if mask.shape != self.biases[k].shape:
-                    raise ValueError(
-                        f"passthrough[{k}] needs one flag per neuron "
-                        f"({self.biases[k].size}). Received: shape {mask.shape}"
-                    )
-                mask = mask if mask.any() else None
-            out.append(mask)
-        return out
-
     @property
     def n_inputs(self) -> int:
         return self.weights[0].shape[1]
@@ -138,11 +107,8 @@ class ReluNetwork:
 
     @property
     def n_relus(self) -> int:
-        """Hidden neurons that are ReLUs (not passed through)."""
-        return sum(
-            b.size - (0 if m is None else int(m.sum()))
-            for b, m in zip(self.biases, self.passthrough)
-        )
+        """Hidden neurons (all ReLUs)."""
+        return sum(b.size for b in self.biases[:-1])
 
     @property
     def key(self) -> str:
@@ -151,8 +117,6 @@ class ReluNetwork:
             digest = hashlib.sha256()
             for part in (*self.weights, *self.biases):
                 digest.update(np.ascontiguousarray(part).tobytes())
-            for mask in self.passthrough:
-                digest.update(b"-" if mask is None else mask.tobytes())
             self._key = digest.hexdigest()
         return self._key
 
@@ -164,17 +128,16 @@ class ReluNetwork:
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Outputs for a batch ``x`` of shape (batch, n)."""
-        return forward(self.weights, self.biases, x, self.passthrough)
+        return forward(self.weights, self.biases, x)
 
     def input_gradient(self, x: np.ndarray, coef: np.ndarray) -> np.ndarray:
         """Gradient of ``outputs(x[i]) @ coef[i]`` w.r.t. ``x[i]``, per row."""
         h = x
         masks = []
-        for w, b, through in zip(self.weights[:-1], self.biases[:-1], self.passthrough):
+        for w, b in zip(self.weights[:-1], self.biases[:-1]):
             z = h @ w.T + b
-            active = z > 0 if through is None else (z > 0) | through
-            masks.append(active)
-            h = _activate(z, through)
+            masks.append(z > 0)
+            h = np.maximum(z, 0.0)
         g = np.broadcast_to(np.atleast_2d(coef) @ self.weights[-1], h.shape)
         for mask, w in zip(reversed(masks), reversed(self.weights[:-1])):
             g = (g * mask) @ w
@@ -190,17 +153,12 @@ class ReluNetwork:
         return f"ReluNetwork(name={self.name!r}, sizes={sizes})"
 
 
-def _activate(z: np.ndarray, through) -> np.ndarray:
-    relu = np.maximum(z, 0.0)
-    return relu if through is None else np.where(through, z, relu)
-
-
-def forward(weights, biases, x: np.ndarray, passthrough=None) -> np.ndarray:
+def forward(weights, biases, x: np.ndarray) -> np.ndarray:
     """Outputs of the affine/ReLU chain for a batch ``x`` of shape (batch, n)."""
     h = x
     last = len(weights) - 1
     for k, (w, b) in enumerate(zip(weights, biases)):
         h = h @ w.T + b
         if k < last:
-            h = _activate(h, None if passthrough is None else passthrough[k])
+            h = np.maximum(h, 0.0)
     return h

@@ -3,7 +3,7 @@
 Each ReLU ``a = max(z, 0)`` with pre-activation bounds ``[l, u]`` is encoded as
 linear (``a = z``) when ``l >= 0``, removed (``a = 0``) when ``u <= 0``, and
 otherwise with one binary ``d``: ``a >= 0, a >= z, a <= z - l (1 - d),
-a <= u d``; a pass-through neuron is ``a = z``. The solver *minimises* the
+a <= u d``. The solver *minimises* the
 margin of one disjunct (`spec.Disjunct`) and stops as soon as its sign is
 decided: a solution with margin ``<= 0`` (``objective_target``) or a proof that none below ``+tol`` exists
 (``objective_bound`` as a cutoff).
@@ -77,7 +77,7 @@ def _encode_copy(builder, network, bounds, x_vars, layers=None):
     """Adds one network copy up to its last hidden layer (all, or ``layers``).
 
     Returns the indices of that layer's variables (-1 marks a neuron fixed
-    at 0). Pass-through neurons are ``a = z`` with ``z`` in its bounds.
+    at 0).
     """
     inf = np.inf
     prev = x_vars
@@ -85,21 +85,19 @@ def _encode_copy(builder, network, bounds, x_vars, layers=None):
     for k in range(count):
         w, b = network.weights[k], network.biases[k]
         lower, upper = bounds[k]
-        through = network.passthrough[k]
         live = prev >= 0
         prev_cols = prev[live].tolist()
         w_live = w[:, live]
         current = np.full(w.shape[0], -1)
         for j in range(w.shape[0]):
             lo, hi = float(lower[j]), float(upper[j])
-            identity = through is not None and through[j]
-            if hi <= 0 and not identity:
+            if hi <= 0:
                 continue
             nz = np.nonzero(w_live[j])[0]
             cols = [prev_cols[i] for i in nz]
             neg_w = (-w_live[j, nz]).tolist()
-            if identity or lo >= 0:  # a = z
-                a = builder.var(lo if identity else max(lo, 0.0), hi)
+            if lo >= 0:  # a = z
+                a = builder.var(lo, hi)
                 builder.row([a, *cols], [1.0, *neg_w], b[j], b[j])
             else:
                 a = builder.var(0.0, hi)
@@ -369,8 +367,6 @@ def neuron_bounds_lp(network, region, tightened, current, k, deadline=None):
     """
     lower, upper = (np.array(v, dtype=float) for v in current)
     open_ = (lower < 0) & (upper > 0)
-    if network.passthrough[k] is not None:
-        open_ &= ~network.passthrough[k]
     unstable = np.nonzero(open_)[0]
     if k == 0 or unstable.size == 0:
         return lower, upper

@@ -21,15 +21,10 @@ def random_boxes(rng, n, count, scale=1.0):
 
 def pre_activations(net, x):
     out, h = [], x
-    for k, (w, b) in enumerate(zip(net.weights[:-1], net.biases[:-1])):
+    for w, b in zip(net.weights[:-1], net.biases[:-1]):
         z = h @ w.T + b
         out.append(z)
-        through = net.passthrough[k]
-        h = (
-            np.maximum(z, 0)
-            if through is None
-            else np.where(through, z, np.maximum(z, 0))
-        )
+        h = np.maximum(z, 0)
     return out
 
 
@@ -39,15 +34,11 @@ def samples(rng, lower, upper, count=400):
     return np.concatenate([x, corners])
 
 
-@pytest.mark.parametrize("passthrough", [False, True])
-def test_layer_bounds_contain_sampled_pre_activations(passthrough):
+def test_layer_bounds_contain_sampled_pre_activations():
     rng = np.random.default_rng(0)
     for _ in range(4):
         weights, biases = random_net(rng, [4, 12, 10, 10, 3])
-        masks = None
-        if passthrough:
-            masks = [rng.uniform(size=b.size) < 0.3 for b in biases[:-1]]
-        net = ReluNetwork(weights, biases, passthrough=masks)
+        net = ReluNetwork(weights, biases)
         lower, upper = random_boxes(rng, 4, 30)
         layers = bb.hidden_bounds(net, lower, upper)
         cheap = bb.hidden_bounds(net, lower, upper, backward=False)
