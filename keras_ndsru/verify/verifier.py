@@ -202,19 +202,20 @@ def check_graph(
         if stop_at_violation and any(r.status is Status.VIOLATED for r in results):
             results.append(PropertyOutcome(Status.UNKNOWN))
             continue
-        target, lifted, to_region = _lift(graph, prop)
+        target, lifted, to_region, l1 = _lift(graph, prop)
         found = decide_graph(
             target,
             lifted,
             deadline,
             options,
             confirm=lambda i, x, q=q, f=to_region: check_one(q, i, x, f),
+            l1=l1,
         )
         results.append(finish(q, found, to_region, time.time() - tick))
     return results
 
 
-def _decide_task(graph, prop, deadline, options):
+def _decide_task(graph, prop, deadline, options, l1):
     """One property on a worker (no confirmation there: the parent checks
     each counterexample against the region and the model)."""
     import torch
@@ -223,18 +224,18 @@ def _decide_task(graph, prop, deadline, options):
 
     torch.set_num_threads(1)
     tick = time.time()
-    return decide_graph(graph, prop, deadline, options), time.time() - tick
+    return decide_graph(graph, prop, deadline, options, l1=l1), time.time() - tick
 
 
 def _check_graph_on(executor, graph, properties, deadline, options, check_one, finish):
     """`check_graph`'s properties decided in parallel on ``executor``."""
     lifts = [_lift(graph, prop) for prop in properties]
     futures = [
-        executor.submit(_decide_task, target, lifted, deadline, options)
-        for target, lifted, _ in lifts
+        executor.submit(_decide_task, target, lifted, deadline, options, l1)
+        for target, lifted, _, l1 in lifts
     ]
     results = []
-    for q, (future, (_, _, to_region)) in enumerate(zip(futures, lifts)):
+    for q, (future, (_, _, to_region, _)) in enumerate(zip(futures, lifts)):
         found, seconds = future.result()
         for outcome in found:
             if outcome.status is Status.VIOLATED and not check_one(
@@ -247,16 +248,19 @@ def _check_graph_on(executor, graph, properties, deadline, options, check_one, f
 
 
 def _lift(graph, prop):
-    """``(graph, property, to_region)`` for the graph engine: the property
-    itself for one copy; for two copies the pair graph over ``(x1, d)``, with
-    ``to_region`` mapping its points back to pairs ``(2, n)``."""
+    """``(graph, property, to_region, l1)`` for the graph engine: the
+    property itself for one copy; for two copies the pair graph over ``(x1,
+    d)``, with ``to_region`` mapping its points back to pairs ``(2, n)`` and,
+    for the L_1 norm, the ball ``||d||_1 <= delta`` on ``d`` (an
+    `complete.L1Ball`)."""
     from keras_ndsru.verify.graph.two_copies import two_copy_graph
     from keras_ndsru.verify.properties.spec import Property, Region
+    from keras_ndsru.verify.search.complete import L1Ball
 
     region = prop.region
     if region.copies == 1:
         n = region.n
-        return graph, prop, lambda x: np.asarray(x, np.float64).reshape(1, n)
+        return graph, prop, lambda x: np.asarray(x, np.float64).reshape(1, n), None
     lower, upper = region.lower, region.upper
     if graph.input_domain is not None:
         lower = np.maximum(lower, graph.input_domain[0])
@@ -265,7 +269,12 @@ def _lift(graph, prop):
         graph, lower, upper, region.radius
     )
     lifted = Property(Region(box_lower, box_upper), prop.disjuncts, prop.description)
-    return pair, lifted, to_pair
+    l1 = None
+    if region.norm == "1":
+        n = region.n
+        mask = np.concatenate([np.zeros(n, bool), np.ones(n, bool)])
+        l1 = L1Ball(np.zeros(2 * n), float(region.radius), mask)
+    return pair, lifted, to_pair, l1
 
 
 def _verdict(network, prop, found, seconds) -> PropertyOutcome:

@@ -8,9 +8,11 @@ Def. 2 constrains a pair ``x1, x2`` of the box ``[lower, upper]`` with
 towards ``x1`` (which is in the box), so ``|x2 - x1| <= delta``, and any
 valid pair is reached with ``d = x2 - x1``. The clip is
 ``lower + relu(z - lower) - relu(z - upper)``: ReLUs the branch and bound
-splits like any other, so the encoding is exact. For the L_1 norm the same
-box holds ``d`` (the L_1 ball is inside it): proofs are sound, and a
-counterexample counts only once it is in the L_1 region (`Region.contains`).
+splits like any other, so the encoding is exact. For the L_1 norm ``d`` also
+lies in the ball ``||d||_1 <= delta`` (`complete.L1Ball` on the ``d``
+coordinates: used exactly by the bounds and the leaf LPs, attacks projected
+onto it); clipping only shrinks ``|x2 - x1|``, so the pairs are exactly
+the valid ones again.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from keras_ndsru.verify.bounds.spec import OutputSpec
 from keras_ndsru.verify.graph.max_as_relu import maxpool_as_relus
 from keras_ndsru.verify.graph.operators import Relax
 from keras_ndsru.verify.outcomes.outcome import Method, Outcome, Reason, Status
+from keras_ndsru.verify.properties.spec import project_l1
 from keras_ndsru.verify.search import attack, bab
 
 logger = logging.getLogger(__name__)
@@ -112,8 +113,40 @@ def outward(bounds: list, dtype) -> list:
     ]
 
 
-def input_boxes(graph, region, device, dtype) -> tuple:
-    """The region's box in float64 and in ``dtype`` (rounded outwards).
+@dataclasses.dataclass
+class L1Ball:
+    """``sum(|x - center|[mask]) <= radius`` on flat inputs (NumPy)."""
+
+    center: np.ndarray
+    radius: float
+    mask: np.ndarray
+
+    @classmethod
+    def of(cls, region) -> L1Ball | None:
+        """A one-copy region's L_1 ball (on every coordinate), or None."""
+        if not region.l1_ball:
+            return None
+        center = np.asarray(region.center, np.float64)
+        return cls(center, float(region.radius), np.ones(center.shape, bool))
+
+    def project(self, point: np.ndarray) -> np.ndarray:
+        """``point`` with its masked coordinates moved onto the ball (the
+        Euclidean projection, scaled a hair inside for rounding)."""
+        diff = point[self.mask] - self.center[self.mask]
+        if np.abs(diff).sum() <= self.radius:
+            return point
+        diff = project_l1(diff, self.radius)[0]
+        total = np.abs(diff).sum()
+        if total > self.radius:
+            diff *= self.radius / total * (1.0 - 1e-12)
+        point = point.copy()
+        point[self.mask] = self.center[self.mask] + diff
+        return point
+
+
+def input_boxes(graph, region, device, dtype, l1=None) -> tuple:
+    """The region's box in float64 and in ``dtype`` (rounded outwards), with
+    the L_1 ball ``l1`` (an `L1Ball`; default: the region's own, if any).
 
     Returns:
         ``(lower, upper, box64, box)``: NumPy float64 bounds ``(n,)`` and
@@ -122,14 +155,15 @@ def input_boxes(graph, region, device, dtype) -> tuple:
     lower, upper = region_box(graph, region)
     shape = (1, *graph.input_shape)
     ball64 = ball = None
-    if region.l1_ball:
-        center = torch.as_tensor(region.center, device=device)
-        mask = torch.ones(center.shape, dtype=torch.bool, device=device)
-        ball64 = crown.Ball(center, float(region.radius), mask)
+    l1 = l1 if l1 is not None else L1Ball.of(region)
+    if l1 is not None:
+        center = torch.as_tensor(l1.center, device=device)
+        mask = torch.as_tensor(l1.mask, device=device)
+        ball64 = crown.Ball(center, float(l1.radius), mask)
         # The working precision's ball is slightly larger (a guide only).
         ball = crown.Ball(
             center.to(dtype),
-            float(np.nextafter(np.float32(region.radius), np.inf)),
+            float(np.nextafter(np.float32(l1.radius), np.inf)),
             mask,
         )
     box64 = crown.Box(
@@ -144,7 +178,7 @@ def input_boxes(graph, region, device, dtype) -> tuple:
 class _Run:
     """One property's decision: the boxes, the clock and the re-checks."""
 
-    def __init__(self, graph, prop, deadline, options, confirm):
+    def __init__(self, graph, prop, deadline, options, confirm, l1=None):
         self.graph = graph
         self.deadline = deadline
         self.options = options
@@ -152,9 +186,9 @@ class _Run:
         self.start = time.time()
         self.dtype = getattr(torch, options.dtype)
         self.spec = OutputSpec.from_property(prop)
-        self.region = prop.region
+        self.l1 = l1 if l1 is not None else L1Ball.of(prop.region)
         self.lower, self.upper, self.box64, self.box = input_boxes(
-            graph, prop.region, options.torch_device(), self.dtype
+            graph, prop.region, options.torch_device(), self.dtype, self.l1
         )
         self.generator = torch.Generator().manual_seed(options.seed)
         self.attacks = 0
@@ -166,8 +200,9 @@ class _Run:
         """``(disjunct, point)`` when ``point`` (clipped) is a confirmed
         counterexample, else None."""
         point = np.clip(point, self.lower, self.upper)
-        if self.region.l1_ball and not self.region.contains(point):
-            point = self.region.project(point[None, None].copy())[0, 0]
+        if self.l1 is not None:
+            # The center is in the box: the projection stays in it.
+            point = np.clip(self.l1.project(point), self.lower, self.upper)
         found = _violated(self.graph, self.spec, point)
         if found is not None and (self.confirm is None or self.confirm(found, point)):
             return found, point
@@ -281,6 +316,7 @@ def decide_graph(
     deadline: float,
     options: GraphOptions | None = None,
     confirm=None,
+    l1: L1Ball | None = None,
 ) -> list[Outcome]:
     """Decides ``prop`` (a box region) on ``graph``.
 
@@ -291,6 +327,8 @@ def decide_graph(
         options: a `GraphOptions`. Defaults to `GraphOptions()`.
         confirm: optional ``confirm(disjunct, x) -> bool`` re-checking a
             candidate counterexample ``x`` ``(n,)`` exactly.
+        l1: an `L1Ball` intersected with the box (e.g. on some coordinates
+            only), instead of the region's own. Defaults to None.
 
     Returns:
         One `Outcome` per disjunct when proved; else one `Outcome` (the
@@ -298,7 +336,7 @@ def decide_graph(
     """
     # Max-pooling as ReLUs: splittable, and affine once split (leaf LPs).
     graph = maxpool_as_relus(graph)
-    run = _Run(graph, prop, deadline, options or GraphOptions(), confirm)
+    run = _Run(graph, prop, deadline, options or GraphOptions(), confirm, l1)
     found = run.attack()
     logger.debug("attack done after %.2f s", time.time() - run.start)
     if found is not None:
