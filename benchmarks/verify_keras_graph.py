@@ -10,6 +10,9 @@ its own process (peak resident memory measured per process):
 
 - ``graph``: ``local_robustness(graph_from_keras(model), ...)`` (CROWN,
   alpha/beta-CROWN, branch and bound; PyTorch, one thread);
+- ``graph-maxpool``: the same with max-pooling kept as one operator (its
+  DeepPoly relaxation, not split: the engine before `max_as_relu`), for an
+  ablation side by side;
 - ``model``: ``local_robustness(model, ...)``, the public routing (the
   model is read by ``graph_from_keras``; not being an affine/ReLU chain, it
   goes to the graph engine too), its address space capped at
@@ -19,7 +22,7 @@ Every robust verdict is checked against 2,000 random points and corners of
 the ball, every counterexample in Keras. Prints one table.
 
     .venv/bin/python benchmarks/verify_keras_graph.py [--points 5]
-        [--timeout 60] [--epochs 4] [--engines graph,model] [--chain-gib 12]
+        [--timeout 60] [--epochs 4] [--engines graph,graph-maxpool,model] [--chain-gib 12]
 """
 
 from __future__ import annotations
@@ -89,6 +92,10 @@ def run_engine(engine, path, points, timeout, queue):
     from keras_ndsru.verify import graph_from_keras, local_robustness
     from keras_ndsru.verify.formats.keras_model import keras_forward
 
+    if engine == "graph-maxpool":
+        from keras_ndsru.verify.search import complete
+
+        complete.maxpool_as_relus = lambda graph: graph
     if engine == "model":
         cap = int(os.environ["CHAIN_GIB"]) << 30
         resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
@@ -98,7 +105,7 @@ def run_engine(engine, path, points, timeout, queue):
     target = model
     try:
         start = time.time()
-        if engine == "graph":
+        if engine.startswith("graph"):
             target = graph_from_keras(model)
         load_s = time.time() - start
         for i in range(points):

@@ -12,6 +12,7 @@ violating its disjunct on the network in float64, and by the caller's
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -40,7 +41,9 @@ def check(
     """Decides each property: `Status.SAFE`, `VIOLATED` or `UNKNOWN`.
 
     Args:
-        network: a `ReluNetwork`.
+        network: a `ReluNetwork`, or a `Graph` (then `check_graph` decides,
+            ``executor`` runs its properties in parallel, and ``options`` and
+            ``falsify_first`` do not apply).
         properties: a list of `spec.Property` over its inputs and outputs.
         confirm: optional ``confirm(property_index, x) -> bool`` re-checking a
             counterexample ``x`` ``(copies, n)`` on the real model; it runs
@@ -55,6 +58,16 @@ def check(
     Returns:
         One `PropertyOutcome` per property, in order.
     """
+    graph_module = sys.modules.get("keras_ndsru.verify.graph.graph")
+    if graph_module is not None and isinstance(network, graph_module.Graph):
+        return check_graph(
+            network,
+            properties,
+            confirm,
+            timeout,
+            executor=executor,
+            stop_at_violation=False,
+        )
     options = options or Options()
     start = time.time()
     if timeout is not None and not float(timeout) >= 0:

@@ -203,3 +203,19 @@ def test_points_run_in_parallel_on_an_executor():
         for r, x0 in zip(results, points):
             if r.robust is False:
                 assert np.abs(r.counterexample - x0).max() <= delta
+
+
+def test_check_takes_a_graph():
+    """`verifier.check` (the public `check`) decides properties of a Graph."""
+    from keras_ndsru.verify import check
+
+    weights, biases, region, mat = _case(1)
+    graph = relu_graph(weights, biases)
+    exact = exact_min_margin(weights, biases, region, Disjunct(mat[:1], np.zeros(1)))
+    props = [
+        Property(region, [Disjunct(mat[:1], np.array([exact + gap]))])
+        for gap in (-0.05, 0.05)
+    ]
+    safe, violated = check(graph, props, timeout=30)
+    assert safe.status is Status.SAFE and violated.status is Status.VIOLATED
+    assert mat[0] @ graph(violated.counterexample.ravel()) <= exact + 0.05
