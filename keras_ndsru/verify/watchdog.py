@@ -93,6 +93,11 @@ def _run_forked(work, deadline, on_timeout) -> Answer:
     pid = os.fork()
     if pid == 0:  # the child
         os.close(read_end)
+        if "torch" in sys.modules:
+            # PyTorch already ran in the parent (a library caller, not the
+            # command line): its OpenMP/MKL thread pools do not survive a
+            # fork, and a parallel region would wait for them forever.
+            sys.modules["torch"].set_num_threads(1)
         _child(work, deadline, write_end)
     os.close(write_end)
     previous = signal.signal(

@@ -17,15 +17,18 @@ from keras_ndsru.verify.vnncomp import run_instance  # noqa: E402
 LOWER, UPPER = np.array([-1.0, -0.5]), np.array([0.5, 1.0])
 
 
-def tiny_onnx(path):
-    """y = W2 relu(W1 x + b1) + b2, 2 -> 6 -> 2; returns weights as the chain's."""
+def tiny_onnx(path, leaky=None):
+    """y = W2 relu(W1 x + b1) + b2, 2 -> 6 -> 2 (LeakyRelu of slope ``leaky``
+    if given); returns the weights of the equivalent pure ReLU chain."""
     rng = np.random.default_rng(5)
     w1, b1 = rng.normal(size=(2, 6)), rng.normal(size=6) * 0.3
     w2, b2 = rng.normal(size=(6, 2)), rng.normal(size=2) * 0.3
     consts = {"w1": w1, "b1": b1, "w2": w2, "b2": b2}
     nodes = [
         helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="g1"),
-        helper.make_node("Relu", ["h"], ["r"], name="relu"),
+        helper.make_node("Relu", ["h"], ["r"], name="relu")
+        if leaky is None
+        else helper.make_node("LeakyRelu", ["h"], ["r"], name="leaky", alpha=leaky),
         helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], name="g2"),
     ]
     graph = helper.make_graph(
@@ -39,7 +42,15 @@ def tiny_onnx(path):
     model.ir_version = 8
     onnx.save(model, path)
     as64 = {k: v.astype(np.float32).astype(np.float64) for k, v in consts.items()}
-    return [as64["w1"].T, as64["w2"].T], [as64["b1"], as64["b2"]]
+    w1, b1, w2 = as64["w1"].T, as64["b1"], as64["w2"].T
+    if leaky is not None:  # leaky(z) = relu(z) - a relu(-z)
+        alpha = float(np.float32(leaky))
+        w1, b1, w2 = (
+            np.vstack([w1, -w1]),
+            np.concatenate([b1, -b1]),
+            np.hstack([w2, -alpha * w2]),
+        )
+    return [w1, w2], [b1, as64["b2"]]
 
 
 def vnnlib_text(threshold):
@@ -57,9 +68,11 @@ def parse_result(text):
     return first, values
 
 
-@pytest.fixture
-def instance(tmp_path):
-    weights, biases = tiny_onnx(tmp_path / "net.onnx")
+@pytest.fixture(params=[None, 0.1], ids=["relu-chain", "leaky-graph"])
+def instance(tmp_path, request):
+    """The tiny network: a ReLU chain (input splitting), or with LeakyRelu
+    (not a chain: the automatic engine takes the graph)."""
+    weights, biases = tiny_onnx(tmp_path / "net.onnx", leaky=request.param)
     # The exact max of Y_0 over the box, from the brute-force oracle.
     centre, radius = (LOWER + UPPER) / 2, (UPPER - LOWER) / 2
     scale = radius.max() / radius  # min_local takes a ball: stretch inputs
