@@ -267,6 +267,7 @@ def _decide_instance(args, deadline: float):
 
     from keras_ndsru.verify.formats.errors import OnnxError
     from keras_ndsru.verify.formats.vnnlib import VnnlibError
+    from keras_ndsru.verify.graph.network import NotAChain
     from keras_ndsru.verify.search.schedule import process_context
     from keras_ndsru.verify.vnncomp import run_instance
     from keras_ndsru.verify.watchdog import Answer
@@ -286,6 +287,13 @@ def _decide_instance(args, deadline: float):
         )
     except (OnnxError, VnnlibError) as error:
         return Answer(2, "", error=str(error))
+    except NotAChain as error:
+        return Answer(
+            2,
+            "",
+            error=f"{args.onnx}: --engine split needs an affine/ReLU chain: "
+            f"{error} (use --engine graph or auto)",
+        )
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)

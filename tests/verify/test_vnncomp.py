@@ -163,6 +163,20 @@ def test_command_line_errors_are_one_line(instance, capsys, monkeypatch, args, m
     assert info.value.code == 2 and message in last, last
 
 
+def test_split_engine_on_a_graph_is_one_line(tmp_path, capsys):
+    tiny_onnx(tmp_path / "net.onnx", leaky=0.1)
+    (tmp_path / "p.vnnlib").write_text(vnnlib_text(0.0))
+    args = [str(tmp_path / "net.onnx"), str(tmp_path / "p.vnnlib"), "--timeout", "20"]
+    with pytest.raises(SystemExit) as info:
+        cli.main(["vnncomp", *args, "--engine", "split"])
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert info.value.code == 2
+    assert (
+        "--engine split needs an affine/ReLU chain: node 'leaky' is a LeakyReLU" in last
+    )
+    assert cli.main(["vnncomp", *args]) in (0, 1)  # auto: the graph engine
+
+
 def test_acasxu_instances(shared_data):
     folder = shared_data("vnncomp/acasxu")
     safe = run_instance(
