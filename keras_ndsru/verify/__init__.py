@@ -1,16 +1,20 @@
 """Complete robustness verification of ReLU networks (arXiv 1709.02802).
 
 `local_robustness` (Def. 1 and 3), `global_robustness` (Def. 2) and
-`max_robust_delta` prove or refute robustness of Keras models (Dense, Conv2D,
-pooling, residual Add, BatchNormalization, ReLU/LeakyReLU), ONNX graphs
-(`load_onnx`) and `.nnet` networks (`load_nnet`). Every query is data: a
-`Property` (an input `Region` and unsafe output `Disjunct`s ``mat @ y <=
-rhs``), decided by one path (`check`): falsification, bound propagation,
-input splitting and a HiGHS mixed-integer encoding. VNN-LIB files
-(`read_vnnlib`) compile into the same properties; `run_instance` answers a
-VNN-COMP instance. Image networks go to the graph engine (`load_onnx_graph`,
-`graph_from_keras`: a `Graph` of operators; PyTorch). HiGHS, SciPy, onnx and
-PyTorch are imported only when needed (``pip install keras-ndsru[verify]``).
+`max_robust_delta` prove or refute robustness of Keras models (Dense,
+Conv1D/Conv2D, pooling, residual Add, BatchNormalization, ReLU/LeakyReLU,
+sigmoid/tanh), ONNX graphs (`load_onnx_graph`; `load_onnx` for affine/ReLU
+chains) and `.nnet` networks (`load_nnet`). Every query is data: a `Property`
+(an input `Region` and unsafe output `Disjunct`s ``mat @ y <= rhs``), decided
+by one of two engines. Every model is read once into a `Graph` of operators
+(`graph_from_keras`, `load_onnx_graph`); one that is an affine/ReLU chain
+becomes a `ReluNetwork` (`from_keras`) for the exact chain engine
+(falsification, bound propagation, input splitting, a HiGHS mixed-integer
+encoding), any other graph goes to the graph engine (PGD, CROWN,
+alpha/beta-CROWN branch and bound; PyTorch, on a GPU when present). VNN-LIB
+files (`read_vnnlib`) compile into the same properties; `run_instance`
+answers a VNN-COMP instance. HiGHS, SciPy, onnx and PyTorch are imported
+only when needed (``pip install keras-ndsru[verify]``).
 """
 
 from keras_ndsru.verify.formats.errors import OnnxError
