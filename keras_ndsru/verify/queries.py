@@ -34,11 +34,15 @@ def _is_graph(model) -> bool:
     return module is not None and isinstance(model, module.Graph)
 
 
-def _as_network(model, strip_softmax):
+def _as_network(model, strip_softmax, method: str = "auto", chain: str = "small"):
     """``(network, keras_model)``: a Keras model is read as a `Graph`
-    (`graph_from_keras`); one that is an affine/ReLU chain of dense
-    segments becomes its `ReluNetwork` (the exact chain engine: input
-    splitting, MILP), any other stays a graph (the graph engine)."""
+    (`graph_from_keras`). If it is an affine/ReLU chain of dense segments,
+    it becomes its `ReluNetwork` (the exact chain engine: input splitting,
+    MILP) when ``chain`` is "always" (Def. 2, or a chain engine's
+    ``method``), or "small" and it has at most ``Options().split_max_dims``
+    inputs (input splitting); otherwise it stays a graph (the graph engine's
+    branch and bound, much stronger than one MILP on image-sized inputs).
+    A ``method`` other than "auto" requires a chain."""
     if isinstance(model, ReluNetwork) or _is_graph(model):
         return model, None
     try:
@@ -50,7 +54,17 @@ def _as_network(model, strip_softmax):
         from keras_ndsru.verify.graph.chain import chain_from_graph, chain_reason
 
         graph = graph_from_keras(model, strip_softmax=strip_softmax)
-        if chain_reason(graph) is None:
+        reason = chain_reason(graph)
+        if method != "auto":
+            if reason is not None:
+                raise ValueError(
+                    f"method={method!r} needs an affine/ReLU chain; model "
+                    f"{model.name!r} is not one ({reason}): use method='auto' "
+                    f"(the graph engine). Received: method={method!r}"
+                )
+            chain = "always"
+        small = graph.n_inputs <= Options().split_max_dims
+        if reason is None and (chain != "small" or small):
             return chain_from_graph(graph), model
         return graph, model
     raise TypeError(
@@ -214,9 +228,11 @@ def local_robustness(
 
     Args:
         model: a `keras.Model` of supported layers (read by
-            `graph_from_keras`: an affine/ReLU chain of dense segments goes
-            to the exact chain engine, any other graph to the graph engine:
-            CROWN, alpha/beta-CROWN, branch and bound), a `Graph`
+            `graph_from_keras`: an affine/ReLU chain with at most 16 inputs
+            goes to the exact chain engine's input splitting, as does any
+            chain for ``method="milp"``/``"split"``; every other model to
+            the graph engine: CROWN, alpha/beta-CROWN, branch and bound), a
+            `Graph`
             (`load_onnx_graph`, `graph_from_keras`: the graph engine; an L_1
             ball is used exactly in its bounds, its attacks are projected
             onto it), or a `ReluNetwork` / `load_nnet` network (queries are
@@ -240,8 +256,10 @@ def local_robustness(
         executor: any `concurrent.futures.Executor` (e.g. Dask's or Ray's),
             used instead of ``workers`` (the graph engine sends it one point
             each, the graph pickled with it). Defaults to None.
-        method: "auto" (input splitting for <= 16 inputs, else MILP), "milp"
-            or "split". Defaults to "auto".
+        method: "auto" (input splitting for <= 16 inputs, else MILP, on a
+            `ReluNetwork`; the engine chosen above for a Keras model), "milp"
+            or "split" (the chain engine's; a Keras model must then be a
+            chain). Defaults to "auto".
         tol: margin a proof must exceed. Defaults to 1e-6.
         lp_tighten: tighten the unstable neurons' bounds with LPs before
             a MILP (once per region). Defaults to True.
@@ -258,7 +276,8 @@ def local_robustness(
     """
     start = time.time()
     _check_parallel(workers, executor)
-    network, keras_model = _as_network(model, strip_softmax=eps is None)
+    method = validation.one_of("method", method, _METHODS)
+    network, keras_model = _as_network(model, strip_softmax=eps is None, method=method)
     points, batched = _points(network, x0)
     delta = validation.positive_float("delta", delta)
     eps = None if eps is None else validation.positive_float("eps", eps)
@@ -374,7 +393,7 @@ def global_robustness(
     """
     start = time.time()
     _check_parallel(workers, executor)
-    network, keras_model = _as_network(model, strip_softmax=False)
+    network, keras_model = _as_network(model, strip_softmax=False, chain="always")
     delta = validation.positive_float("delta", delta)
     eps = validation.positive_float("eps", eps)
     norm = _norm(norm)

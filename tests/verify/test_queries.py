@@ -210,16 +210,17 @@ def test_timeout_gives_unknown():
 
 
 def test_reading_the_model_counts_against_the_timeout(monkeypatch):
-    """``timeout`` is for the whole call: lowering a Keras conv net took 8 s
-    that the deadline did not see (33.5 s of checking after it, timeout 30)."""
+    """``timeout`` is for the whole call: reading a Keras conv net (then a
+    dense lowering) took 8 s that the deadline did not see (33.5 s of
+    checking after it, timeout 30)."""
     rng = np.random.default_rng(9)
     net = ReluNetwork(*random_net(rng, [4, 8, 3]))
     given = {}
     as_network, run = queries._as_network, queries._run
 
-    def slow_read(model, strip_softmax):
+    def slow_read(model, strip_softmax, **kwargs):
         time.sleep(0.6)
-        return as_network(model, strip_softmax)
+        return as_network(model, strip_softmax, **kwargs)
 
     def recorded_run(network, properties, confirm, timeout, *args):
         given.setdefault("timeouts", []).append(timeout)

@@ -181,6 +181,7 @@ class Graph:
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_key"] = None
+        state.pop("_max_as_relu", None)  # a cached rewrite: made again on use
         return state
 
     def __repr__(self) -> str:

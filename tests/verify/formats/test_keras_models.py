@@ -167,3 +167,32 @@ def test_digits_conv_net_max_robust_delta(digits_conv_net):
     upper = np.minimum(x0 + res.delta, 1.0)
     pts = rng.uniform(lower, upper, size=(3000, *x0.shape))
     assert np.all(np.argmax(keras_forward(model, pts), axis=1) == label)
+
+
+def test_chains_with_many_inputs_take_the_graph_engine(monkeypatch):
+    """A Keras MLP with <= 16 inputs goes to the chain engine (input
+    splitting); with more, to the graph engine (branch and bound: on 784
+    inputs it decided 3 of 3 MNIST queries where the chain's MILP decided 1
+    in 60 s); method="milp" keeps the chain."""
+    from keras_ndsru.verify import queries
+
+    engines = []
+    run = queries._run
+
+    def recorded(network, *args):
+        engines.append(type(network).__name__)
+        return run(network, *args)
+
+    monkeypatch.setattr(queries, "_run", recorded)
+    for inputs in (4, 20):
+        model = randomize(
+            keras.Sequential(
+                [keras.Input((inputs,)), L.Dense(6, activation="relu"), L.Dense(3)]
+            ),
+            inputs,
+        )
+        x0 = np.zeros(inputs)
+        auto = local_robustness(model, x0, 0.05, workers=1)
+        milp = local_robustness(model, x0, 0.05, workers=1, method="milp")
+        assert auto.robust == milp.robust and auto.robust is not None
+    assert engines == ["ReluNetwork", "ReluNetwork", "Graph", "ReluNetwork"]
