@@ -108,9 +108,10 @@ def _split_constraints(graph, bounds, box, splits):
 
 @dataclasses.dataclass
 class _Inputs:
-    """The domain's inputs: a box, and an L_1 ball ``sum |x - center| <=
-    radius`` on the coordinates ``mask`` when the region has one."""
+    """The domain's inputs: the float64 `crown.Box` (with its L_1 ball, if
+    any) and, for the LP's rows, its bounds and ball as NumPy arrays."""
 
+    box: crown.Box
     lower: np.ndarray
     upper: np.ndarray
     center: np.ndarray | None = None
@@ -122,9 +123,10 @@ class _Inputs:
         lower = box.lower.reshape(-1).cpu().numpy()
         upper = box.upper.reshape(-1).cpu().numpy()
         if box.ball is None:
-            return cls(lower, upper)
+            return cls(box, lower, upper)
         ball = box.ball
         return cls(
+            box,
             lower,
             upper,
             ball.center.reshape(-1).cpu().numpy().astype(np.float64),
@@ -133,25 +135,13 @@ class _Inputs:
         )
 
     def minimum(self, coef) -> float:
-        """``min coef @ x`` over the inputs, rounded down: the box's, and
-        with a ball the exact knapsack from its center (as
-        `crown.l1_concretize`)."""
-        lower, upper = self.lower, self.upper
-        terms = np.minimum(coef * lower, coef * upper)
-        value = float(terms.sum())
-        if self.center is not None:
-            m = self.mask
-            c = np.where(m, self.center, 0.0)
-            free = np.where(m, 0.0, terms)
-            cap = np.where(coef > 0, c - lower, upper - c)
-            cap = np.where(m, np.maximum(cap, 0.0), 0.0)
-            order = np.argsort(-np.abs(coef) * m, kind="stable")
-            gain, cap = (np.abs(coef) * m)[order], cap[order]
-            take = np.minimum(
-                cap, np.maximum(self.radius - (np.cumsum(cap) - cap), 0.0)
-            )
-            ball = float(free.sum() + (coef * c).sum() - (gain * take).sum())
-            value = max(value, ball)
+        """``min coef @ x`` over the inputs (`crown.concretize`: the box, and
+        the ball's exact knapsack), rounded down by a margin."""
+        A = torch.as_tensor(
+            coef, dtype=self.box.lower.dtype, device=self.box.lower.device
+        )
+        value = float(crown.concretize(A.reshape(1, 1, -1), self.box)[0, 0])
+        terms = np.minimum(coef * self.lower, coef * self.upper)
         return value - 1e-9 * (1.0 + np.abs(terms).sum())
 
 
