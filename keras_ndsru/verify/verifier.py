@@ -268,16 +268,13 @@ def _lift(graph, prop):
     `complete.L1Ball`)."""
     from keras_ndsru.verify.graph.two_copies import two_copy_graph
     from keras_ndsru.verify.properties.spec import Property, Region
-    from keras_ndsru.verify.search.complete import L1Ball
+    from keras_ndsru.verify.search.complete import L1Ball, in_domain
 
     region = prop.region
     if region.copies == 1:
         n = region.n
         return graph, prop, lambda x: np.asarray(x, np.float64).reshape(1, n), None
-    lower, upper = region.lower, region.upper
-    if graph.input_domain is not None:
-        lower = np.maximum(lower, graph.input_domain[0])
-        upper = np.minimum(upper, graph.input_domain[1])
+    lower, upper = in_domain(graph, region.lower, region.upper)
     pair, box_lower, box_upper, to_pair = two_copy_graph(
         graph, lower, upper, region.radius
     )

@@ -81,7 +81,11 @@ def region_box(graph, region) -> tuple[np.ndarray, np.ndarray]:
             f"Received: copies={region.copies}, "
             f"a_ub={'set' if region.a_ub is not None else None}"
         )
-    lower, upper = region.lower, region.upper
+    return in_domain(graph, region.lower, region.upper)
+
+
+def in_domain(graph, lower, upper) -> tuple[np.ndarray, np.ndarray]:
+    """The box ``[lower, upper]`` intersected with the graph's input domain."""
     if graph.input_domain is not None:
         lower = np.maximum(lower, graph.input_domain[0])
         upper = np.minimum(upper, graph.input_domain[1])
